@@ -1,0 +1,1 @@
+"""Dataset plug-ins, one module per dataset; importing this package registers them all."""

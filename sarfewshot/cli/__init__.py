@@ -1,0 +1,1 @@
+"""The ``sarfewshot`` command line: one module per subcommand."""

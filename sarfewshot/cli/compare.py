@@ -1,0 +1,16 @@
+"""`sarfewshot compare` (placeholder until its issue lands; replaced by the real subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `compare` subcommand."""
+    parser = sub.add_parser("compare", help="(not built yet)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("compare is not built yet")

@@ -1,0 +1,16 @@
+"""`sarfewshot dassl-train` (placeholder until its issue lands; replaced by the real subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `dassl-train` subcommand."""
+    parser = sub.add_parser("dassl-train", help="(not built yet)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("dassl-train is not built yet")

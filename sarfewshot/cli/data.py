@@ -1,0 +1,16 @@
+"""`sarfewshot data` (placeholder until its issue lands; replaced by the real subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `data` subcommand."""
+    parser = sub.add_parser("data", help="(not built yet)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("data is not built yet")

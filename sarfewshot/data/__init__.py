@@ -1,0 +1,1 @@
+"""Data layer: SAR image I/O, transforms, dataset listings and few-shot splits."""

@@ -1,0 +1,110 @@
+"""Dassl-shaped data objects (``Datum``, ``DatasetBase``) and the SAR dataset plug-in base.
+
+A plug-in (one module per dataset under ``datasets/``) subclasses :class:`SARDataset` and
+implements :meth:`SARDataset.list`, which returns a :class:`Listing`: every labelled image the
+dataset offers, before any few-shot draw. Few-shot splits (``sarfewshot.data.splits``) are drawn
+from a listing; ``DatasetBase`` objects are built from a split for Dassl-style trainers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Optional
+
+from sarfewshot.utils.io import sha256_text
+
+
+@dataclass(frozen=True)
+class Datum:
+    """One labelled image, as in Dassl: read-only ``impath``, ``label``, ``domain``, ``classname``."""
+
+    impath: str
+    label: int = 0
+    domain: int = 0
+    classname: str = ""
+
+
+class DatasetBase:
+    """Dassl's dataset container: ``train_x``, ``train_u``, ``val``, ``test`` lists of Datum.
+
+    ``num_classes``, ``lab2cname`` and ``classnames`` are derived from ``train_x`` as in Dassl.
+    """
+
+    def __init__(
+        self,
+        train_x: Optional[list[Datum]] = None,
+        train_u: Optional[list[Datum]] = None,
+        val: Optional[list[Datum]] = None,
+        test: Optional[list[Datum]] = None,
+    ) -> None:
+        self._train_x = list(train_x or [])
+        self._train_u = train_u
+        self._val = val
+        self._test = test
+        self._lab2cname = {d.label: d.classname for d in self._train_x}
+
+    train_x = property(lambda self: self._train_x)
+    train_u = property(lambda self: self._train_u)
+    val = property(lambda self: self._val)
+    test = property(lambda self: self._test)
+    lab2cname = property(lambda self: dict(sorted(self._lab2cname.items())))
+    classnames = property(lambda self: [c for _, c in sorted(self._lab2cname.items())])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: ``max label + 1`` over ``train_x`` (Dassl's rule)."""
+        return max(self._lab2cname) + 1 if self._lab2cname else 0
+
+
+@dataclass
+class Listing:
+    """Every labelled image of a dataset, with paths relative to ``root``.
+
+    Attributes:
+        root: the dataset folder that ``Datum.impath`` values are relative to.
+        classnames: class names, index = label.
+        train: the train folder's images (the pool few-shot draws come from).
+        test: the test images (the whole test set every cell is scored on).
+    """
+
+    root: Path
+    classnames: list[str]
+    train: list[Datum]
+    test: list[Datum]
+    extra: dict = field(default_factory=dict)
+
+    def abspath(self, datum: Datum) -> str:
+        """Absolute path of a datum of this listing."""
+        return os.path.join(self.root, datum.impath)
+
+    def sha256(self) -> str:
+        """A hash of the sorted (split, relative path, label) lines: changes when the folder does."""
+        lines = [f"train\t{d.impath}\t{d.label}" for d in self.train]
+        lines += [f"test\t{d.impath}\t{d.label}" for d in self.test]
+        lines.sort()
+        return sha256_text("\n".join(["classes\t" + "\t".join(self.classnames), *lines]))
+
+
+class SARDataset:
+    """Base class of dataset plug-ins (register with ``@DATASET_REGISTRY.register(...)``).
+
+    Class attributes:
+        name: canonical registry name.
+        val_fraction: share of each train class held out as a validation pool before the
+            K-shot draw (the release holds out 20 % for MSTAR and FUSAR).
+        crop_size: centre-crop size of the evaluation preset (128 in the release), or None.
+    """
+
+    name: ClassVar[str] = ""
+    val_fraction: ClassVar[float] = 0.2
+    crop_size: ClassVar[Optional[int]] = 128
+
+    def __init__(self, root: str | os.PathLike, **options) -> None:
+        self.root = Path(root)
+        self.options = options
+
+    def list(self) -> Listing:
+        """Return the dataset's listing; raise ``DatasetError`` naming the root on a bad layout."""
+        raise NotImplementedError

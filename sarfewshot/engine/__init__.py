@@ -1,0 +1,1 @@
+"""Dassl-compatible engine: config, registries, trainer loop, optimisers, evaluator."""

@@ -1,0 +1,36 @@
+"""Exceptions that reach the user as a one-line message instead of a traceback.
+
+The CLI catches :class:`SarFewShotError` and prints ``error: <message>``; every subclass's message
+names the file, flag or config key at fault.
+"""
+
+
+class SarFewShotError(Exception):
+    """Base class of the toolkit's user-facing errors."""
+
+
+class ConfigError(SarFewShotError, ValueError):
+    """A config key, YAML file or command-line flag is wrong."""
+
+
+class DatasetError(SarFewShotError, ValueError):
+    """A dataset root is missing, has the wrong layout, or holds a bad file."""
+
+
+class ImageReadError(DatasetError):
+    """An image file cannot be decoded (unreadable, truncated, empty or unknown format)."""
+
+
+class SplitError(SarFewShotError, ValueError):
+    """A few-shot split file is invalid or no longer matches its dataset folder."""
+
+
+class WeightsError(SarFewShotError, ValueError):
+    """A checkpoint is missing, unsafe to load, or does not fit the requested backbone."""
+
+
+class UnknownNameError(SarFewShotError, KeyError):
+    """A registry lookup failed; the message lists the available names."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,1 @@
+"""Backbones: the iRPE ViT of SAR-JEPA, timm ViTs, checkpoint loading and the registry."""

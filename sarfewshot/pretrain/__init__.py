@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: SAR-JEPA and its baselines."""

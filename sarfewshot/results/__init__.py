@@ -1,0 +1,1 @@
+"""Results: per-cell records, aggregation, leaderboard export and plots."""

@@ -1,0 +1,1 @@
+"""Evaluation protocol plug-ins, one module per protocol; importing this package registers them."""
