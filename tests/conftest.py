@@ -1,0 +1,47 @@
+"""Shared fixtures: the location of ``../shared`` (real MSTAR data, reference vectors).
+
+Real-data tests skip with a message when ``../shared`` (relative to the repository root) is
+absent; they never copy the data into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+os.environ.setdefault("SARFEWSHOT_NO_PROGRESS", "1")
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at ../shared ({path}); real-data test skipped")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` (skip when absent)."""
+    return _require(SHARED, "shared folder")
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    """``../shared/vectors``: numbers computed with the original SAR-JEPA code."""
+    return _require(SHARED / "vectors", "reference vectors")
+
+
+@pytest.fixture(scope="session")
+def mstar_soc_root() -> Path:
+    """``../shared/data``, the folder holding ``MSTAR_SOC/TRAIN|TEST``."""
+    return _require(SHARED / "data" / "MSTAR_SOC", "MSTAR SOC chips").parent
+
+
+@pytest.fixture(scope="session")
+def mstar_raw_root() -> Path:
+    """``../shared/data/mstar_raw``: six raw MSTAR Phoenix files."""
+    return _require(SHARED / "data" / "mstar_raw", "raw MSTAR files")
