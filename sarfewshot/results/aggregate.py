@@ -1,0 +1,318 @@
+"""Aggregation of per-cell records into leaderboard rows, and the statistics behind it.
+
+Numbers follow CoOp's ``parse_test_res``: mean and *population* std (ddof 0) over seeds, and
+its ``--ci95`` (1.96 * std / sqrt(n)). Rows also carry the sample std (ddof 1) and a Student-t
+95 % half-width, t_{0.975, n-1} * std_sample / sqrt(n), which is the honest interval for the
+3-6 seeds a few-shot grid has. Everything here is plain Python (no numpy/scipy).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from sarfewshot.results.records import key_tuple, parse_created
+
+__all__ = [
+    "DuplicateRecordWarning",
+    "Row",
+    "Summary",
+    "aggregate_records",
+    "deduplicate",
+    "student_t_cdf",
+    "student_t_ppf",
+    "summarize",
+]
+
+GROUP_FIELDS = ("backbone", "weights_sha256", "dataset", "protocol", "shots")
+METRIC_TOL = 1e-9
+
+
+class DuplicateRecordWarning(UserWarning):
+    """The same cell (key and config) was found several times with different metrics."""
+
+
+# ----------------------------------------------------------------------------- Student t
+
+
+def _beta_cf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz evaluation)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        # even step, then odd step of the fraction's terms
+        for num in (
+            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            break
+    return h
+
+
+def _reg_inc_beta(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    front = math.exp(log_front)
+    # The fraction converges fast on the side of the mean; use the symmetry on the other side.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_cf(a, b, x) / a
+    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
+
+
+def _t_upper_tail(t: float, df: float) -> float:
+    """P(T > t) for t >= 0, computed directly so that small tails keep their precision."""
+    return 0.5 * _reg_inc_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """Cumulative distribution function of Student's t with ``df`` degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    tail = _t_upper_tail(abs(t), df)
+    return 1.0 - tail if t >= 0 else tail
+
+
+def student_t_ppf(p: float, df: float) -> float:
+    """Quantile of Student's t: the t with P(T <= t) = p (bisection on the tail, ~1e-13 rel).
+
+    Example: ``student_t_ppf(0.975, 4)`` is 2.7764...
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    if p == 0.5:
+        return 0.0
+    tail = min(p, 1.0 - p)
+    lo, hi = 0.0, 1.0
+    while _t_upper_tail(hi, df) > tail:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_upper_tail(mid, df) > tail:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    t = 0.5 * (lo + hi)
+    return t if p > 0.5 else -t
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and spread of one group's values (percent accuracies over seeds).
+
+    Attributes:
+        n: number of values.
+        mean: arithmetic mean.
+        std_pop: population std (ddof 0), as CoOp/Dassl report.
+        std_sample: sample std (ddof 1); None when n == 1.
+        ci95_t: Student-t 95 % half-width t_{0.975,n-1} * std_sample / sqrt(n); None when n == 1.
+        ci95_normal: CoOp's ``--ci95``: 1.96 * std_pop / sqrt(n).
+    """
+
+    n: int
+    mean: float
+    std_pop: float
+    std_sample: float | None
+    ci95_t: float | None
+    ci95_normal: float
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    """Summarise values (see :class:`Summary`); raises ValueError when there are none."""
+    vals = [float(v) for v in values]
+    n = len(vals)
+    if n == 0:
+        raise ValueError("summarize() needs at least one value")
+    mean = math.fsum(vals) / n
+    ss = math.fsum((v - mean) ** 2 for v in vals)
+    std_pop = math.sqrt(ss / n)
+    std_sample = math.sqrt(ss / (n - 1)) if n > 1 else None
+    ci95_t = (
+        student_t_ppf(0.975, n - 1) * std_sample / math.sqrt(n) if std_sample is not None else None
+    )
+    return Summary(n, mean, std_pop, std_sample, ci95_t, 1.96 * std_pop / math.sqrt(n))
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row: a (backbone, weights, dataset, protocol, shots, config) group.
+
+    Accuracy fields are percentages over the seeds with an ``ok`` record; they are None when
+    every cell of the group failed. ``cells`` holds those ok records (for plots), not exported.
+    """
+
+    backbone: str
+    weights_sha256: str | None
+    dataset: str
+    protocol: str
+    shots: int
+    config_sha256: str
+    n_seeds: int
+    seeds: tuple[int, ...]
+    acc_mean: float | None
+    acc_std: float | None
+    acc_std_sample: float | None
+    acc_ci95: float | None
+    acc_ci95_normal: float | None
+    macro_f1_mean: float | None
+    n_failed: int
+    n_duplicates: int
+    config_conflict: bool
+    toolkit_version: str
+    source: str
+    cells: tuple[dict, ...] = field(default=(), repr=False, compare=False)
+
+
+def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(_numeric_leaves(v, f"{prefix}.{k}"))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.update(_numeric_leaves(v, f"{prefix}[{i}]"))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[prefix] = float(obj)
+    return out
+
+
+def _metrics_agree(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    la, lb = _numeric_leaves(a), _numeric_leaves(b)
+    if la.keys() != lb.keys():
+        return False
+    return all(abs(la[k] - lb[k]) <= METRIC_TOL for k in la)
+
+
+def _preference(record: Mapping[str, Any]) -> tuple:
+    # An ok record beats a failed one; among equals the newest wins.
+    return (record["status"] == "ok", parse_created(record["created"]))
+
+
+def deduplicate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict], dict[tuple, int]]:
+    """Keep one record per (cell key, config_sha256).
+
+    The kept record is an ok one when there is one, else the newest by ``created``. A
+    :class:`DuplicateRecordWarning` is issued when ok duplicates disagree in any metric by more
+    than 1e-9.
+
+    Returns:
+        The kept records (in first-seen order) and, per kept identity, how many extra copies
+        were dropped.
+    """
+    kept: dict[tuple, dict] = {}
+    dropped: dict[tuple, int] = {}
+    for rec in records:
+        ident = (*key_tuple(rec["key"]), rec["config_sha256"])
+        old = kept.get(ident)
+        if old is None:
+            kept[ident] = dict(rec)
+            continue
+        dropped[ident] = dropped.get(ident, 0) + 1
+        both_ok = old["status"] == "ok" and rec["status"] == "ok"
+        if both_ok and not _metrics_agree(old["metrics"], rec["metrics"]):
+            warnings.warn(
+                f"duplicate records of cell {dict(rec['key'])} disagree in their metrics; "
+                "keeping the newest",
+                DuplicateRecordWarning,
+                stacklevel=2,
+            )
+        if _preference(rec) > _preference(old):
+            kept[ident] = dict(rec)
+    return list(kept.values()), dropped
+
+
+def _group_key(record: Mapping[str, Any]) -> tuple:
+    return tuple(record["key"][f] for f in GROUP_FIELDS)
+
+
+def _join(values: Iterable[Any]) -> str:
+    return ",".join(sorted({str(v) for v in values if v is not None})) or "unknown"
+
+
+def _build_row(gkey: tuple, cfg: str, recs: Sequence[dict], n_dup: int, conflict: bool) -> Row:
+    ok = sorted((r for r in recs if r["status"] == "ok"), key=lambda r: r["key"]["seed"])
+    acc = summarize(r["metrics"]["accuracy"] for r in ok) if ok else None
+    f1 = [r["metrics"]["macro_f1"] for r in ok if "macro_f1" in r["metrics"]]
+    return Row(
+        **dict(zip(GROUP_FIELDS, gkey)),
+        config_sha256=cfg,
+        n_seeds=len(ok),
+        seeds=tuple(r["key"]["seed"] for r in ok),
+        acc_mean=acc.mean if acc else None,
+        acc_std=acc.std_pop if acc else None,
+        acc_std_sample=acc.std_sample if acc else None,
+        acc_ci95=acc.ci95_t if acc else None,
+        acc_ci95_normal=acc.ci95_normal if acc else None,
+        macro_f1_mean=math.fsum(f1) / len(f1) if f1 and len(f1) == len(ok) else None,
+        n_failed=sum(r["status"] == "failed" for r in recs),
+        n_duplicates=n_dup,
+        config_conflict=conflict,
+        toolkit_version=_join(r.get("versions", {}).get("sarfewshot") for r in recs),
+        source=_join(r.get("source", "sarfewshot") for r in recs),
+        cells=tuple(ok),
+    )
+
+
+def row_sort_key(row: Row) -> tuple:
+    """Deterministic row order: backbone, weights, protocol, dataset, shots, config."""
+    return (
+        row.backbone,
+        row.weights_sha256 or "",
+        row.protocol,
+        row.dataset,
+        row.shots,
+        row.config_sha256,
+    )
+
+
+def aggregate_records(records: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """Merge records (from any number of run folders) into leaderboard rows.
+
+    Records are de-duplicated (:func:`deduplicate`), then grouped by (backbone, weights_sha256,
+    dataset, protocol, shots) and config_sha256. A group whose cells were computed with more
+    than one config yields one row per config, each flagged ``config_conflict``: they are never
+    averaged together. Failed cells are counted in ``n_failed``, not averaged.
+
+    Returns:
+        Rows sorted by :func:`row_sort_key`.
+    """
+    kept, dropped = deduplicate(records)
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    n_dup: dict[tuple, int] = {}
+    for rec in kept:
+        gkey, cfg = _group_key(rec), rec["config_sha256"]
+        groups.setdefault(gkey, {}).setdefault(cfg, []).append(rec)
+        ident = (*key_tuple(rec["key"]), cfg)
+        n_dup[(gkey, cfg)] = n_dup.get((gkey, cfg), 0) + dropped.get(ident, 0)
+    rows = [
+        _build_row(gkey, cfg, recs, n_dup[(gkey, cfg)], len(by_cfg) > 1)
+        for gkey, by_cfg in groups.items()
+        for cfg, recs in by_cfg.items()
+    ]
+    return sorted(rows, key=row_sort_key)

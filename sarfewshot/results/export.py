@@ -1,0 +1,198 @@
+"""Leaderboard output: the printed table, CSV, Markdown and LaTeX.
+
+The table has one row per (backbone, protocol) and one column per (dataset, K), cells
+``mean ± std (n)``; ``std`` is the population std (ddof 0) over seeds, which is what CoOp/Dassl
+scripts report. The CSV keeps one line per leaderboard row with full float precision (``repr``),
+so it recomputes exactly from the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from sarfewshot.results.aggregate import Row, row_sort_key
+from sarfewshot.utils.io import PathLike, atomic_write_text
+
+__all__ = [
+    "CSV_COLUMNS",
+    "table_caption",
+    "table_text",
+    "write_csv",
+    "write_latex",
+    "write_markdown",
+]
+
+CSV_COLUMNS = (
+    "backbone",
+    "weights_sha256",
+    "dataset",
+    "protocol",
+    "shots",
+    "n_seeds",
+    "seeds",
+    "acc_mean",
+    "acc_std",
+    "acc_std_sample",
+    "acc_ci95",
+    "acc_ci95_normal",
+    "macro_f1_mean",
+    "n_failed",
+    "n_duplicates",
+    "config_sha256",
+    "config_conflict",
+    "toolkit_version",
+    "source",
+)
+STD_CAPTION = "± = population std (ddof 0) over seeds, as CoOp/Dassl report; (n) = seeds"
+PM = "±"
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _row_label(row: Row, ambiguous: set[str]) -> str:
+    label = row.backbone
+    if row.backbone in ambiguous:
+        label += f" [{(row.weights_sha256 or 'none')[:12]}]"
+    if row.config_conflict:
+        label += f" {{cfg {row.config_sha256[:8]}}}"
+    if "dassl_log" in row.source:
+        label += " *"
+    return label
+
+
+def _ambiguous_backbones(rows: Sequence[Row]) -> set[str]:
+    """Backbone names that appear with more than one weights file."""
+    shas: dict[str, set] = {}
+    for row in rows:
+        shas.setdefault(row.backbone, set()).add(row.weights_sha256)
+    return {name for name, s in shas.items() if len(s) > 1}
+
+
+def _cell_text(row: Row, pm: str) -> str:
+    failed = f", {row.n_failed} failed" if row.n_failed else ""
+    if row.acc_mean is None:
+        return f"failed ({row.n_failed})"
+    return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed})"
+
+
+def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and body of the (backbone, protocol) x (dataset, K) table."""
+    rows = sorted(rows, key=row_sort_key)
+    ambiguous = _ambiguous_backbones(rows)
+    columns = sorted({(r.dataset, r.shots) for r in rows})
+    col_index = {c: i for i, c in enumerate(columns)}
+    body: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        line = body.setdefault((_row_label(row, ambiguous), row.protocol), [""] * len(columns))
+        line[col_index[(row.dataset, row.shots)]] = _cell_text(row, pm)
+    headers = ["backbone", "protocol"] + [f"{d} K={k}" for d, k in columns]
+    return headers, [[b, p, *cells] for (b, p), cells in body.items()]
+
+
+def table_caption(rows: Sequence[Row]) -> list[str]:
+    """The notes printed under the table (std convention, flags present in ``rows``)."""
+    notes = [STD_CAPTION]
+    if any(r.config_conflict for r in rows):
+        notes.append(
+            "{cfg xxxxxxxx}: cells of one key computed with different configs, "
+            "shown separately (never averaged together)"
+        )
+    if any("dassl_log" in r.source for r in rows):
+        notes.append("*: read from Dassl log.txt files (one-decimal accuracies)")
+    if any(r.n_failed for r in rows):
+        notes.append("failed cells are counted, not averaged")
+    dups = sum(r.n_duplicates for r in rows)
+    if dups:
+        notes.append(f"{dups} duplicate record(s) of the same cell were merged")
+    return notes
+
+
+def table_text(rows: Sequence[Row], fmt: str = "grid") -> str:
+    """The leaderboard table as text, in any tabulate format, with its caption lines."""
+    headers, body = _pivot(rows, PM)
+    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+    return table + "\n" + "\n".join(table_caption(rows)) + "\n"
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form: float(text) == value exactly
+    if isinstance(value, tuple):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def csv_text(rows: Sequence[Row]) -> str:
+    """The CSV content of :func:`write_csv`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in sorted(rows, key=row_sort_key):
+        writer.writerow([_csv_value(getattr(row, col)) for col in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def write_csv(rows: Sequence[Row], path: PathLike) -> Path:
+    """Write one line per leaderboard row (columns :data:`CSV_COLUMNS`) atomically."""
+    atomic_write_text(path, csv_text(rows))
+    return Path(path)
+
+
+def write_markdown(rows: Sequence[Row], path: PathLike, title: str | None = None) -> Path:
+    """Write the table as GitHub Markdown, its caption as a list below it."""
+    headers, body = _pivot(rows, PM)
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    head = f"# {title}\n\n" if title else ""
+    notes = "\n".join(f"- {note}" for note in table_caption(rows))
+    atomic_write_text(path, f"{head}{table}\n\n{notes}\n")
+    return Path(path)
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    PM: r"$\pm$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters (and write ± as ``$\\pm$``)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex_text(rows: Sequence[Row]) -> str:
+    """The LaTeX ``tabular`` of :func:`write_latex`, caption lines as comments above it."""
+    headers, body = _pivot(rows, PM)
+    esc_head = [latex_escape(h) for h in headers]
+    esc_body = [[latex_escape(c) for c in line] for line in body]
+    # latex_raw: the cells are escaped above, tabulate must not escape them again.
+    table = tabulate(esc_body, headers=esc_head, tablefmt="latex_raw", disable_numparse=True)
+    notes = "".join(f"% {latex_escape(note)}\n" for note in table_caption(rows))
+    return notes + table + "\n"
+
+
+def write_latex(rows: Sequence[Row], path: PathLike) -> Path:
+    """Write the table as a LaTeX ``tabular`` (escaped; ± as ``$\\pm$``)."""
+    atomic_write_text(path, latex_text(rows))
+    return Path(path)

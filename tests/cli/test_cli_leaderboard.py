@@ -1,0 +1,94 @@
+"""`sarfewshot leaderboard` and `sarfewshot compare` end to end on records in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from sarfewshot.cli.main import main
+from sarfewshot.results.records import write_record
+from tests.results.recordkit import dassl_log, fake_record
+
+ACCS = {1: 70.0, 2: 72.5, 3: 77.5}
+
+
+def _two_machines(tmp_path):
+    for seed, acc in ACCS.items():
+        for backbone, sha, delta in (("sarjepa", "a" * 64, 0.0), ("random", None, -20.0)):
+            rec = fake_record(backbone=backbone, sha=sha, seed=seed, acc=acc + delta)
+            write_record(tmp_path / ("m1" if seed < 3 else "m2"), rec)
+    write_record(tmp_path / "m2", fake_record(seed=1, acc=70.0))  # a duplicate of m1's cell
+    return [str(tmp_path / "m1"), str(tmp_path / "m2")]
+
+
+def test_leaderboard_end_to_end(tmp_path, capsys):
+    dirs = _two_machines(tmp_path)
+    out = tmp_path / "board"
+    rc = main(
+        [
+            "leaderboard",
+            *dirs,
+            "--csv",
+            str(out / "lb.csv"),
+            "--markdown",
+            str(out / "lb.md"),
+            "--latex",
+            str(out / "lb.tex"),
+            "--plots",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "73.33 ± 3.12 (3)" in printed and "53.33 ± 3.12 (3)" in printed
+    assert "population std (ddof 0)" in printed and "1 duplicate record" in printed
+    with open(out / "lb.csv", newline="") as f:
+        rows = {r["backbone"]: r for r in csv.DictReader(f)}
+    assert rows["sarjepa"]["n_seeds"] == "3" and rows["sarjepa"]["n_duplicates"] == "1"
+    assert round(float(rows["sarjepa"]["acc_ci95_normal"]), 2) == 3.53
+    assert (out / "lb.md").exists() and (out / "lb.tex").exists()
+    assert (out / "shots_mstar_linear.png").exists()
+    assert len(list(out.glob("confusion_*.png"))) == 2
+    assert f"wrote {out / 'lb.csv'}" in printed
+
+
+def test_leaderboard_reads_dassl_runs(tmp_path, capsys):
+    for seed, acc in ACCS.items():
+        log = tmp_path / "output" / "mstar_soc" / "MIM_linear" / "vit_b16_10shots" / f"seed{seed}"
+        log.mkdir(parents=True)
+        (log / "log.txt").write_text(dassl_log(seed=seed, acc=acc, config=False))
+    dirs = _two_machines(tmp_path)
+    assert main(["leaderboard", *dirs, str(tmp_path / "output")]) == 0
+    printed = capsys.readouterr().out
+    assert "dassl *" in printed and "MSTAR_SOC K=10" not in printed
+    assert "mstar_soc K=10" in printed and "one-decimal" in printed
+    assert main(["leaderboard", str(tmp_path / "output"), "--no-dassl-logs"]) == 2
+    assert "no records/*.json" in capsys.readouterr().err
+
+
+def test_leaderboard_errors_name_the_folder(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path / "missing")]) == 2
+    assert f"run folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["leaderboard", str(tmp_path / "empty")]) == 2
+    assert f"no results under {tmp_path / 'empty'}" in capsys.readouterr().err
+    bad = tmp_path / "bad" / "records" / "x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    assert main(["leaderboard", str(tmp_path / "bad")]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    dirs = _two_machines(tmp_path)
+    out = tmp_path / "cmp.csv"
+    assert main(["compare", *dirs, "--a", "sarjepa", "--b", "random", "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "+20.00" in printed and "3 paired cells" in printed
+    with open(out, newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert [ln["dataset"] for ln in lines] == ["mstar", "ALL"]
+    assert float(lines[-1]["mean_diff"]) == pytest.approx(20.0)
+    assert float(lines[-1]["ci95"]) == pytest.approx(0.0, abs=1e-9)
+    assert main(["compare", *dirs, "--a", "sarjepa", "--b", "nope"]) == 2
+    assert "--b nope: no records" in capsys.readouterr().err
