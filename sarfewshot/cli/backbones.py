@@ -1,4 +1,4 @@
-"""`sarfewshot backbones` (placeholder until its issue lands; replaced by the real subcommand)."""
+"""`sarfewshot backbones`: the registered backbones and whether their weights were found."""
 
 from __future__ import annotations
 
@@ -7,10 +7,56 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `backbones` subcommand."""
-    parser = sub.add_parser("backbones", help="(not built yet)")
+    parser = sub.add_parser(
+        "backbones",
+        help="list backbones, their architectures and whether their weights are found",
+        description=(
+            "List the registered backbones with their default architecture, the weights file "
+            "each expects under $SARFEWSHOT_WEIGHTS (or --weights-dir) and whether it is there. "
+            "Any timm model also works as timm:<model_name>."
+        ),
+    )
+    parser.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="folder holding the weight files (default: $SARFEWSHOT_WEIGHTS)",
+    )
+    parser.add_argument("--archs", action="store_true", help="also list the architecture presets")
     parser.set_defaults(func=run)
     return parser
 
 
+def _found_cell(row: dict) -> str:
+    if not row["expected_file"]:
+        return "not needed"
+    if row["found"]:
+        return "found"
+    return "missing" if row["needs_weights"] else "optional"
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("backbones is not built yet")
+    """Print the backbone table; exit 0."""
+    from tabulate import tabulate
+
+    from sarfewshot.models import backbone_status, list_archs, list_backbones
+    from sarfewshot.models.checkpoint import RELEASE_WHERE
+    from sarfewshot.models.registry import resolve_weights_dir
+
+    rows = [backbone_status(name, args.weights_dir) for name in list_backbones()]
+    table = [
+        [r["name"], r["family"], r["arch"], r["pooling"], r["expected_file"] or "-", _found_cell(r)]
+        for r in rows
+    ]
+    table.append(["timm:<model_name>", "timm", "timm:<model_name>", "timm", "-", "optional"])
+    headers = ["name", "family", "default arch", "pooling", "expected file", "weights"]
+    print(tabulate(table, headers=headers))
+    folder = resolve_weights_dir(args.weights_dir)
+    print()
+    print(f"weights folder: {folder if folder is not None else '(not set: $SARFEWSHOT_WEIGHTS)'}")
+    print(f"Where to get them: {RELEASE_WHERE}.")
+    print("With a checkpoint the architecture is inferred from its keys; --arch overrides it.")
+    if args.archs:
+        print()
+        print("architecture presets: " + ", ".join(list_archs()))
+    return 0

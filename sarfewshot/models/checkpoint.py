@@ -1,0 +1,379 @@
+"""Reading checkpoints safely and fitting their state dicts to a backbone.
+
+Every file goes through :func:`safe_load`: ``torch.load(weights_only=True)`` with only
+``argparse.Namespace`` allow-listed (the release stores its ``args`` that way), so a file that
+needs arbitrary unpickling is refused before any of its code can run. The state-dict rules
+(layouts, prefixes, 3-channel patch embeddings, position-embedding interpolation, geometry
+inference) follow ``../shared/spec/SARJEPA.md`` section 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import logging
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sarfewshot.errors import WeightsError
+from sarfewshot.models.arch import ArchSpec
+from sarfewshot.utils.io import PathLike, sha256_file
+
+logger = logging.getLogger(__name__)
+
+RELEASE_URL = "https://github.com/waterdisappear/SAR-JEPA"
+RELEASE_WHERE = (
+    f"the SAR-JEPA release publishes its weight files on the GitHub release page of {RELEASE_URL}"
+)
+RELEASE_HINT = (
+    f"{RELEASE_WHERE}; download one and pass --weights PATH or put it in $SARFEWSHOT_WEIGHTS"
+)
+DEFAULT_PREFER = ("model", "state_dict", "encoder", "target_encoder")
+STRIP_PREFIXES = ("module.", "backbone.", "encoder.")
+# keys of the release's pretraining files that the evaluator never uses
+RELEASE_EXTRA_KEYS = (
+    "pos_embed",
+    "mask_token",
+    "encoder_pred.*",
+    "decoder_*",
+    "sarfeature*",
+    "head.*",
+)
+RPE_TABLE_KEY = "blocks.0.attn.rpe_k.lookup_table_weight"
+PATCH_KEY = "patch_embed.proj.weight"
+# head counts of the standard ViT widths (plain-ViT weights do not reveal the head count)
+STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    text = str(exc)
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\n\n|$)", text, re.S)
+    return " ".join(match.group(1).split()) if match else text.splitlines()[0]
+
+
+def _refusal(path: Path, reason: str) -> str:
+    accepted = (
+        "only tensors, plain containers and argparse.Namespace are accepted, and nothing in the "
+        "file was run. Re-save the weights as a plain state dict "
+        "(torch.save(model.state_dict(), ...)) in an environment you trust"
+    )
+    if "global" in reason.lower():
+        return (
+            f"refusing to load {path}: it needs arbitrary unpickling ({reason}), which could run "
+            f"code hidden in the file; {accepted}"
+        )
+    return f"refusing to load {path}: not a weights-only torch checkpoint ({reason}); {accepted}"
+
+
+def safe_load(path: PathLike) -> dict:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` (``argparse.Namespace`` allowed).
+
+    Raises:
+        WeightsError: the file is missing, needs arbitrary unpickling (refused, nothing in it
+            runs), is not a readable torch file, or does not hold a dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}; {RELEASE_HINT}")
+    try:
+        # a context, not add_safe_globals: the allow-list must not outlive this call
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(_refusal(p, _unpickling_reason(exc))) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise WeightsError(
+            f"cannot read {p} as a torch checkpoint: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{p} holds a {type(obj).__name__}, expected a dict (a state dict)")
+    return dict(obj)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def strip_prefixes(
+    state_dict: Mapping[str, torch.Tensor], prefixes: Sequence[str] = STRIP_PREFIXES
+) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes (``module.``, ``backbone.``, ``encoder.``) from every key.
+
+    Prefixes are removed repeatedly (``module.encoder.blocks`` -> ``blocks``). Two keys that
+    collapse onto one name are an error rather than a silent overwrite.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        new = key
+        while True:
+            hit = next((p for p in prefixes if new.startswith(p)), None)
+            if hit is None:
+                break
+            new = new[len(hit) :]
+        if new in out:
+            raise WeightsError(f"state dict keys collide after removing prefixes: {key!r} -> {new}")
+        out[new] = value
+    return out
+
+
+def extract_state_dict(
+    obj: Mapping[str, Any],
+    prefer: Sequence[str] = DEFAULT_PREFER,
+    source: PathLike | None = None,
+) -> dict[str, torch.Tensor]:
+    """Find the backbone state dict in a loaded checkpoint and strip wrapper prefixes.
+
+    Accepted layouts: a bare state dict, or a dict holding one under the first of ``prefer``
+    present (``model``, ``state_dict``, ``encoder``, ``target_encoder``).
+    """
+    where = f" in {source}" if source is not None else ""
+    if _is_state_dict(obj):
+        return strip_prefixes(obj)
+    for key in prefer:
+        if key in obj and _is_state_dict(obj[key]):
+            return strip_prefixes(obj[key])
+    raise WeightsError(
+        f"no state dict found{where}: top-level keys are {sorted(map(str, obj))[:12]}; expected "
+        f"a bare state dict or one under {list(prefer)}"
+    )
+
+
+def _block_indices(state_dict: Mapping[str, torch.Tensor]) -> list[int]:
+    found = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
+    return sorted(found)
+
+
+def _need(state_dict: Mapping[str, torch.Tensor], key: str, what: str) -> torch.Tensor:
+    if key not in state_dict:
+        raise WeightsError(f"cannot infer the {what}: the checkpoint has no {key!r}")
+    return state_dict[key]
+
+
+def _common_geometry(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    patch = _need(state_dict, PATCH_KEY, "patch embedding")
+    if patch.ndim != 4 or patch.shape[-1] != patch.shape[-2]:
+        raise WeightsError(f"{PATCH_KEY} has shape {tuple(patch.shape)}, expected (D, C, p, p)")
+    depth = len(_block_indices(state_dict))
+    if depth == 0 or _block_indices(state_dict) != list(range(depth)):
+        raise WeightsError("cannot infer the depth: blocks.N.* keys are missing or not 0..N-1")
+    dim = int(patch.shape[0])
+    fc1 = _need(state_dict, "blocks.0.mlp.fc1.weight", "MLP ratio")
+    return {
+        "patch_size": int(patch.shape[-1]),
+        "in_chans": int(patch.shape[1]),
+        "embed_dim": dim,
+        "depth": depth,
+        "mlp_ratio": float(fc1.shape[0]) / dim,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
+        "class_token": "cls_token" in state_dict,
+    }
+
+
+def infer_irpe_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Geometry of an iRPE ViT from its (prefix-stripped) state dict.
+
+    The head count is ``embed_dim / head_dim`` with ``head_dim`` read from the iRPE table shape
+    ``(1, head_dim, 50)``. Returns keyword arguments of :class:`IRPEViT`, ``global_pool``
+    included (``token`` with a class token, else ``avg``).
+    """
+    geo = _common_geometry(state_dict)
+    table = _need(state_dict, RPE_TABLE_KEY, "head count")
+    head_dim = int(table.shape[1])
+    if table.ndim != 3 or head_dim == 0 or geo["embed_dim"] % head_dim:
+        raise WeightsError(
+            f"{RPE_TABLE_KEY} has shape {tuple(table.shape)}, which does not divide embed dim "
+            f"{geo['embed_dim']} into heads"
+        )
+    geo["num_heads"] = geo["embed_dim"] // head_dim
+    geo["global_pool"] = "token" if geo["class_token"] else "avg"
+    return geo
+
+
+def infer_vit_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Geometry of a plain ViT (absolute ``pos_embed``).
+
+    Its weights do not reveal the head count, so it comes from the standard widths (ViT-Ti/S/B/
+    L/H: 192/3, 384/6, 768/12, 1024/16, 1280/16); any other width needs an explicit arch.
+    """
+    geo = _common_geometry(state_dict)
+    dim = geo["embed_dim"]
+    if dim not in STANDARD_HEADS:
+        raise WeightsError(
+            f"a plain ViT's weights do not say its head count, and width {dim} is not a standard "
+            f"one ({sorted(STANDARD_HEADS)}); pass --arch vit:patch={geo['patch_size']},dim={dim},"
+            f"depth={geo['depth']},heads=H{'' if geo['class_token'] else ',cls=0'}"
+        )
+    geo["num_heads"] = STANDARD_HEADS[dim]
+    geo["global_pool"] = "token" if geo["class_token"] else "avg"
+    return geo
+
+
+def infer_arch(state_dict: Mapping[str, torch.Tensor], in_chans: int = 1) -> ArchSpec:
+    """The :class:`ArchSpec` a state dict was trained with.
+
+    Rule: an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``) means the iRPE ViT, whatever
+    else the file holds (the release's iRPE files carry an unused ``pos_embed``); otherwise an
+    absolute ``pos_embed`` means a plain timm ViT. A 3-channel patch embedding becomes
+    ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
+    """
+    if RPE_TABLE_KEY in state_dict:
+        family, geo = "irpe", infer_irpe_arch(state_dict)
+    elif "pos_embed" in state_dict:
+        family, geo = "vit", infer_vit_arch(state_dict)
+    else:
+        raise WeightsError(
+            "cannot tell the architecture: the checkpoint has neither an iRPE table "
+            f"({RPE_TABLE_KEY}) nor an absolute pos_embed; pass --arch"
+        )
+    geo.pop("global_pool")
+    if geo["in_chans"] == 3 and in_chans == 1:
+        geo["in_chans"] = 1
+    return ArchSpec(family=family, **geo)
+
+
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor, grid: int, num_prefix_tokens: int
+) -> torch.Tensor:
+    """Resize an absolute position embedding ``(1, P + g*g, D)`` to ``grid x grid`` (bicubic)."""
+    n = pos_embed.shape[1] - num_prefix_tokens
+    old = int(round(n**0.5))
+    if old * old != n:
+        raise WeightsError(
+            f"pos_embed of shape {tuple(pos_embed.shape)} is not {num_prefix_tokens} prefix "
+            "token(s) plus a square grid"
+        )
+    if old == grid:
+        return pos_embed
+    prefix, spatial = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    dim = spatial.shape[-1]
+    spatial = spatial.reshape(1, old, old, dim).permute(0, 3, 1, 2).float()
+    spatial = F.interpolate(spatial, size=(grid, grid), mode="bicubic", align_corners=False)
+    spatial = spatial.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(pos_embed.dtype)
+    return torch.cat([prefix, spatial], dim=1)
+
+
+def adapt_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    in_chans: int = 1,
+    grid: int | None = None,
+    num_prefix_tokens: int = 1,
+) -> dict[str, torch.Tensor]:
+    """Fit a state dict to a one-channel model at a given grid (returns a new dict).
+
+    - A 3-channel patch embedding is summed over its channels: on a gray image replicated to
+      three channels that is exactly the same convolution.
+    - An absolute ``pos_embed`` (plain ViTs; pass ``grid``) is interpolated bicubically to
+      ``grid x grid``; the ``num_prefix_tokens`` leading entries are kept as they are.
+    """
+    out = dict(state_dict)
+    weight = out.get(PATCH_KEY)
+    if weight is not None and weight.ndim == 4 and weight.shape[1] == 3 and in_chans == 1:
+        out[PATCH_KEY] = weight.sum(dim=1, keepdim=True)
+        logger.info("summed the 3-channel patch embedding to 1 channel")
+    if grid is not None and "pos_embed" in out:
+        out["pos_embed"] = interpolate_pos_embed(out["pos_embed"], grid, num_prefix_tokens)
+    return out
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What a checkpoint load did: which keys were loaded, missing and unexpected."""
+
+    path: str
+    sha256: str
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    ignored: list[str]
+
+    def counts(self) -> dict[str, int]:
+        """Key counts for logs and records (``ignored`` is the part of ``unexpected`` allowed)."""
+        return {
+            "loaded": len(self.loaded),
+            "missing": len(self.missing),
+            "unexpected": len(self.unexpected),
+            "ignored": len(self.ignored),
+        }
+
+    def summary(self) -> str:
+        """One log line."""
+        c = self.counts()
+        return (
+            f"loaded {c['loaded']} tensors from {self.path} (sha256 {self.sha256[:12]}): "
+            f"missing {c['missing']}, unexpected {c['unexpected']} ({c['ignored']} ignored)"
+        )
+
+
+def _matches(key: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def _check_shapes(model_sd: Mapping[str, torch.Tensor], state_dict: Mapping, path: str) -> None:
+    bad = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}"
+        for k, v in state_dict.items()
+        if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape)
+    ]
+    if bad:
+        raise WeightsError(
+            f"{path} does not fit the backbone ({len(bad)} shape mismatch(es)): "
+            + "; ".join(bad[:4])
+            + "; pass the matching --arch or leave it empty to infer it"
+        )
+
+
+def load_checked(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: PathLike,
+    allowed_missing: Sequence[str] = (),
+    ignore_unexpected: Sequence[str] = RELEASE_EXTRA_KEYS,
+    sha256: str | None = None,
+) -> LoadReport:
+    """Copy ``state_dict`` into ``model`` and report; never a silent random init.
+
+    Raises:
+        WeightsError: a shape differs; a model key is missing that no ``allowed_missing``
+            pattern covers; or an unexpected key looks like part of this backbone (same top-level
+            module, e.g. ``blocks.12.*`` for a 12-block model), which means the wrong
+            architecture. Other unexpected keys (pretraining heads, decoders) are logged.
+    """
+    path = str(path)
+    model_sd = model.state_dict()
+    _check_shapes(model_sd, state_dict, path)
+    missing = [k for k in model_sd if k not in state_dict]
+    forbidden = [k for k in missing if not _matches(k, allowed_missing)]
+    if forbidden:
+        raise WeightsError(
+            f"{path} lacks {len(forbidden)} backbone key(s), e.g. {forbidden[:5]}; refusing to "
+            "leave them randomly initialised (wrong file or wrong --arch?)"
+        )
+    unexpected = [k for k in state_dict if k not in model_sd]
+    ignored = [k for k in unexpected if _matches(k, ignore_unexpected)]
+    roots = {k.split(".")[0] for k in model_sd}
+    clash = [k for k in unexpected if k not in ignored and k.split(".")[0] in roots]
+    if clash:
+        raise WeightsError(
+            f"{path} has {len(clash)} key(s) this backbone lacks, e.g. {clash[:5]}; the "
+            "architecture does not match the file (leave --arch empty to infer it)"
+        )
+    others = [k for k in unexpected if k not in ignored]
+    if others:
+        logger.warning("%s: %d unexpected key(s) not used: %s", path, len(others), others[:8])
+    loaded = [k for k in state_dict if k in model_sd]
+    model.load_state_dict({k: state_dict[k] for k in loaded}, strict=False)
+    report = LoadReport(path, sha256 or sha256_file(path), loaded, missing, unexpected, ignored)
+    logger.info(report.summary())
+    return report

@@ -1,0 +1,75 @@
+"""Batched feature extraction with a frozen backbone (linear probe, k-NN, plots)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import torch
+from torch import nn
+
+
+def progress_enabled(progress: bool = True) -> bool:
+    """Whether to draw a tqdm bar (off with ``SARFEWSHOT_NO_PROGRESS=1`` or a non-TTY stderr)."""
+    if not progress or os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0"):
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _as_float(batch: torch.Tensor) -> torch.Tensor:
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(255.0)
+    return batch if batch.is_floating_point() else batch.float()
+
+
+def extract_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Run ``model.forward_features`` over ``images`` in batches and return float32 features.
+
+    Args:
+        model: a backbone (``forward_features(x) -> (B, D)``); moved to ``device`` and put in
+            eval mode for the call (its train/eval mode is restored afterwards).
+        images: ``(N, C, S, S)``; uint8 is scaled to [0, 1], float is used as is.
+        batch_size: images per forward pass.
+        device: where to run; on CUDA the forward runs under bf16 autocast.
+        progress: show a progress bar (see :func:`progress_enabled`).
+
+    Returns:
+        ``(N, D)`` float32 features on the CPU.
+    """
+    if images.ndim != 4:
+        raise ValueError(
+            f"extract_features: expected images (N, C, S, S), got {tuple(images.shape)}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"extract_features: batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    was_training = model.training
+    model.to(device).eval()
+    starts = range(0, images.shape[0], batch_size)
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="features", unit="batch", leave=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    chunks = []
+    try:
+        with torch.inference_mode(), autocast:
+            for start in starts:
+                batch = _as_float(images[start : start + batch_size].to(device, non_blocking=True))
+                chunks.append(model.forward_features(batch).float().cpu())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return torch.zeros(0, int(getattr(model, "num_features", 0)), dtype=torch.float32)
+    return torch.cat(chunks)
