@@ -1,1 +1,11 @@
 """Dataset plug-ins, one module per dataset; importing this package registers them all."""
+
+from sarfewshot.datasets import (  # noqa: F401
+    folder,
+    fusar_ship,
+    mstar_raw,
+    mstar_soc,
+    sample,
+    sar_acd,
+    synthetic,
+)

@@ -1,16 +1,174 @@
-"""`sarfewshot data` (placeholder until its issue lands; replaced by the real subcommand)."""
+"""`sarfewshot data`: list dataset plug-ins, verify a folder, write synthetic data, share splits.
+
+- ``data list``: registered datasets with their aliases and expected layouts.
+- ``data verify --dataset NAME --root DIR``: per split and class image counts and chip sizes;
+  every image is decoded; unreadable files are named. Exit 1 on a bad file, 2 on a wrong layout.
+- ``data synth --out DIR``: write the embedded synthetic dataset (folder layout, 8-bit PNG).
+- ``data export-splits`` / ``data import-splits``: one JSON bundle of split files, so two labs can
+  run on identical support sets.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `data` subcommand."""
-    parser = sub.add_parser("data", help="(not built yet)")
-    parser.set_defaults(func=run)
+    """Add the `data` subcommand and its actions."""
+    parser = sub.add_parser("data", help="list, verify and synthesise datasets; share splits")
+    parser.set_defaults(func=run, data_parser=parser)
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    actions.add_parser("list", help="registered datasets, aliases and layouts")
+    verify = actions.add_parser("verify", help="count, decode and size-check a dataset folder")
+    verify.add_argument("--dataset", required=True, help="dataset name or alias (see data list)")
+    verify.add_argument("--root", required=True, help="the dataset folder")
+    verify.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="plug-in option, e.g. mode=synth2real for sample (repeatable)",
+    )
+    verify.add_argument(
+        "--no-decode", action="store_true", help="only list and count (skip decoding every image)"
+    )
+    synth = actions.add_parser("synth", help="write the synthetic SAR dataset")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--train-per-class", type=int, default=40, metavar="N")
+    synth.add_argument("--test-per-class", type=int, default=40, metavar="N")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, default=128, help="chip size in pixels")
+    export = actions.add_parser("export-splits", help="bundle a split folder into one JSON file")
+    export.add_argument("--split-dir", required=True)
+    export.add_argument("--out", required=True, help="bundle file to write")
+    imp = actions.add_parser("import-splits", help="unpack a split bundle into a split folder")
+    imp.add_argument("--in", dest="bundle", required=True, help="bundle file to read")
+    imp.add_argument("--split-dir", required=True)
+    imp.add_argument("--overwrite", action="store_true", help="replace differing split files")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("data is not built yet")
+    """Dispatch to the chosen action."""
+    handlers = {
+        "list": _list,
+        "verify": _verify,
+        "synth": _synth,
+        "export-splits": _export,
+        "import-splits": _import,
+    }
+    handler = handlers.get(getattr(args, "data_command", None))
+    if handler is None:
+        args.data_parser.print_help()
+        return 2
+    return handler(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from sarfewshot.data.registry import DATASET_REGISTRY, get_dataset, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        aliases = [a for a in DATASET_REGISTRY.aliases(name) if a != name.lower()]
+        rows.append((name, ", ".join(aliases), getattr(get_dataset(name), "layout", "")))
+    print(tabulate(rows, headers=("dataset", "aliases", "layout")))
+    return 0
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict (integer-looking values become ints)."""
+    from sarfewshot.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {pair!r} must be KEY=VALUE")
+        out[key] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def _size_range(sizes: list[tuple[int, int]]) -> str:
+    if not sizes:
+        return "-"
+    lo, hi = min(sizes), max(sizes)
+    return f"{lo[0]}x{lo[1]}" if lo == hi else f"{lo[0]}x{lo[1]} .. {hi[0]}x{hi[1]}"
+
+
+def _decode(listing, decode: bool) -> tuple[dict, list[str]]:
+    """Chip sizes per (split, class) and ``path: reason`` lines for unreadable files."""
+    from sarfewshot.data.io import read_sar
+    from sarfewshot.data.listing import progress
+
+    sizes: dict[tuple[str, str], list] = {}
+    bad: list[str] = []
+    items = [("train", d) for d in listing.train] + [("test", d) for d in listing.test]
+    for split, d in progress(items, desc="decode images", enabled=decode):
+        sizes.setdefault((split, d.classname), [])
+        if not decode:
+            continue
+        try:
+            sizes[(split, d.classname)].append(read_sar(listing.abspath(d)).amplitude.shape)
+        except Exception as exc:  # noqa: BLE001 - verify reports every bad file, then fails
+            bad.append(f"{listing.abspath(d)}: {exc}")
+    return sizes, bad
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from sarfewshot.data.build import build_listing
+
+    dataset, listing = build_listing(args.dataset, args.root, **parse_options(args.option))
+    sizes, bad = _decode(listing, decode=not args.no_decode)
+    rows = []
+    for split, items in (("train", listing.train), ("test", listing.test)):
+        for label, cname in enumerate(listing.classnames):
+            n = sum(1 for d in items if d.label == label)
+            rows.append((split, cname, n, _size_range(sizes.get((split, cname), []))))
+        every = [s for (sp, _), v in sizes.items() if sp == split for s in v]
+        rows.append((split, "total", len(items), _size_range(every)))
+    print(f"dataset {dataset.name} at {listing.root}")
+    print(f"listing sha256 {listing.sha256()}")
+    print(tabulate(rows, headers=("split", "class", "images", "chip sizes (HxW)")))
+    print(f"{len(listing.train)} train and {len(listing.test)} test images")
+    if args.no_decode:
+        print("images not decoded (--no-decode)")
+        return 0
+    if bad:
+        print(f"error: {len(bad)} unreadable file(s):", file=sys.stderr)
+        for line in bad:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"all {len(listing.train) + len(listing.test)} images decoded")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sarfewshot.datasets.synthetic import generate_synthetic
+
+    out = generate_synthetic(
+        args.out, args.train_per_class, args.test_per_class, size=args.size, seed=args.seed
+    )
+    print(f"wrote the synthetic dataset to {out} (use --dataset synthetic --root {out})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sarfewshot.data.splits import export_splits
+
+    n = export_splits(args.split_dir, args.out)
+    print(f"exported {n} split file(s) from {args.split_dir} to {args.out}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from sarfewshot.data.splits import import_splits
+
+    written = import_splits(args.bundle, args.split_dir, overwrite=args.overwrite)
+    print(f"imported {len(written)} split file(s) into {args.split_dir}")
+    return 0
