@@ -1,8 +1,9 @@
 """Install script for sarfewshot.
 
-The plug-in folders ``datasets/`` and ``trainers/`` (and the YAML presets in ``configs/``) sit at the repository top level (the
-CoOp/Dassl layout users know) but install as ``sarfewshot.datasets``,
-``sarfewshot.trainers`` and ``sarfewshot.configs``, so they never shadow Hugging Face ``datasets`` in a user's environment.
+The plug-in folders ``datasets/`` and ``trainers/`` (and the YAML presets in ``configs/``)
+sit at the repository top level, the CoOp/Dassl layout users know, but install as
+``sarfewshot.datasets``, ``sarfewshot.trainers`` and ``sarfewshot.configs``, so they never
+shadow Hugging Face ``datasets`` in a user's environment.
 """
 
 import re

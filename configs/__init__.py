@@ -6,7 +6,9 @@ CONFIG_DIR = Path(__file__).resolve().parent
 
 
 def config_path(*parts: str) -> Path:
-    """Return the path of a bundled preset, e.g. ``config_path("trainers", "linear", "vit_b16.yaml")``.
+    """Return the path of a bundled preset.
+
+    Example: ``config_path("trainers", "linear", "vit_b16.yaml")``.
 
     Raises:
         FileNotFoundError: naming the preset and listing the folder's files.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 from sarfewshot import __version__
 from sarfewshot.errors import SarFewShotError
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line on stderr and exit with status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,8 +54,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished results are kept; run the same command to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished results are kept; run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

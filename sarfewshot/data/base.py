@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from sarfewshot.utils.io import sha256_text
 
 
 @dataclass(frozen=True)
 class Datum:
-    """One labelled image, as in Dassl: read-only ``impath``, ``label``, ``domain``, ``classname``."""
+    """One labelled image, as in Dassl: read-only ``impath``, ``label``, ``domain``, ``classname``.
+
+    ``impath`` is relative to the listing root inside a :class:`Listing`, absolute elsewhere.
+    """
 
     impath: str
     label: int = 0
@@ -34,10 +37,10 @@ class DatasetBase:
 
     def __init__(
         self,
-        train_x: Optional[list[Datum]] = None,
-        train_u: Optional[list[Datum]] = None,
-        val: Optional[list[Datum]] = None,
-        test: Optional[list[Datum]] = None,
+        train_x: list[Datum] | None = None,
+        train_u: list[Datum] | None = None,
+        val: list[Datum] | None = None,
+        test: list[Datum] | None = None,
     ) -> None:
         self._train_x = list(train_x or [])
         self._train_u = train_u
@@ -80,7 +83,7 @@ class Listing:
         return os.path.join(self.root, datum.impath)
 
     def sha256(self) -> str:
-        """A hash of the sorted (split, relative path, label) lines: changes when the folder does."""
+        """Hash of the sorted (split, path, label) lines; it changes when the folder does."""
         lines = [f"train\t{d.impath}\t{d.label}" for d in self.train]
         lines += [f"test\t{d.impath}\t{d.label}" for d in self.test]
         lines.sort()
@@ -99,11 +102,16 @@ class SARDataset:
 
     name: ClassVar[str] = ""
     val_fraction: ClassVar[float] = 0.2
-    crop_size: ClassVar[Optional[int]] = 128
+    crop_size: ClassVar[int | None] = 128
 
     def __init__(self, root: str | os.PathLike, **options) -> None:
         self.root = Path(root)
         self.options = options
+
+    @property
+    def split_name(self) -> str:
+        """Name used for this dataset's split files (plug-ins with options make it unique)."""
+        return self.name
 
     def list(self) -> Listing:
         """Return the dataset's listing; raise ``DatasetError`` naming the root on a bad layout."""

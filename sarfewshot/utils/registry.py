@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable
 
 from sarfewshot.errors import UnknownNameError
 
@@ -28,7 +28,7 @@ class Registry:
 
     def register(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         *,
         aliases: Iterable[str] = (),
         force: bool = False,
