@@ -295,6 +295,22 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+# The release's Dassl names and the toolkit's registry names of the same datasets and
+# protocols; a plain table, so the results layer need not import the registries.
+RELEASE_NAMES = {
+    "mstar_soc": "mstar_soc",
+    "new_fusar": "fusar_ship",
+    "sar_acd": "sar_acd",
+    "mim_finetune": "finetune",
+    "mim_linear": "linear",
+}
+
+
+def canonical_name(name: str) -> str:
+    """Map a release name (``MSTAR_SOC``, ``MIM_linear``) to the toolkit's; others unchanged."""
+    return RELEASE_NAMES.get(name.lower(), name)
+
+
 def record_from_dassl_log(path: PathLike) -> dict[str, Any] | None:
     """One record (status ok, ``source`` ``"dassl_log"``) from a Dassl log, or None when the
     log has no result block or its cell (dataset, trainer, shots, seed) cannot be told."""
@@ -329,7 +345,7 @@ def record_from_dassl_log(path: PathLike) -> dict[str, Any] | None:
             "load_report": {},
         },
         dataset={
-            "name": str(cell["dataset"]),
+            "name": canonical_name(str(cell["dataset"])),
             "root": parsed["config"].get("DATASET.ROOT"),
             "listing_sha256": None,
             "num_classes": None,
@@ -337,7 +353,7 @@ def record_from_dassl_log(path: PathLike) -> dict[str, Any] | None:
             "num_test": parsed.get("total"),
         },
         split={"path": None, "sha256": None},
-        protocol=str(cell["protocol"]),
+        protocol=canonical_name(str(cell["protocol"])),
         shots=cell["shots"],
         seed=cell["seed"],
         config=config,
