@@ -1,0 +1,205 @@
+"""Masking rules of the pretraining methods, all drawn from a caller-owned ``torch.Generator``.
+
+- Local windows (LoMaR / SAR-JEPA): per image, ``num_windows`` windows of ``w x w`` patches at
+  uniformly random positions on the token grid; inside each window ``int(w * w * ratio)`` patches
+  are masked. Release quirk not reproduced: the release shares window positions across the batch
+  (and pairs images with windows so that each image only gets all four windows for an odd per-GPU
+  batch); here every image draws its own windows.
+- Random masking (MAE): per image, a random ``ratio`` share of the patches is masked.
+- Multi-block masks (I-JEPA): several target blocks and one context block; the context excludes
+  every target patch.
+
+Generators are created by the caller (seeded from the run seed and the step, see
+``sarfewshot.pretrain.train``), so a resumed run draws the same masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from sarfewshot.errors import ConfigError
+
+
+@dataclass
+class WindowMasks:
+    """Local-window masks for a batch.
+
+    Attributes:
+        index: (B, nw, w * w) long, token indices (raster order on the grid) of each window's
+            patches, in raster order inside the window.
+        mask: (B, nw, w * w) bool, True where the patch is masked.
+    """
+
+    index: torch.Tensor
+    mask: torch.Tensor
+
+
+def _rand(shape: tuple[int, ...], gen: torch.Generator | None) -> torch.Tensor:
+    # Draws happen on the generator's device and are moved by the caller if needed.
+    device = gen.device if gen is not None else "cpu"
+    return torch.rand(shape, generator=gen, device=device)
+
+
+def _randint(high: int, shape: tuple[int, ...], gen: torch.Generator | None) -> torch.Tensor:
+    device = gen.device if gen is not None else "cpu"
+    return torch.randint(0, high, shape, generator=gen, device=device)
+
+
+def num_masked(count: int, ratio: float) -> int:
+    """``int(count * ratio)`` (the release's rounding: 49 * 0.8 -> 39)."""
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"mask ratio must be in [0, 1); got {ratio} (MASK.RATIO)")
+    return int(count * ratio)
+
+
+def random_subset_mask(
+    rows: int, count: int, n_masked: int, gen: torch.Generator | None
+) -> torch.Tensor:
+    """(rows, count) bool: exactly ``n_masked`` True per row, positions uniformly random."""
+    order = _rand((rows, count), gen).argsort(dim=1)
+    return order < n_masked
+
+
+def local_window_masks(
+    batch: int,
+    grid: int,
+    window: int = 7,
+    num_windows: int = 4,
+    ratio: float = 0.8,
+    generator: torch.Generator | None = None,
+) -> WindowMasks:
+    """Draw per-image local windows and their masked patches.
+
+    Args:
+        batch: number of images.
+        grid: side of the square token grid (14 for 224 px with patch 16).
+        window: window side in patches (7 in the release).
+        num_windows: windows per image (4 in the release).
+        ratio: masked share of each window (0.8 -> 39 of 49).
+        generator: the caller's generator.
+    """
+    if not 1 <= window <= grid:
+        raise ConfigError(f"mask window {window} must be in [1, grid {grid}] (MASK.WINDOW)")
+    if num_windows < 1:
+        raise ConfigError(f"MASK.NUM_WINDOWS must be >= 1; got {num_windows}")
+    top = _randint(grid - window + 1, (batch, num_windows), generator)
+    left = _randint(grid - window + 1, (batch, num_windows), generator)
+    offs = torch.arange(window, device=top.device)
+    rows = (top[..., None] + offs)[..., :, None]  # (B, nw, w, 1)
+    cols = (left[..., None] + offs)[..., None, :]  # (B, nw, 1, w)
+    index = (rows * grid + cols).reshape(batch, num_windows, window * window)
+    k = num_masked(window * window, ratio)
+    mask = random_subset_mask(batch * num_windows, window * window, k, generator)
+    return WindowMasks(index=index, mask=mask.reshape(batch, num_windows, window * window))
+
+
+def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Pick tokens by index: tokens (B, N, D), index (B, ...) -> (B, ..., D)."""
+    b, _, d = tokens.shape
+    flat = index.reshape(b, -1)
+    out = torch.gather(tokens, 1, flat[..., None].expand(-1, -1, d))
+    return out.reshape(*index.shape, d)
+
+
+@dataclass
+class RandomMasks:
+    """MAE masks: ``keep`` (B, n_keep) indices of visible patches (sorted), ``mask`` (B, N) bool."""
+
+    keep: torch.Tensor
+    mask: torch.Tensor
+
+
+def random_masks(
+    batch: int, num_patches: int, ratio: float = 0.75, generator: torch.Generator | None = None
+) -> RandomMasks:
+    """Mask a random ``int(N * ratio)`` patches per image (MAE's rule)."""
+    n_mask = num_masked(num_patches, ratio)
+    if n_mask == num_patches:
+        raise ConfigError(f"mask ratio {ratio} leaves no visible patch of {num_patches}")
+    mask = random_subset_mask(batch, num_patches, n_mask, generator)
+    # visible indices, ascending, so the encoder sees them in raster order
+    keep = torch.nonzero(~mask, as_tuple=False)[:, 1].reshape(batch, num_patches - n_mask)
+    return RandomMasks(keep=keep, mask=mask)
+
+
+@dataclass
+class BlockMasks:
+    """I-JEPA masks.
+
+    Attributes:
+        context: (B, n_ctx) long, visible patch indices (ascending).
+        targets: (B, n_blocks, n_tgt) long, patch indices of each target block (raster order).
+    """
+
+    context: torch.Tensor
+    targets: torch.Tensor
+
+
+def _block_shape(
+    grid: int,
+    scale: tuple[float, float],
+    aspect: tuple[float, float],
+    gen: torch.Generator | None,
+) -> tuple[int, int]:
+    """Block (height, width) with area share in ``scale`` and aspect ratio in ``aspect``."""
+    u = _rand((2,), gen).tolist()
+    area = grid * grid * (scale[0] + u[0] * (scale[1] - scale[0]))
+    log_a = math.log(aspect[0]) + u[1] * (math.log(aspect[1]) - math.log(aspect[0]))
+    ar = math.exp(log_a)
+    h = int(round(math.sqrt(area * ar)))
+    w = int(round(math.sqrt(area / ar)))
+    return min(max(h, 1), grid), min(max(w, 1), grid)
+
+
+def _block_index(top: int, left: int, h: int, w: int, grid: int) -> torch.Tensor:
+    rows = torch.arange(top, top + h)[:, None]
+    cols = torch.arange(left, left + w)[None, :]
+    return (rows * grid + cols).reshape(-1)
+
+
+def multiblock_masks(
+    batch: int,
+    grid: int,
+    num_targets: int = 4,
+    target_scale: tuple[float, float] = (0.15, 0.2),
+    target_aspect: tuple[float, float] = (0.75, 1.5),
+    context_scale: tuple[float, float] = (0.85, 1.0),
+    generator: torch.Generator | None = None,
+) -> BlockMasks:
+    """I-JEPA multi-block masks.
+
+    Block shapes are drawn once per batch (so target blocks have one length); positions per image.
+    The context block (aspect 1) minus every target block is the visible set; all images keep the
+    smallest context count in the batch (the first indices in raster order), at least one patch.
+    """
+    th, tw = _block_shape(grid, target_scale, target_aspect, generator)
+    ch, cw = _block_shape(grid, context_scale, (1.0, 1.0), generator)
+    targets, contexts = [], []
+    for _ in range(batch):
+        pos = _rand((num_targets + 1, 2), generator).tolist()
+        covered = torch.zeros(grid * grid, dtype=torch.bool)
+        blocks = []
+        for t in range(num_targets):
+            top, left = int(pos[t][0] * (grid - th + 1)), int(pos[t][1] * (grid - tw + 1))
+            idx = _block_index(top, left, th, tw, grid)
+            covered[idx] = True
+            blocks.append(idx)
+        top, left = int(pos[-1][0] * (grid - ch + 1)), int(pos[-1][1] * (grid - cw + 1))
+        ctx = torch.zeros(grid * grid, dtype=torch.bool)
+        ctx[_block_index(top, left, ch, cw, grid)] = True
+        ctx &= ~covered
+        targets.append(torch.stack(blocks))
+        contexts.append(torch.nonzero(ctx).flatten())
+    n_ctx = max(1, min(len(c) for c in contexts))
+    context = torch.stack([_pad_context(c, n_ctx, grid) for c in contexts])
+    return BlockMasks(context=context, targets=torch.stack(targets))
+
+
+def _pad_context(ctx: torch.Tensor, n: int, grid: int) -> torch.Tensor:
+    # A context emptied by its targets (tiny grids) falls back to the first patch.
+    if len(ctx) == 0:
+        return torch.zeros(n, dtype=torch.long)
+    return ctx[:n]

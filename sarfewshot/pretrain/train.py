@@ -1,0 +1,645 @@
+"""The pretraining loop: data, model, AdamW with warm-up + half-cosine, AMP, DDP, checkpoints.
+
+Entry points: :func:`pretrain` (Python) and ``sarfewshot pretrain`` (CLI), the same under
+``torchrun --nproc_per_node=N``.
+
+Checkpoints (rank 0, atomic) go to ``OUTPUT_DIR``: ``checkpoint-<epoch>.pth`` after 0-based epochs
+``epoch % TRAIN.SAVE_EVERY == 0`` and after the last epoch (the release's naming), and
+``checkpoint-last.pth`` after every epoch and when the run stops. Each holds the release's keys
+``model`` (state dict, no ``module.`` prefix), ``optimizer``, ``epoch`` (the 0-based epoch the
+weights belong to), ``scaler``, ``args`` (an ``argparse.Namespace`` of plain values), plus
+``resume`` (step, next epoch and position in it, RNG states as tensors and ints, world size,
+batch size) and ``config`` (the YAML text). Everything loads with ``torch.load(weights_only=True)``
+and ``argparse.Namespace`` allow-listed.
+
+Exact resume: the augmentation of image ``i`` in epoch ``e`` is drawn from ``(seed, e, i)``, the
+masks of micro-batch ``k`` of step ``s`` on rank ``r`` from ``(seed, r, s, k)``, the sampler's
+permutation from ``(seed, e)``, and the learning rate is a function of the step, so continuing
+from a checkpoint reproduces the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from yacs.config import CfgNode
+
+from sarfewshot.errors import ConfigError, DatasetError, SarFewShotError, WeightsError
+from sarfewshot.pretrain.config import setup_pretrain_cfg
+from sarfewshot.pretrain.data import (
+    AugmentSpec,
+    EpochSampler,
+    UnlabelledImages,
+    find_unlabelled_images,
+)
+from sarfewshot.pretrain.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+)
+from sarfewshot.pretrain.methods import build_pretrain_model, encoder_arch
+from sarfewshot.utils.io import atomic_write_bytes, atomic_write_text
+from sarfewshot.utils.seeding import torch_generator
+
+CHECKPOINT_LAST = "checkpoint-last.pth"
+LOG_NAME = "log.jsonl"
+
+
+def progress_enabled() -> bool:
+    """tqdm bars: off with ``SARFEWSHOT_NO_PROGRESS=1`` or when stderr is not a TTY."""
+    if os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0"):
+        return False
+    return sys.stderr.isatty()
+
+
+@dataclass
+class Position:
+    """Where the run stands: optimizer steps done, current epoch, micro-batches done in it."""
+
+    step: int = 0
+    epoch: int = 0
+    micro: int = 0
+
+
+@dataclass
+class Schedule:
+    """Linear warm-up over ``warmup`` steps, then half-cosine from ``lr`` to ``min_lr``."""
+
+    lr: float
+    min_lr: float
+    warmup: float
+    total: int
+
+    def at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based)."""
+        if step < self.warmup:
+            return self.lr * step / self.warmup
+        span = max(self.total - self.warmup, 1e-12)
+        t = min((step - self.warmup) / span, 1.0)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@dataclass
+class Meter:
+    """Sums between two log lines."""
+
+    loss: float = 0.0
+    target_var: float = 0.0
+    steps: int = 0
+    images: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Run:
+    """Everything the loop needs."""
+
+    cfg: CfgNode
+    info: DistInfo
+    module: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    dataset: UnlabelledImages
+    sampler: EpochSampler
+    schedule: Schedule
+    steps_per_epoch: int
+    out: Path
+    amp_dtype: torch.dtype | None
+    pos: Position = field(default_factory=Position)
+    meter: Meter = field(default_factory=Meter)
+
+    @property
+    def accum(self) -> int:
+        return int(self.cfg.OPTIM.ACCUM_ITER)
+
+    @property
+    def total_batch(self) -> int:
+        return int(self.cfg.DATA.BATCH_SIZE) * self.accum * self.info.world_size
+
+    @property
+    def max_steps(self) -> int:
+        total = self.steps_per_epoch * int(self.cfg.OPTIM.EPOCHS)
+        limit = int(self.cfg.TRAIN.MAX_STEPS)
+        return min(total, limit) if limit > 0 else total
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def amp_dtype(cfg: CfgNode, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (CUDA only; the CPU always runs float32)."""
+    if device.type != "cuda" or cfg.TRAIN.AMP == "none":
+        return None
+    return torch.bfloat16 if cfg.TRAIN.AMP == "bf16" else torch.float16
+
+
+def absolute_lr(cfg: CfgNode, total_batch: int) -> float:
+    """``OPTIM.LR`` if set, else ``BASE_LR * total_batch / 256`` (the release's rule)."""
+    return float(cfg.OPTIM.LR) if cfg.OPTIM.LR > 0 else cfg.OPTIM.BASE_LR * total_batch / 256.0
+
+
+def _dataset(cfg: CfgNode) -> UnlabelledImages:
+    spec = AugmentSpec(
+        size=cfg.INPUT.SIZE,
+        scale=tuple(cfg.INPUT.CROP_SCALE),
+        ratio=tuple(cfg.INPUT.CROP_RATIO),
+        hflip=cfg.INPUT.HFLIP,
+        contrast=cfg.INPUT.CONTRAST,
+    )
+    files = find_unlabelled_images(list(cfg.DATA.ROOTS))
+    return UnlabelledImages(files, spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
+
+
+def _steps_per_epoch(cfg: CfgNode, sampler: EpochSampler, world: int) -> int:
+    batch, accum = int(cfg.DATA.BATCH_SIZE), int(cfg.OPTIM.ACCUM_ITER)
+    steps = sampler.per_rank // batch // accum
+    if steps < 1:
+        raise DatasetError(
+            f"{sampler.size} image(s) on {world} process(es) cannot fill one step of "
+            f"--batch-size {batch} x OPTIM.ACCUM_ITER {accum}; lower the batch size or add data"
+        )
+    return steps
+
+
+def _wrap(module: nn.Module, info: DistInfo) -> nn.Module:
+    if not info.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def _optimizer(module: nn.Module, cfg: CfgNode, lr: float) -> torch.optim.Optimizer:
+    from sarfewshot.engine.optim import param_groups_weight_decay
+
+    groups = param_groups_weight_decay(module, cfg.OPTIM.WEIGHT_DECAY)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.OPTIM.BETAS))
+
+
+def build_run(cfg: CfgNode, info: DistInfo) -> Run:
+    """Data, model, optimizer and schedule for ``cfg`` on this process."""
+    dataset = _dataset(cfg)
+    sampler = EpochSampler(len(dataset), info.world_size, info.rank, cfg.SEED)
+    steps = _steps_per_epoch(cfg, sampler, info.world_size)
+    module = build_pretrain_model(cfg).to(info.device)
+    total_batch = int(cfg.DATA.BATCH_SIZE) * int(cfg.OPTIM.ACCUM_ITER) * info.world_size
+    lr = absolute_lr(cfg, total_batch)
+    schedule = Schedule(
+        lr=lr,
+        min_lr=float(cfg.OPTIM.MIN_LR),
+        warmup=float(cfg.OPTIM.WARMUP_EPOCHS) * steps,
+        total=steps * int(cfg.OPTIM.EPOCHS),
+    )
+    dtype = amp_dtype(cfg, info.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return Run(
+        cfg=cfg,
+        info=info,
+        module=module,
+        model=_wrap(module, info),
+        optimizer=_optimizer(module, cfg, lr),
+        scaler=scaler,
+        dataset=dataset,
+        sampler=sampler,
+        schedule=schedule,
+        steps_per_epoch=steps,
+        out=Path(cfg.OUTPUT_DIR),
+        amp_dtype=dtype,
+    )
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def capture_rng() -> dict[str, Any]:
+    """Global RNG states as tensors and ints (no numpy objects, so weights_only can load them)."""
+    kind, keys, npos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(npos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": gauss_next,
+        },
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def release_args(cfg: CfgNode, run: Run) -> argparse.Namespace:
+    """The ``args`` entry: the release's field names where they exist, plain values only."""
+    m = cfg.MODEL
+    return argparse.Namespace(
+        model=f"{cfg.METHOD}_vit_p{m.PATCH_SIZE}_d{m.EMBED_DIM}",
+        method=str(cfg.METHOD),
+        arch=encoder_arch(cfg),
+        input_size=int(cfg.INPUT.SIZE),
+        patch_size=int(m.PATCH_SIZE),
+        embed_dim=int(m.EMBED_DIM),
+        depth=int(m.DEPTH),
+        num_heads=int(m.NUM_HEADS),
+        mask_ratio=float(getattr(run.module, "mask_ratio", cfg.MASK.RATIO)),
+        batch_size=int(cfg.DATA.BATCH_SIZE),
+        accum_iter=run.accum,
+        world_size=run.info.world_size,
+        blr=float(cfg.OPTIM.BASE_LR),
+        lr=float(run.schedule.lr),
+        min_lr=float(cfg.OPTIM.MIN_LR),
+        weight_decay=float(cfg.OPTIM.WEIGHT_DECAY),
+        epochs=int(cfg.OPTIM.EPOCHS),
+        warmup_epochs=float(cfg.OPTIM.WARMUP_EPOCHS),
+        data_path=[str(p) for p in cfg.DATA.ROOTS],
+        output_dir=str(cfg.OUTPUT_DIR),
+        seed=int(cfg.SEED),
+    )
+
+
+def checkpoint_payload(run: Run, weights_epoch: int) -> dict[str, Any]:
+    """The checkpoint dict of the current state (see the module docstring)."""
+    return {
+        "model": run.module.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "epoch": int(weights_epoch),
+        "scaler": run.scaler.state_dict(),
+        "args": release_args(run.cfg, run),
+        "resume": {
+            "step": run.pos.step,
+            "epoch": run.pos.epoch,
+            "micro": run.pos.micro,
+            "world_size": run.info.world_size,
+            "batch_size": int(run.cfg.DATA.BATCH_SIZE),
+            "accum_iter": run.accum,
+            "rng": capture_rng(),
+        },
+        "method": str(run.cfg.METHOD),
+        "config": run.cfg.dump(),
+    }
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically (readers never see a half-written file)."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getbuffer())
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a pretraining checkpoint safely (``weights_only=True``, Namespace allowed)."""
+    from sarfewshot.models.checkpoint import safe_load
+
+    return safe_load(path)
+
+
+def _check_resume_compatible(ckpt: dict, run: Run, path: Path) -> dict:
+    state = ckpt.get("resume")
+    if not isinstance(state, dict) or "model" not in ckpt or "optimizer" not in ckpt:
+        raise WeightsError(f"{path} is not a sarfewshot pretraining checkpoint (no resume state)")
+    if ckpt.get("method") != run.cfg.METHOD:
+        raise ConfigError(
+            f"--resume: {path} was written by method {ckpt.get('method')!r}, not {run.cfg.METHOD!r}"
+        )
+    same = (state["world_size"], state["batch_size"], state["accum_iter"]) == (
+        run.info.world_size,
+        int(run.cfg.DATA.BATCH_SIZE),
+        run.accum,
+    )
+    if state["micro"] and not same:
+        raise ConfigError(
+            f"--resume: {path} stopped mid-epoch with world size {state['world_size']}, batch "
+            f"{state['batch_size']}, accumulation {state['accum_iter']}; resume with those"
+        )
+    return state
+
+
+def resume_path(cfg: CfgNode) -> Path | None:
+    """The checkpoint to resume from: ``TRAIN.RESUME`` (``auto``: the output's last one)."""
+    value = str(cfg.TRAIN.RESUME).strip()
+    if not value:
+        return None
+    if value == "auto":
+        last = Path(cfg.OUTPUT_DIR) / CHECKPOINT_LAST
+        return last if last.is_file() else None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--resume {value}: no such checkpoint file")
+    return path
+
+
+def resume(run: Run, path: Path) -> None:
+    """Restore model, optimizer, scaler, position and RNG states from ``path``."""
+    ckpt = load_checkpoint(path)
+    state = _check_resume_compatible(ckpt, run, path)
+    run.module.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.pos = Position(step=state["step"], epoch=state["epoch"], micro=state["micro"])
+    restore_rng(state["rng"])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _loader(run: Run) -> Iterator[torch.Tensor]:
+    """This epoch's remaining micro-batches (whole optimizer steps only)."""
+    from torch.utils.data import DataLoader
+
+    batch = int(run.cfg.DATA.BATCH_SIZE)
+    run.sampler.set_epoch(run.pos.epoch, start=run.pos.micro * batch)
+    workers = int(run.cfg.DATA.NUM_WORKERS)
+    loader = DataLoader(
+        run.dataset,
+        batch_size=batch,
+        sampler=run.sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=run.info.device.type == "cuda",
+        persistent_workers=False,
+        # the loader draws its worker base seed from this generator, not torch's global one
+        generator=torch_generator(run.cfg.SEED, "pretrain-loader", run.pos.epoch),
+    )
+    remaining = run.steps_per_epoch * run.accum - run.pos.micro
+    return islice(iter(loader), remaining)
+
+
+def _autocast(run: Run):
+    if run.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=run.amp_dtype)
+
+
+def _set_generators(run: Run, micro: int) -> torch.Generator:
+    keys = (run.cfg.SEED, run.info.rank, run.pos.step, micro)
+    if hasattr(run.module, "set_generator"):
+        run.module.set_generator(torch_generator(*keys, "pretrain-droppath"))
+    return torch_generator(*keys, "pretrain-mask")
+
+
+def forward_backward(run: Run, images: torch.Tensor, micro: int) -> dict[str, torch.Tensor]:
+    """One micro-batch: forward under autocast, scaled backward (no DDP sync until the last)."""
+    images = images.to(run.info.device, non_blocking=True)
+    gen = _set_generators(run, micro)
+    last = micro == run.accum - 1
+    sync = contextlib.nullcontext() if last or not run.info.distributed else run.model.no_sync()
+    with sync:
+        with _autocast(run):
+            out = run.model(images, gen)
+        run.scaler.scale(out["loss"] / run.accum).backward()
+    return {k: v.detach() for k, v in out.items()}
+
+
+def optimizer_step(run: Run) -> None:
+    """Clip (optional), step, update the scaler, zero the grads, run the method's hook."""
+    clip = float(run.cfg.OPTIM.CLIP_GRAD)
+    if clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    hook = getattr(run.module, "after_step", None)
+    if hook is not None:
+        hook((run.pos.step + 1) / max(run.schedule.total, 1))
+
+
+def _set_lr(run: Run) -> float:
+    lr = run.schedule.at(run.pos.step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _log(run: Run, meter: Meter, lr: float) -> Meter:
+    """Write one JSONL line (rank 0) with window means; returns a fresh meter."""
+    stats = torch.tensor([meter.loss, meter.target_var], dtype=torch.float64)
+    stats = all_reduce_mean(stats.to(run.info.device), run.info).cpu() / max(meter.steps, 1)
+    loss, tvar = float(stats[0]), float(stats[1])
+    if not math.isfinite(loss):
+        raise SarFewShotError(
+            f"pretraining loss is {loss} at step {run.pos.step}; lower OPTIM.BASE_LR or set "
+            "OPTIM.CLIP_GRAD"
+        )
+    elapsed = max(time.perf_counter() - meter.since, 1e-9)
+    record = {
+        "step": run.pos.step,
+        "epoch": run.pos.epoch,
+        "loss": loss,
+        "lr": lr,
+        "img_s": meter.images * run.info.world_size / elapsed,
+        "target_var": tvar,
+    }
+    if run.info.is_main:
+        with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    return Meter()
+
+
+def _end_of_epoch(run: Run) -> None:
+    """Advance to the next epoch and write the epoch's checkpoints (rank 0)."""
+    finished = run.pos.epoch
+    run.pos.epoch, run.pos.micro = finished + 1, 0
+    if not run.info.is_main:
+        return
+    payload = checkpoint_payload(run, finished)
+    every, last = int(run.cfg.TRAIN.SAVE_EVERY), finished + 1 == int(run.cfg.OPTIM.EPOCHS)
+    if every and (finished % every == 0 or last):
+        save_checkpoint(run.out / f"checkpoint-{finished}.pth", payload)
+    save_checkpoint(run.out / CHECKPOINT_LAST, payload)
+
+
+def train_epoch(run: Run, bar: Any) -> None:
+    """Run the current epoch from its position, stopping early at ``max_steps``."""
+    meter, lr = run.meter, run.schedule.at(run.pos.step)
+    every = int(run.cfg.TRAIN.LOG_EVERY)
+    for images in _loader(run):
+        micro = run.pos.micro % run.accum
+        if micro == 0:
+            lr = _set_lr(run)
+        out = forward_backward(run, images, micro)
+        meter.images += images.shape[0]
+        run.pos.micro += 1
+        if micro != run.accum - 1:
+            continue
+        optimizer_step(run)
+        run.pos.step += 1
+        meter.loss += float(out["loss"])
+        meter.target_var += float(out["target_var"])
+        meter.steps += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(out['loss']):.4f}", lr=f"{lr:.2e}")
+        if run.pos.step % every == 0 or run.pos.step >= run.max_steps:
+            meter = run.meter = _log(run, meter, lr)
+        if run.pos.step >= run.max_steps:
+            break
+    if run.pos.micro >= run.steps_per_epoch * run.accum:
+        _end_of_epoch(run)
+
+
+def _progress_bar(run: Run):
+    if not (run.info.is_main and progress_enabled()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=run.max_steps, initial=run.pos.step, desc=f"pretrain {run.cfg.METHOD}")
+
+
+def _announce(run: Run) -> None:
+    if not run.info.is_main:
+        return
+    print(
+        f"pretrain {run.cfg.METHOD}: {len(run.dataset)} images, {run.info.world_size} process(es)"
+        f" on {run.info.device}, {run.steps_per_epoch} steps/epoch, total batch "
+        f"{run.total_batch}, lr {run.schedule.lr:.3g}, steps {run.pos.step}->{run.max_steps}, "
+        f"output {run.out}",
+        flush=True,
+    )
+
+
+def train(run: Run) -> Path:
+    """Train until ``max_steps`` or the last epoch; returns ``checkpoint-last.pth``."""
+    run.module.train()
+    bar = _progress_bar(run)
+    try:
+        epochs = int(run.cfg.OPTIM.EPOCHS)
+        while run.pos.step < run.max_steps and run.pos.epoch < epochs:
+            train_epoch(run, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    last = run.out / CHECKPOINT_LAST
+    if run.info.is_main and (run.pos.micro or not last.is_file()):
+        # stopped mid-epoch (max steps): the weights belong to the epoch in progress
+        save_checkpoint(last, checkpoint_payload(run, run.pos.epoch))
+    barrier(run.info)
+    return last
+
+
+def run_pretraining(cfg: CfgNode) -> Path:
+    """Run (or resume) the pretraining described by a frozen config; returns the last checkpoint."""
+    info = init_distributed(cfg.DEVICE)
+    try:
+        run = build_run(cfg, info)
+        path = resume_path(cfg)
+        if path is not None:
+            resume(run, path)
+        elif cfg.TRAIN.RESUME and info.is_main:
+            print(f"--resume: no {CHECKPOINT_LAST} in {run.out}; starting from scratch")
+        if info.is_main:
+            run.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.out / "config.yaml", cfg.dump())
+        _announce(run)
+        barrier(info)
+        return train(run)
+    finally:
+        cleanup(info)
+
+
+def resolve_config(config: str | os.PathLike | None) -> str | None:
+    """A YAML path, or the name of a bundled preset (``sarjepa_tiny`` -> configs/pretrain/...)."""
+    if config is None:
+        return None
+    text = os.fspath(config)
+    if os.path.exists(text) or os.sep in text or text.endswith((".yaml", ".yml")):
+        return text
+    from sarfewshot.configs import config_path
+
+    try:
+        return str(config_path("pretrain", f"{text}.yaml"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--config {text}: {exc}") from None
+
+
+def pretrain(
+    cfg: CfgNode | None = None,
+    *,
+    config: str | os.PathLike | None = None,
+    method: str | None = None,
+    data: Sequence[str | os.PathLike] | None = None,
+    output: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    img_size: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    resume: bool | str = False,
+    opts: Sequence[str] = (),
+) -> Path:
+    """Pretrain a backbone; returns the path of the final checkpoint (``checkpoint-last.pth``).
+
+    Example (tiny SAR-JEPA, 64 px, 30 steps on CPU)::
+
+        pretrain(config="sarjepa_tiny", data=["chips/"], output="runs/tiny", max_steps=30)
+
+    Args:
+        cfg: a ready config (the other arguments are then ignored), else built from:
+        config: a YAML file or bundled preset name (``configs/pretrain/<name>.yaml``).
+        method, data, output, epochs, max_steps, batch_size, img_size, seed, device: as the CLI
+            flags of the same names.
+        resume: True to continue from ``<output>/checkpoint-last.pth`` when it exists, or a
+            checkpoint path.
+        opts: trailing ``KEY VALUE`` overrides.
+    """
+    if cfg is None:
+        args = argparse.Namespace(
+            method=method,
+            data=[os.fspath(d) for d in data] if data else None,
+            output=os.fspath(output) if output is not None else None,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            img_size=img_size,
+            seed=seed,
+            device=device,
+        )
+        extra = list(opts)
+        if resume:
+            extra += ["TRAIN.RESUME", "auto" if resume is True else os.fspath(resume)]
+        cfg = setup_pretrain_cfg(resolve_config(config), args=args, opts=extra)
+    return run_pretraining(cfg)
