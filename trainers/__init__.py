@@ -1,1 +1,11 @@
-"""Evaluation protocol plug-ins, one module per protocol; importing this package registers them."""
+"""Evaluation protocol plug-ins, one module per protocol; importing this package registers them.
+
+- ``finetune``: the release's fine-tune (all weights trainable), a ``TrainerX``.
+- ``linear``: the release's linear probe (frozen backbone, BN + linear head), a ``TrainerX``;
+  trains on cached features unless ``TRAINER.LINEAR.FEATURE_CACHE`` is False.
+- ``logreg``: L-BFGS logistic regression on cached features, C chosen on validation data.
+- ``knn``: cosine k-nearest neighbours on cached features, several k in one pass.
+- ``prototype``: nearest class mean after centring and L2 normalisation.
+"""
+
+from sarfewshot.trainers import finetune, knn, linear, logreg, prototype  # noqa: F401

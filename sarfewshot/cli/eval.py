@@ -1,16 +1,156 @@
-"""`sarfewshot eval` (placeholder until its issue lands; replaced by the real subcommand)."""
+"""``sarfewshot eval``: run the few-shot evaluation grid and print the aggregated table.
+
+Every (backbone, dataset, protocol, K, seed) cell writes one record under ``<output>/records``;
+cells with a record are skipped (``--force`` recomputes), so an interrupted grid resumes with
+the same command. At the end the leaderboard of the whole run folder is printed and written to
+``<output>/leaderboard.csv``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
+
+from sarfewshot.errors import ConfigError
+
+EPILOG = """\
+examples:
+  sarfewshot eval --backbone sarjepa --weights sarjepa.pth --dataset mstar --root DATA \\
+      --shots 10,20,40 --protocol finetune,linear
+  sarfewshot eval --backbone random --arch irpe_vit_micro_patch8 --img-size 32 \\
+      --dataset mstar --root DATA --shots 1,5 --protocol knn,prototype --seeds 1-3
+  sarfewshot eval ... --shard 2/4            # the 2nd quarter of the cells (or SLURM arrays)
+  sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
+
+default seeds: 1-5 for finetune, 1-6 for linear (the release's counts), 1-5 otherwise.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `eval` subcommand."""
-    parser = sub.add_parser("eval", help="(not built yet)")
-    parser.set_defaults(func=run)
-    return parser
+    """Add the ``eval`` subcommand."""
+    p = sub.add_parser(
+        "eval",
+        help="run the K-shot evaluation grid (backbones x datasets x protocols x K x seeds)",
+        description=(
+            "Run the few-shot evaluation grid (every backbone x dataset x protocol x K x seed "
+            "cell, skipping finished ones) and print the aggregated table."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_grid_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The grid's flags (shared with scripts that wrap the grid)."""
+    p.add_argument("--backbone", required=True, help="backbone name(s), comma-separated")
+    p.add_argument(
+        "--weights",
+        help="checkpoint(s): one per backbone, comma-separated in --backbone order "
+        "(empty entries: the default), or NAME=PATH pairs",
+    )
+    p.add_argument("--arch", help="architecture override(s), same rules as --weights")
+    p.add_argument("--dataset", required=True, help="dataset name(s), comma-separated")
+    p.add_argument("--root", help="dataset root folder (default: DATASET.ROOT of the config)")
+    p.add_argument("--shots", required=True, help="K values, e.g. 1,5,10")
+    p.add_argument(
+        "--protocol",
+        default="finetune,linear",
+        help="protocol(s): finetune, linear, logreg, knn, prototype (default: finetune,linear)",
+    )
+    p.add_argument("--seeds", help="seeds, e.g. 1,2,3 or 1-5 (default: per protocol)")
+    p.add_argument("--output", default="runs", help="run folder (default: runs)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--img-size", type=int, help="network input size (the preset's crop stays)")
+    p.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="linear re-runs the frozen backbone every epoch; no features are cached on disk",
+    )
+    p.add_argument("--force", action="store_true", help="recompute cells that have a record")
+    p.add_argument("--config", help="a CoOp-style YAML merged over every protocol's preset")
+    p.add_argument("--shard", help="run the i-th of n shards of the cells, e.g. 1/4")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
+
+
+def split_list(text: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "", "c"]`` (None -> [])."""
+    if text is None:
+        return []
+    return [part.strip() for part in str(text).split(",")]
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    """``"1,5,10"`` or ranges ``"1-5"`` (inclusive) -> ints, order kept, duplicates dropped."""
+    out: list[int] = []
+    for part in split_list(text):
+        if not part:
+            continue
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        try:
+            out += list(range(int(span[1]), int(span[2]) + 1)) if span else [int(part)]
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: expected integers such as 1,5,10 or 1-5") from None
+    if not out:
+        raise ConfigError(f"{flag} {text!r}: give at least one integer")
+    return list(dict.fromkeys(out))
+
+
+def per_backbone(text: str | None, backbones: list[str], flag: str) -> list[str | None]:
+    """One value per backbone from ``--weights`` / ``--arch`` (aligned list or NAME=VALUE)."""
+    values = split_list(text)
+    if not values:
+        return [None] * len(backbones)
+    if any("=" in v for v in values):
+        pairs = dict(v.split("=", 1) for v in values if v)
+        unknown = sorted(set(pairs) - set(backbones))
+        if unknown:
+            raise ConfigError(f"{flag}: {unknown} not among --backbone {backbones}")
+        return [pairs.get(b) or None for b in backbones]
+    if len(values) != len(backbones):
+        raise ConfigError(
+            f"{flag} has {len(values)} value(s) for {len(backbones)} backbones {backbones}; give "
+            "one per backbone (comma-separated, empty for none) or NAME=VALUE pairs"
+        )
+    return [v or None for v in values]
+
+
+def request_from_args(args: argparse.Namespace):
+    """Turn parsed ``eval`` flags into a :class:`~sarfewshot.engine.grid.GridRequest`."""
+    from sarfewshot.engine.grid import BackboneRequest, GridRequest, parse_shard
+
+    names = [b for b in split_list(args.backbone) if b]
+    weights = per_backbone(args.weights, names, "--weights")
+    archs = per_backbone(args.arch, names, "--arch")
+    opts = list(args.opts or [])
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    if args.no_feature_cache:
+        opts += ["TRAINER.LINEAR.FEATURE_CACHE", "False"]
+    return GridRequest(
+        backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],
+        datasets=[d for d in split_list(args.dataset) if d],
+        shots=parse_ints(args.shots, "--shots"),
+        protocols=[p for p in split_list(args.protocol) if p],
+        seeds=parse_ints(args.seeds, "--seeds") if args.seeds else None,
+        output=Path(args.output),
+        root=args.root,
+        device=args.device,
+        img_size=args.img_size,
+        feature_cache=not args.no_feature_cache,
+        force=bool(args.force),
+        config_file=args.config,
+        opts=opts,
+        shard=parse_shard(args.shard) if args.shard else None,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("eval is not built yet")
+    """Run the grid; exit status 1 when a cell failed (its failure is recorded)."""
+    from sarfewshot.engine.grid import run_grid
+
+    summary = run_grid(request_from_args(args))
+    return 1 if summary.failed else 0

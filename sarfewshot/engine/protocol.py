@@ -1,0 +1,292 @@
+"""The interface every evaluation protocol implements, and the helpers protocols share.
+
+A protocol (``trainers/<name>.py``, registered in ``TRAINER_REGISTRY``) evaluates one grid
+cell: one backbone on one few-shot split (dataset, K, seed). The grid hands it a
+:class:`CellData` (the cell's support and test sets, as decoded image tensors and/or frozen
+backbone features, both shared across cells so nothing is decoded or embedded twice) and a
+:class:`CellContext` (device, a factory for a fresh backbone, an epoch callback). It returns a
+:class:`CellOutcome` (metrics and timings) that the grid turns into a record.
+
+Feature-based protocols (``knn``, ``prototype``, ``logreg``) subclass :class:`FeatureProtocol`;
+trained protocols (``finetune``, ``linear``) are ``TrainerX`` subclasses that also inherit
+:class:`Protocol`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+import numpy as np
+
+REQUIRES_IMAGES = "images"
+REQUIRES_FEATURES = "features"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the grid records the cell as failed."""
+
+
+@dataclass
+class CellData:
+    """The inputs of one cell, already decoded (and embedded, for feature protocols).
+
+    Attributes:
+        classnames: class names, index = label.
+        shots: K, images per class in the support set.
+        seed: the cell's seed (every generator of the protocol derives from it).
+        train_labels / test_labels / val_labels: int64 label arrays.
+        train_images / test_images / val_images: ``(N, 1, S, S)`` uint8 or float32 tensors
+            (uint8 means ``value / 255``), present when the protocol needs images.
+        train_features / test_features / val_features: ``(N, D)`` float32 frozen-backbone
+            features, present when the protocol needs features.
+        train_paths / test_paths: image paths (relative to the dataset root), for batches.
+        dataset: dataset name, for derived seeds.
+    """
+
+    classnames: list[str]
+    shots: int
+    seed: int
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+    val_labels: np.ndarray | None = None
+    train_images: Any = None
+    test_images: Any = None
+    val_images: Any = None
+    train_features: np.ndarray | None = None
+    test_features: np.ndarray | None = None
+    val_features: np.ndarray | None = None
+    train_paths: list[str] = field(default_factory=list)
+    test_paths: list[str] = field(default_factory=list)
+    dataset: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the dataset (not only those present in the support set)."""
+        return len(self.classnames)
+
+    def features(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(features, labels)`` of ``part`` (``train``, ``val`` or ``test``).
+
+        Raises:
+            ValueError: when the grid did not provide features for that part.
+        """
+        feats = getattr(self, f"{part}_features")
+        labels = getattr(self, f"{part}_labels")
+        if feats is None or labels is None:
+            raise ValueError(f"cell has no {part} features (the protocol needs them)")
+        return np.asarray(feats, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+
+    def has_val(self) -> bool:
+        """Whether a non-empty validation pool (drawn from the train folder) came with the cell."""
+        return (
+            self.val_features is not None
+            and self.val_labels is not None
+            and len(self.val_labels) > 0
+        )
+
+
+@dataclass
+class CellContext:
+    """What the grid lends a protocol besides data.
+
+    Attributes:
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+        backbone_factory: returns a fresh backbone (weights loaded, fp32, on CPU); protocols
+            that train or re-run the backbone call it once per cell.
+        on_epoch: called as ``on_epoch(epoch, max_epoch)`` after each epoch (progress bar).
+        progress: whether protocols may draw their own progress bars.
+    """
+
+    device: str = "cpu"
+    backbone_factory: Callable[[], Any] | None = None
+    on_epoch: Callable[[int, int], None] | None = None
+    progress: bool = False
+
+    def new_backbone(self) -> Any:
+        """A fresh backbone from :attr:`backbone_factory`."""
+        if self.backbone_factory is None:
+            raise ValueError("this protocol needs a backbone but the cell context has none")
+        return self.backbone_factory()
+
+
+@dataclass
+class CellOutcome:
+    """A protocol's result for one cell: metrics (percent) plus extras, and timings (s)."""
+
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Protocol:
+    """Mix-in describing a protocol to the grid.
+
+    Class attributes:
+        name: registry name (``finetune``, ``linear``, ...).
+        default_seeds: seeds run when ``--seeds`` is not given.
+        preset: path parts of the bundled YAML preset under ``configs/`` (empty: none).
+    """
+
+    name: ClassVar[str] = ""
+    default_seeds: ClassVar[tuple[int, ...]] = (1, 2, 3, 4, 5)
+    preset: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def extend_cfg(cls, cfg: Any) -> None:
+        """Add the protocol's ``TRAINER.<NAME>.*`` keys to ``cfg`` (default: none)."""
+
+    @classmethod
+    def requirements(cls, cfg: Any) -> frozenset[str]:
+        """What the cell data must hold (:data:`REQUIRES_IMAGES`, :data:`REQUIRES_FEATURES`)."""
+        return frozenset({REQUIRES_FEATURES})
+
+    @classmethod
+    def run_cell(cls, cfg: Any, data: CellData, ctx: CellContext) -> CellOutcome:
+        """Evaluate one cell and return its metrics."""
+        raise NotImplementedError
+
+
+class FeatureProtocol(Protocol):
+    """A protocol that only reads frozen features: subclasses implement :meth:`predict`."""
+
+    @classmethod
+    def predict(cls, cfg: Any, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
+        """Return test-set predictions and protocol extras for the metrics."""
+        raise NotImplementedError
+
+    @classmethod
+    def run_cell(cls, cfg: Any, data: CellData, ctx: CellContext) -> CellOutcome:
+        """Predict the test set from the support features and score it."""
+        start = time.perf_counter()
+        preds, extras = cls.predict(cfg, data)
+        fit_s = time.perf_counter() - start
+        metrics = classification_metrics(data.test_labels, preds, data.classnames, extras)
+        return CellOutcome(metrics=metrics, timings={"fit_s": fit_s})
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def classification_metrics(
+    y_true: Any, y_pred: Any, classnames: list[str], extras: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The engine's classification metrics, plus protocol extras (which may not shadow them)."""
+    from sarfewshot.engine.evaluator import compute_metrics
+
+    metrics = dict(
+        compute_metrics(
+            np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64), classnames
+        )
+    )
+    for key, value in (extras or {}).items():
+        if key in metrics:
+            raise KeyError(f"protocol extra {key!r} would overwrite a standard metric")
+        metrics[key] = value
+    return metrics
+
+
+def l2_normalize(x: Any, eps: float = 1e-12) -> Any:
+    """Rows of a torch tensor scaled to unit L2 norm (zero rows stay zero)."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; other values are checked and kept."""
+    import torch
+
+    from sarfewshot.errors import ConfigError
+
+    if device in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ConfigError(
+            f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:1)"
+        ) from None
+    return device
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices covering ``range(n)`` in chunks of ``size``."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+class TrainedProtocol(Protocol):
+    """Mix-in for protocols that are ``TrainerX`` subclasses (``finetune``, ``linear``).
+
+    :meth:`run_cell` wraps the cell's tensors in a ``DataManager``, builds the trainer with a
+    fresh backbone from the context, trains for ``OPTIM.MAX_EPOCH`` epochs and tests the
+    last-epoch model. Subclasses say which tensors they train on via :meth:`requirements` and
+    may add constructor options via :meth:`trainer_options`.
+    """
+
+    @classmethod
+    def trainer_options(cls, cfg: Any, data: CellData, ctx: CellContext) -> dict[str, Any]:
+        """Extra keyword arguments for the trainer's constructor (default: a fresh backbone)."""
+        return {"backbone": ctx.new_backbone()}
+
+    @classmethod
+    def datamanager(cls, cfg: Any, data: CellData) -> Any:
+        """Loaders over the cell's features (when required) or images."""
+        import torch
+
+        from sarfewshot.data.datamanager import DataManager
+
+        part = "features" if REQUIRES_FEATURES in cls.requirements(cfg) else "images"
+
+        def tensor(name: str) -> Any:
+            value = getattr(data, f"{name}_{part}")
+            if value is None:
+                return None
+            return torch.from_numpy(np.ascontiguousarray(value)) if part == "features" else value
+
+        if tensor("train") is None or tensor("test") is None:
+            raise ValueError(f"protocol {cls.name} needs the cell's train and test {part}")
+        return DataManager.from_tensors(
+            cfg,
+            tensor("train"),
+            data.train_labels,
+            tensor("test"),
+            data.test_labels,
+            data.classnames,
+            val_images=tensor("val"),
+            val_labels=data.val_labels,
+            train_impaths=data.train_paths or None,
+            test_impaths=data.test_paths or None,
+        )
+
+    @classmethod
+    def run_cell(cls, cfg: Any, data: CellData, ctx: CellContext) -> CellOutcome:
+        """Train on the support set, test the last-epoch model on the whole test set."""
+        start = time.perf_counter()
+        callbacks = []
+        if ctx.on_epoch is not None:
+            callbacks.append(lambda s: ctx.on_epoch(int(s["epoch"]), int(s["max_epoch"])))
+        trainer = cls(  # type: ignore[call-arg]
+            cfg,
+            cls.datamanager(cfg, data),
+            device=ctx.device,
+            save_checkpoints=False,
+            write_log=False,
+            verbose=False,
+            show_progress=False,
+            callbacks=callbacks,
+            **cls.trainer_options(cfg, data, ctx),
+        )
+        setup_s = time.perf_counter() - start
+        trainer.train()
+        metrics = {k: v for k, v in (trainer.last_result or {}).items() if k != "split"}
+        if not metrics:
+            raise RuntimeError(f"{cls.name}: training finished without a test result")
+        if trainer.history:
+            last = trainer.history[-1]
+            metrics["epochs"] = int(last["epoch"])
+            if "loss" in last:
+                metrics["final_train_loss"] = float(last["loss"])
+        timings = {"setup_s": setup_s, **{k: float(v) for k, v in trainer.timings.items()}}
+        return CellOutcome(metrics=metrics, timings=timings)

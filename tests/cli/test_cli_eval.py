@@ -1,0 +1,163 @@
+"""``sarfewshot eval`` from the command line: flags, the table, resume, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sarfewshot.cli.eval import parse_ints, per_backbone
+from sarfewshot.cli.main import main
+from sarfewshot.datasets.synthetic import generate_synthetic
+from sarfewshot.errors import ConfigError
+from sarfewshot.results.records import record_files
+
+TINY = ["--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size", "32"]
+TAIL = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "2"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    return generate_synthetic(
+        out, n_train_per_class=6, n_test_per_class=3, size=64, progress_bar=False
+    )
+
+
+def _eval(root: Path, out: Path, *extra: str, tail=TAIL) -> list[str]:
+    return [
+        "eval",
+        *TINY,
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(root),
+        "--output",
+        str(out),
+        *extra,
+        *tail,
+    ]
+
+
+def test_eval_prints_the_table_writes_the_csv_and_resumes(root, tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = _eval(
+        root, out, "--shots", "1,2", "--protocol", "knn,prototype,logreg", "--seeds", "1-2"
+    )
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "0 cells already done, 12 to run" in text
+    assert "synthetic K=1" in text and "synthetic K=2" in text and "population std" in text
+    assert (out / "leaderboard.csv").is_file() and len(record_files(out)) == 12
+    assert main(args) == 0
+    assert "12 cells already done, 0 to run" in capsys.readouterr().out
+    assert main([*args[: -len(TAIL)], "--force", *TAIL]) == 0
+    assert "0 cells already done, 12 to run" in capsys.readouterr().out
+    # `sarfewshot leaderboard` recomputes exactly the CSV the grid wrote
+    assert main(["leaderboard", str(out), "--csv", str(tmp_path / "again.csv")]) == 0
+    assert (tmp_path / "again.csv").read_text() == (out / "leaderboard.csv").read_text()
+
+
+def test_default_seeds_follow_the_release(root, tmp_path, capsys):
+    args = _eval(root, tmp_path / "r", "--shots", "1", "--protocol", "linear", "--shard", "1/6")
+    assert main(args) == 0
+    # linear defaults to 6 seeds: shard 1/6 of them is one cell
+    assert "0 cells already done, 1 to run" in capsys.readouterr().out
+
+
+def test_no_feature_cache_gives_the_same_numbers(root, tmp_path, capsys):
+    common = ("--shots", "2", "--protocol", "linear", "--seeds", "1")
+    assert main(_eval(root, tmp_path / "a", *common)) == 0
+    assert main(_eval(root, tmp_path / "b", *common, "--no-feature-cache")) == 0
+    table_a, table_b = (tmp_path / "a" / "leaderboard.csv", tmp_path / "b" / "leaderboard.csv")
+    assert table_a.read_text() == table_b.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--backbone", "nosuch"], "available"),
+        (["--dataset", "nosuch"], "available: "),
+        (["--dataset", "mstar"], "MSTAR"),  # wrong layout for the dataset
+        (["--protocol", "nosuch"], "available: "),
+        (["--shots", "50"], "larger than every class"),
+        (["--shard", "3/2"], "--shard"),
+        (["--seeds", "x"], "--seeds"),
+        (["NOT.A_KEY", "1"], "NOT.A_KEY"),
+        (["--weights", "missing.pth", "--backbone", "sarjepa", "--arch", ""], "missing.pth"),
+    ],
+)
+def test_bad_input_is_one_clear_line(root, tmp_path, capsys, change, message):
+    args = _eval(root, tmp_path / "r", "--shots", "1", "--protocol", "knn", "--seeds", "1", tail=[])
+    flags = {a: i for i, a in enumerate(args) if a.startswith("--")}
+    for flag, value in zip(change[0::2], change[1::2]):
+        if flag in flags:
+            args[flags[flag] + 1] = value
+        else:
+            args += [flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_root_and_unreadable_image_are_named(root, tmp_path, capsys):
+    args = _eval(tmp_path / "nowhere", tmp_path / "r", "--shots", "1", "--protocol", "knn")
+    args[args.index("--dataset") + 1] = "folder"
+    assert main(args) == 2
+    assert "nowhere" in capsys.readouterr().err
+    bad = tmp_path / "tree"
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            generate = bad / split / cls
+            generate.mkdir(parents=True)
+            (generate / "ok.png").write_bytes((root / "train/apc/apc_00000.png").read_bytes())
+            (generate / "ok2.png").write_bytes((root / "train/bus/bus_00000.png").read_bytes())
+    (bad / "test" / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    args = _eval(bad, tmp_path / "r2", "--shots", "1", "--protocol", "knn", "--seeds", "1")
+    args[args.index("--dataset") + 1] = "folder"
+    assert main(args) == 2
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_flag_helpers():
+    assert parse_ints("1,5, 10,5", "--shots") == [1, 5, 10]
+    assert parse_ints("1-3,7", "--seeds") == [1, 2, 3, 7]
+    with pytest.raises(ConfigError, match="--shots"):
+        parse_ints("", "--shots")
+    assert per_backbone(None, ["a", "b"], "--weights") == [None, None]
+    assert per_backbone(",w.pth", ["a", "b"], "--weights") == [None, "w.pth"]
+    assert per_backbone("b=w.pth", ["a", "b"], "--weights") == [None, "w.pth"]
+    with pytest.raises(ConfigError, match="--weights"):
+        per_backbone("w.pth", ["a", "b"], "--weights")
+    with pytest.raises(ConfigError, match="--arch"):
+        per_backbone("c=x", ["a", "b"], "--arch")
+
+
+def test_slurm_array_task_runs_its_share(root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    args = _eval(root, tmp_path / "r", "--shots", "1,2", "--protocol", "knn", "--seeds", "1-3")
+    assert main(args) == 0
+    assert "0 cells already done, 2 to run" in capsys.readouterr().out  # 6 cells / 3 tasks
+
+
+def test_two_processes_in_one_folder_leave_valid_records(root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sarfewshot.results.records import read_record
+
+    out = tmp_path / "shared"
+    args = _eval(root, out, "--shots", "1,2", "--protocol", "knn,prototype", "--seeds", "1-2")
+    cmd = [sys.executable, "-m", "sarfewshot", *args]
+    env = {**os.environ, "SARFEWSHOT_NO_PROGRESS": "1"}
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1].decode()[-500:] for r in results]
+    files = record_files(out)
+    assert len(files) == 8 and all(read_record(f)["status"] == "ok" for f in files)
+    assert not list((out / "records").glob(".*.tmp"))  # no temp files left behind

@@ -1,0 +1,162 @@
+"""The grid end to end on a tiny synthetic tree: records, resume, force, shards, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sarfewshot.datasets.synthetic import generate_synthetic
+from sarfewshot.engine.grid import BackboneRequest, GridRequest, run_grid
+from sarfewshot.errors import ConfigError
+from sarfewshot.results.aggregate import aggregate_records
+from sarfewshot.results.export import csv_text
+from sarfewshot.results.records import iter_records, record_files
+
+ARCH = "irpe_vit_micro_patch8"
+FAST = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "2", "DATALOADER.TEST.BATCH_SIZE", "64"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    return generate_synthetic(
+        out, n_train_per_class=6, n_test_per_class=3, size=64, progress_bar=False
+    )
+
+
+def _req(root: Path, out: Path, **kw) -> GridRequest:
+    base = dict(
+        backbones=[BackboneRequest("random", None, ARCH)],
+        datasets=["synthetic"],
+        shots=[1, 2],
+        protocols=["knn", "linear"],
+        seeds=[1, 2],
+        output=out,
+        root=str(root),
+        img_size=32,
+        opts=list(FAST),
+        progress=False,
+    )
+    base.update(kw)
+    return GridRequest(**base)
+
+
+def _run(req: GridRequest):
+    lines: list[str] = []
+    summary = run_grid(req, printer=lines.append)
+    return summary, lines
+
+
+def _metrics(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text())["metrics"] for p in record_files(out)}
+
+
+def test_second_run_does_no_work_and_force_recomputes(root, tmp_path):
+    out = tmp_path / "runs"
+    first, lines = _run(_req(root, out))
+    assert (first.ran, first.failed) == (8, 0)
+    assert lines[0] == "0 cells already done, 8 to run"
+    stamps = {p: p.stat().st_mtime_ns for p in record_files(out)}
+    again, lines = _run(_req(root, out))
+    assert again.ran == 0 and lines[0] == "8 cells already done, 0 to run"
+    assert {p: p.stat().st_mtime_ns for p in record_files(out)} == stamps
+    before = _metrics(out)
+    forced, _ = _run(_req(root, out, force=True))
+    assert forced.ran == 8
+    assert _metrics(out) == before  # same command, same numbers
+    # the leaderboard CSV is a pure function of the records
+    rows = aggregate_records(list(iter_records([out])))
+    assert (out / "leaderboard.csv").read_text() == csv_text(rows)
+    record = json.loads(record_files(out)[0].read_text())
+    assert record["split"]["path"].startswith("splits/synthetic/")
+    assert (out / record["split"]["path"]).is_file()
+
+
+def test_shards_merge_into_the_full_grid(root, tmp_path):
+    full, _ = _run(_req(root, tmp_path / "full"))
+    one, _ = _run(_req(root, tmp_path / "sharded", shard=(0, 2)))
+    two, lines = _run(_req(root, tmp_path / "sharded", shard=(1, 2)))
+    assert one.ran + two.ran == full.ran == 8 and one.ran == 4
+    assert lines[0] == "0 cells already done, 4 to run"
+    assert _metrics(tmp_path / "sharded") == _metrics(tmp_path / "full")
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(root, tmp_path, monkeypatch):
+    import torch
+
+    from sarfewshot.trainers._backbone import BackboneTrainer
+
+    original = BackboneTrainer.forward_backward
+
+    def nan_on_seed_2(self, batch):
+        if int(self.cfg.SEED) == 2:
+            self.model_backward_and_update(torch.tensor(float("nan"), requires_grad=True))
+        return original(self, batch)
+
+    monkeypatch.setattr(BackboneTrainer, "forward_backward", nan_on_seed_2)
+    out = tmp_path / "runs"
+    summary, lines = _run(_req(root, out))
+    assert (summary.ran, summary.failed) == (8, 2)
+    records = [json.loads(p.read_text()) for p in record_files(out)]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert {(r["protocol"], r["seed"]) for r in failed} == {("linear", 2)}
+    assert all("NaN" in r["error"] for r in failed)
+    assert any("FAILED" in line for line in lines)
+    assert sum(r.n_failed for r in aggregate_records(records)) == 2
+    monkeypatch.setattr(BackboneTrainer, "forward_backward", original)
+    retry, lines = _run(_req(root, out))
+    assert lines[0] == "6 cells already done, 2 to run"  # failures are retried
+    assert (retry.ran, retry.failed) == (2, 0)
+
+
+def test_interrupt_keeps_finished_records_and_resumes(root, tmp_path, monkeypatch):
+    from sarfewshot.trainers.knn import KNN
+
+    calls = {"n": 0}
+    original = KNN.predict.__func__
+
+    def interrupt_third(cls, cfg, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(cls, cfg, data)
+
+    monkeypatch.setattr(KNN, "predict", classmethod(interrupt_third))
+    out = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        _run(_req(root, out))
+    assert len(record_files(out)) == 2
+    monkeypatch.setattr(KNN, "predict", classmethod(original))
+    # a half-written record (as a crash mid-write by a foreign tool would leave) is recomputed
+    record_files(out)[0].write_text('{"schema": 1, "key": ')
+    summary, lines = _run(_req(root, out))
+    assert lines[0] == "1 cells already done, 7 to run" and summary.ran == 7
+
+
+def test_cached_and_uncached_linear_agree_in_the_grid(root, tmp_path):
+    kw = dict(protocols=["linear"], shots=[2], seeds=[1])
+    _run(_req(root, tmp_path / "cached", **kw))
+    _run(
+        _req(
+            root,
+            tmp_path / "uncached",
+            feature_cache=False,
+            opts=[*FAST, "TRAINER.LINEAR.FEATURE_CACHE", "False"],
+            **kw,
+        )
+    )
+    assert _metrics(tmp_path / "cached") == _metrics(tmp_path / "uncached")
+    assert not (tmp_path / "uncached" / "cache" / "features").exists()
+
+
+def test_other_config_in_the_same_folder_needs_force(root, tmp_path):
+    out = tmp_path / "runs"
+    kw = dict(protocols=["knn"], shots=[1], seeds=[1])
+    _run(_req(root, out, **kw))
+    changed = _req(root, out, opts=[*FAST, "TRAINER.KNN.K", "3"], **kw)
+    with pytest.raises(ConfigError, match="--force"):
+        _run(changed)
+    changed.force = True
+    assert _run(changed)[0].ran == 1

@@ -1,0 +1,79 @@
+"""What the two trained protocols (``finetune``, ``linear``) share: a TrainerX that owns a backbone.
+
+The backbone comes from the grid (a fresh copy per cell) or, when the trainer is used the Dassl
+way (``sarfewshot dassl-train``), is built from ``MODEL.BACKBONE.NAME`` / ``MODEL.BACKBONE.ARCH``
+/ ``MODEL.INIT_WEIGHTS``. Heads are initialised from a generator seeded by ``(SEED, protocol,
+"head")``; data order comes from the data manager's seeded loader; the global torch state
+(dropout, stochastic depth) is seeded by the engine from ``SEED``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from sarfewshot.engine.protocol import TrainedProtocol
+from sarfewshot.engine.trainer import TrainerX
+from sarfewshot.utils.seeding import torch_generator
+
+
+def init_linear(layer: nn.Linear, std: float, generator: torch.Generator) -> None:
+    """Truncated-normal weights (std ``std``, cut at +-2 as timm does) and zero bias."""
+    with torch.no_grad():
+        nn.init.trunc_normal_(layer.weight, std=std, generator=generator)
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def build_backbone_from_cfg(cfg: Any) -> nn.Module:
+    """The backbone named by the config (the Dassl way, without the grid)."""
+    from sarfewshot.models.registry import build_backbone
+
+    size = cfg.INPUT.SIZE
+    return build_backbone(
+        cfg.MODEL.BACKBONE.NAME,
+        weights=cfg.MODEL.INIT_WEIGHTS or None,
+        arch=cfg.MODEL.BACKBONE.ARCH or None,
+        img_size=int(size[0] if isinstance(size, (list, tuple)) else size),
+        seed=0,
+    )
+
+
+class BackboneTrainer(TrainedProtocol, TrainerX):
+    """A TrainerX with a backbone, an explicit device and a seeded head generator.
+
+    Extra constructor options: ``backbone`` (an ``nn.Module`` with ``forward_features``; None
+    builds it from the config) and ``device`` (``"cpu"``, ``"cuda:1"``...; None keeps the
+    engine's choice from ``USE_CUDA``).
+    """
+
+    def __init__(self, cfg: Any, dm: Any = None, **options: Any) -> None:
+        self._given_backbone = options.pop("backbone", None)
+        self._given_device = options.pop("device", None)
+        super().__init__(cfg, dm, **options)
+
+    def take_backbone(self) -> nn.Module:
+        """The backbone to train or freeze, on the trainer's device."""
+        if self._given_device:
+            self.device = torch.device(self._given_device)
+        backbone = self._given_backbone
+        self._given_backbone = None  # the trainer owns it from here on
+        if backbone is None:
+            backbone = build_backbone_from_cfg(self.cfg)
+        return backbone
+
+    def head_generator(self) -> torch.Generator:
+        """The generator of the head's initial weights, seeded by ``(SEED, protocol, "head")``."""
+        return torch_generator(int(self.cfg.SEED), self.name, "head")
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        """Cross-entropy step (bf16 autocast on CUDA); a non-finite loss stops the cell."""
+        inputs, labels = self.parse_batch_train(batch)
+        with self.autocast():
+            logits = self.model(inputs)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        self.model_backward_and_update(loss)
+        acc = (logits.argmax(dim=1) == labels).float().mean()
+        return {"loss": float(loss.detach()), "acc": 100.0 * float(acc)}
