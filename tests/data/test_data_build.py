@@ -87,9 +87,22 @@ def test_unseeded_config_draws_with_seed_zero(tmp_path):
 def test_dataset_config_files_give_release_preset():
     config = pytest.importorskip("sarfewshot.engine.config")
     from sarfewshot.configs import CONFIG_DIR
+    from sarfewshot.data.registry import DATASET_REGISTRY
 
-    for name in ("mstar_soc", "fusar_ship", "sar_acd", "sample", "synthetic"):
+    for name in ("sample", "synthetic"):
         cfg = config.get_cfg_default()
         config.merge_file(cfg, CONFIG_DIR / "datasets" / f"{name}.yaml")
         assert name == cfg.DATASET.NAME
         assert spec_from_cfg(cfg) == PreprocessSpec()  # crop 128, bicubic 224, [0, 1]
+    # The release's files set only the name; with the release's trainer file the preset is whole.
+    trainer = CONFIG_DIR / "trainers" / "MIM_linear" / "vit_b16.yaml"
+    for name, canonical in (
+        ("MSTAR_SOC", "mstar_soc"),
+        ("New_FUSAR", "fusar_ship"),
+        ("SAR_ACD", "sar_acd"),
+    ):
+        cfg = config.get_cfg_default()
+        config.merge_file(cfg, CONFIG_DIR / "datasets" / f"{name}.yaml")
+        config.merge_file(cfg, trainer)
+        assert DATASET_REGISTRY.canonical(cfg.DATASET.NAME) == canonical
+        assert spec_from_cfg(cfg) == PreprocessSpec()
