@@ -128,8 +128,6 @@ def request_from_args(args: argparse.Namespace):
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
-    if args.no_feature_cache:
-        opts += ["TRAINER.LINEAR.FEATURE_CACHE", "False"]
     return GridRequest(
         backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],
         datasets=[d for d in split_list(args.dataset) if d],

@@ -368,6 +368,8 @@ def build_protocol_cfg(
     if req.img_size:
         cfg.INPUT.SIZE = (int(req.img_size), int(req.img_size))
     explicit |= C.merge_opts(cfg, req.opts)
+    if not req.feature_cache and "LINEAR" in cfg.TRAINER:
+        cfg.TRAINER.LINEAR.FEATURE_CACHE = False  # the request's switch is the one source
     C.apply_channel_rule(cfg, explicit)
     C.check_cfg(cfg)
     cfg.freeze()
