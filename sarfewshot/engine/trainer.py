@@ -413,14 +413,7 @@ class SimpleTrainer(TrainerBase):
             from sarfewshot.data.datamanager import DataManager
 
             self.dm = DataManager(self.cfg)
-        dm = self.dm
-        self.train_loader_x = dm.train_loader_x
-        self.train_loader_u = getattr(dm, "train_loader_u", None)
-        self.val_loader = dm.val_loader
-        self.test_loader = dm.test_loader
-        self.num_classes = dm.num_classes
-        self.num_source_domains = getattr(dm, "num_source_domains", 1)
-        self.lab2cname = dm.lab2cname
+        attach_loaders(self, self.dm)
 
     def build_model(self) -> None:
         """Build ``self.model`` and call ``register_model`` (subclasses implement it)."""
@@ -568,6 +561,18 @@ class SimpleTrainer(TrainerBase):
 
 
 # ----------------------------------------------------------------------------- TrainerX
+
+
+def attach_loaders(trainer: Any, dm: Any) -> None:
+    """Give ``trainer`` Dassl's loader attributes from a data manager (ours or Dassl's)."""
+    trainer.dm = dm
+    trainer.train_loader_x = dm.train_loader_x
+    trainer.train_loader_u = getattr(dm, "train_loader_u", None)
+    trainer.val_loader = dm.val_loader
+    trainer.test_loader = dm.test_loader
+    trainer.num_classes = dm.num_classes
+    trainer.num_source_domains = getattr(dm, "num_source_domains", 1)
+    trainer.lab2cname = dm.lab2cname
 
 
 class TrainerX(SimpleTrainer):

@@ -310,14 +310,7 @@ def _trainer_base() -> type:
                     dm.show_dataset_summary()
             else:
                 dm = build_data_manager(self.cfg)
-            self.dm = dm
-            self.train_loader_x = dm.train_loader_x
-            self.train_loader_u = getattr(dm, "train_loader_u", None)
-            self.val_loader = dm.val_loader
-            self.test_loader = dm.test_loader
-            self.num_classes = dm.num_classes
-            self.num_source_domains = getattr(dm, "num_source_domains", 1)
-            self.lab2cname = dm.lab2cname
+            engine.attach_loaders(self, dm)
             engine.SimpleTrainer._check_val_split(self)
 
         def build_model(self) -> None:
