@@ -4,7 +4,7 @@
 # leaderboard of the run folder (OUTPUT/leaderboard.csv, Markdown and PNG curves).
 #
 # usage: scripts/run_release_grid.sh BACKBONE WEIGHTS DATA_ROOT [OUTPUT] [EVAL ARGS...]
-#   (arguments and environment as in scripts/run_release_finetune.sh)
+#   (arguments and environment as in scripts/run_release_protocol.sh)
 # Both protocols share the split files in OUTPUT/splits, so their cells are paired. Reruns skip
 # finished cells; a failed cell is recorded and retried on the next run.
 set -euo pipefail

@@ -2,32 +2,6 @@
 # The SAR-JEPA release's linear-probe batch: MSTAR SOC, FUSAR-Ship and SAR-ACD x K = 10, 20, 40
 # x 6 seeds (1-6), frozen backbone, BN + linear head on cached features
 # (configs/trainers/linear/vit_b16.yaml).
-#
 # usage: scripts/run_release_linear.sh BACKBONE WEIGHTS DATA_ROOT [OUTPUT] [EVAL ARGS...]
-#   BACKBONE   a sarfewshot backbone name (sarjepa, mae, lomar, ..., random)
-#   WEIGHTS    its checkpoint file ("" for $SARFEWSHOT_WEIGHTS/<name>.pth, or none for random)
-#   DATA_ROOT  the folder holding MSTAR_SOC/, New_FUSAR/ and SAR_ACD/
-#   OUTPUT     run folder (default runs/release); finished cells are skipped on a rerun
-#   EVAL ARGS  passed on to `sarfewshot eval` (e.g. --device cuda:1, --shard 2/4, KEY VALUE)
-# Environment: DATASETS (default mstar,fusar,sar_acd), SHOTS (default 10,20,40), SEEDS (default:
-# the protocol's 1-6). Under a SLURM job array each task runs its share of the cells, e.g.
-#   sbatch --array=0-7 --gpus=1 --wrap "scripts/run_release_linear.sh sarjepa w.pth DATA"
-set -euo pipefail
-
-if [ "$#" -lt 3 ]; then
-    sed -n '2,16p' "$0" >&2
-    exit 2
-fi
-backbone=$1 weights=$2 root=$3
-shift 3
-out=runs/release
-if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then  # an OUTPUT before the eval arguments
-    out=$1
-    shift
-fi
-
-args=(--backbone "$backbone" --dataset "${DATASETS:-mstar,fusar,sar_acd}" --root "$root"
-      --shots "${SHOTS:-10,20,40}" --protocol linear --output "$out")
-if [ -n "$weights" ]; then args+=(--weights "$weights"); fi
-if [ -n "${SEEDS:-}" ]; then args+=(--seeds "$SEEDS"); fi
-exec sarfewshot eval "${args[@]}" "$@"
+# (arguments and environment as in scripts/run_release_protocol.sh)
+exec "$(dirname "$0")/run_release_protocol.sh" linear "$@"

@@ -8,6 +8,8 @@ import io
 import warnings
 from typing import Any
 
+from sarfewshot.cli.leaderboard import add_dassl_log_flags
+
 COLUMNS = (
     "dataset",
     "protocol",
@@ -43,21 +45,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="also pair cells without a split hash (records from Dassl logs)",
     )
-    logs = parser.add_mutually_exclusive_group()
-    logs.add_argument(
-        "--dassl-logs",
-        dest="dassl_logs",
-        action="store_const",
-        const="always",
-        help="read Dassl log.txt runs in every folder, also next to records",
-    )
-    logs.add_argument(
-        "--no-dassl-logs",
-        dest="dassl_logs",
-        action="store_const",
-        const="never",
-        help="ignore Dassl log.txt runs",
-    )
+    add_dassl_log_flags(parser)
     parser.set_defaults(func=run, dassl_logs="auto")
     return parser
 

@@ -48,13 +48,25 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="FMT",
         help="tabulate format of the printed table (default: grid)",
     )
+    add_dassl_log_flags(parser)
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="warn about invalid record files instead of stopping",
+    )
+    parser.set_defaults(func=run, dassl_logs="auto")
+    return parser
+
+
+def add_dassl_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``--dassl-logs`` / ``--no-dassl-logs`` (default ``auto``: only folders with no records)."""
     logs = parser.add_mutually_exclusive_group()
     logs.add_argument(
         "--dassl-logs",
         dest="dassl_logs",
         action="store_const",
         const="always",
-        help="read Dassl log.txt runs in every DIR, also next to records",
+        help="read Dassl log.txt runs in every folder, also next to records",
     )
     logs.add_argument(
         "--no-dassl-logs",
@@ -63,13 +75,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         const="never",
         help="ignore Dassl log.txt runs",
     )
-    parser.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="warn about invalid record files instead of stopping",
-    )
-    parser.set_defaults(func=run, dassl_logs="auto")
-    return parser
 
 
 def _dir_records(path: Path, skip_invalid: bool) -> list[dict[str, Any]]:
