@@ -99,21 +99,45 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+def _values(text: str, backbones: list[str]) -> list[str]:
+    # Arch specs contain commas (irpe:patch=8,dim=64,...): with one backbone the whole text is
+    # its value; otherwise ';' separates values, or a comma piece such as "dim=64" that is not
+    # a backbone's NAME=VALUE continues the spec before it.
+    if ";" in text:
+        return [v.strip() for v in text.split(";")]
+    if len(backbones) == 1:
+        return [text.strip()]
+    out: list[str] = []
+    for piece in split_list(text):
+        key, eq, _ = piece.partition("=")
+        if out and ":" in out[-1] and eq and ":" not in piece and key not in backbones:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
 def per_backbone(text: str | None, backbones: list[str], flag: str) -> list[str | None]:
-    """One value per backbone from ``--weights`` / ``--arch`` (aligned list or NAME=VALUE)."""
-    values = split_list(text)
-    if not values:
+    """One value per backbone from ``--weights`` / ``--arch``.
+
+    Accepts one value per backbone in ``--backbone`` order (comma- or ';'-separated, empty for
+    the default) or ``NAME=VALUE`` pairs; with a single backbone the whole text is its value.
+    """
+    if not text or not text.strip():
         return [None] * len(backbones)
-    if any("=" in v for v in values):
-        pairs = dict(v.split("=", 1) for v in values if v)
-        unknown = sorted(set(pairs) - set(backbones))
-        if unknown:
-            raise ConfigError(f"{flag}: {unknown} not among --backbone {backbones}")
-        return [pairs.get(b) or None for b in backbones]
+    values = _values(text, backbones)
+    pairs = [v.partition("=") for v in values]
+    named = [bool(eq) and k in backbones for k, eq, _ in pairs]
+    if any(named):
+        if not all(named):
+            bad = [v for v, ok in zip(values, named) if not ok]
+            raise ConfigError(f"{flag}: {bad} not NAME=VALUE pairs of --backbone {backbones}")
+        given = {k: v for k, _, v in pairs}
+        return [given.get(b) or None for b in backbones]
     if len(values) != len(backbones):
         raise ConfigError(
             f"{flag} has {len(values)} value(s) for {len(backbones)} backbones {backbones}; give "
-            "one per backbone (comma-separated, empty for none) or NAME=VALUE pairs"
+            "one per backbone (separated by ',' or, for arch specs, ';') or NAME=VALUE pairs"
         )
     return [v or None for v in values]
 

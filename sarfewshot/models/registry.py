@@ -73,7 +73,9 @@ class BackboneSpec:
 BACKBONE_REGISTRY = Registry("backbone")
 
 
-def _release(name: str, description: str, family: str = "irpe", **kw) -> BackboneSpec:
+def _release(
+    name: str, description: str, family: str = "irpe", aliases: tuple[str, ...] = (), **kw
+) -> BackboneSpec:
     defaults = {
         "irpe": ("irpe_vit_base_patch16", IRPE_RULE),
         "timm": ("vit_base_patch16", PLAIN_RULE),
@@ -82,15 +84,18 @@ def _release(name: str, description: str, family: str = "irpe", **kw) -> Backbon
     fields = {"default_arch": arch, "checkpoint_format": rule, "expected_file": f"{name}.pth"}
     fields.update(kw)
     spec = BackboneSpec(name=name, description=description, family=family, **fields)
-    return BACKBONE_REGISTRY.register(name)(spec)
+    return BACKBONE_REGISTRY.register(name, aliases=aliases)(spec)
 
 
 _release("sarjepa", "SAR-JEPA: local masked prediction of multi-scale SAR gradient features")
 _release("sarjepa_gauss", "SAR-JEPA with the Gaussian-kernel gradient target")
 _release("mae", "MAE: pixel targets, random 75% masking", family="timm")
 _release("lomar", "LoMaR: pixel targets, local windows", family="timm")
-_release("lomar_sar", "LoMaR recipe with the release's SAR pretraining set")
+_release("lomar_sar", "LoMaR on log-amplitude pixels ln(x + 0.01) (sarfewshot pretrain lomar_sar)")
 _release("fgmae", "FG-MAE: HOG targets (MaskFeat style)", family="timm")
+# What `sarfewshot pretrain --method hog` writes: the HOG target on SAR-JEPA's local windows and
+# iRPE ViT (the release's FG-MAE is a plain ViT, hence its own entry).
+_release("hog", "local masked prediction of HOG (9 bins, 8x8 cells, L2-normalised)")
 _release("lowpass", "local masked prediction of a low-pass filtered image")
 _release("sar_hog", "local masked prediction of SAR-HOG (ratio-gradient HOG)")
 _release("pgga", "release baseline 'PGGA' (local masked prediction, iRPE ViT-B/16)")

@@ -28,7 +28,10 @@ def parse_backbone_spec(text: str) -> tuple[str, str | None]:
 
 def _select(records: Iterable[Mapping[str, Any]], spec: str, flag: str) -> dict[tuple, dict]:
     """The ok records of backbone ``spec``, by cell; errors name ``flag`` when ambiguous."""
-    name, prefix = parse_backbone_spec(spec)
+    records = list(records)
+    # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
+    exact = any(r["key"]["backbone"] == spec for r in records)
+    name, prefix = (spec, None) if exact else parse_backbone_spec(spec)
     mine = [
         r
         for r in records

@@ -93,10 +93,10 @@ def _draw_shots(series: Mapping[str, list[Row]], title: str, path: Path) -> None
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    # Outside the axes: inside, the legend hid parts of the curves.
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.text(0.01, 0.01, "bars: Student-t 95 % CI over seeds", fontsize="x-small")
-    fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
 
 
 def mean_confusion(records: Sequence[Mapping[str, Any]]) -> tuple[list[list[float]], list[str]]:

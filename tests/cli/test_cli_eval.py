@@ -161,3 +161,12 @@ def test_two_processes_in_one_folder_leave_valid_records(root, tmp_path):
     files = record_files(out)
     assert len(files) == 8 and all(read_record(f)["status"] == "ok" for f in files)
     assert not list((out / "records").glob(".*.tmp"))  # no temp files left behind
+
+
+def test_per_backbone_takes_arch_specs_with_commas():
+    spec = "irpe:patch=8,dim=128,depth=4,heads=4"
+    assert per_backbone(spec, ["random"], "--arch") == [spec]
+    assert per_backbone(f"random={spec}", ["random"], "--arch") == [spec]
+    two = per_backbone(f"{spec};vit:patch=8,dim=192,depth=2", ["a", "b"], "--arch")
+    assert two == [spec, "vit:patch=8,dim=192,depth=2"]
+    assert per_backbone(f"b={spec}", ["a", "b"], "--arch") == [None, spec]

@@ -169,3 +169,13 @@ def test_extract_features_batches_and_scales():
     whole = extract_features(net, images.float() / 255.0, batch_size=8, progress=False)
     assert torch.allclose(feats, whole, atol=1e-5)
     assert net.training  # mode restored
+
+
+def test_pretraining_method_names_are_backbone_names():
+    """Every method `sarfewshot pretrain` offers has a backbone entry of its name for `eval`."""
+    from sarfewshot.models.registry import BACKBONE_REGISTRY
+    from sarfewshot.pretrain.methods import list_methods
+
+    for method in list_methods():
+        assert method in BACKBONE_REGISTRY, method
+    assert BACKBONE_REGISTRY.get("hog").family == "irpe"

@@ -72,3 +72,14 @@ def test_ambiguous_and_missing_backbones():
         paired_compare(
             [fake_record(), fake_record(backbone="x", sha=None, shots=2)], "sarjepa", "x"
         )
+
+
+def test_random_init_label_with_at_sign_is_a_whole_name():
+    """The grid labels weight-less backbones ``random@<arch>``; that is not NAME@SHA."""
+    recs = [
+        fake_record(backbone=name, sha=None, seed=seed, acc=acc + seed)
+        for name, acc in (("random@irpe_vit_micro_patch8", 20.0), ("random@vit_tiny", 10.0))
+        for seed in (1, 2, 3)
+    ]
+    res = paired_compare(recs, "random@irpe_vit_micro_patch8", "random@vit_tiny")
+    assert res["n"] == 3 and res["mean_diff"] == pytest.approx(10.0)
