@@ -12,9 +12,9 @@ set -euo pipefail
 
 DATA=${DATA:-../shared/data}            # holds MSTAR_SOC/TRAIN and MSTAR_SOC/TEST; never copied
 OUT=${OUT:-runs/mstar_study}            # pretraining checkpoints, eval records, splits, features
-DOCS=${DOCS:-docs/mstar_study}          # leaderboard.csv, leaderboard.md, compare_*.csv, PNGs
+DOCS=${DOCS:-docs/mstar_study}          # committed: leaderboard.csv, leaderboard.md, shots PNGs
 METHODS=${METHODS:-"sarjepa lomar mae hog sar_hog"}
-EPOCHS=${EPOCHS:-16}                    # pretraining epochs over the 2746 TRAIN chips
+EPOCHS=${EPOCHS:-30}                    # pretraining epochs over the 2746 TRAIN chips
 BATCH=${BATCH:-32}                      # pretraining batch (LR fixed at the tiny presets' 1e-3)
 IMG=${IMG:-64}                          # pretraining and evaluation input size
 PATCH=${PATCH:-8}
@@ -25,14 +25,19 @@ PRED_DIM=${PRED_DIM:-64}                # predictor / MAE decoder
 PRED_DEPTH=${PRED_DEPTH:-2}
 PRED_HEADS=${PRED_HEADS:-2}
 SEED=${SEED:-0}                         # pretraining seed
-PROTOCOLS=${PROTOCOLS:-linear,knn,prototype}
+PROTOCOLS=${PROTOCOLS:-linear,knn,prototype,finetune}
 SHOTS=${SHOTS:-1,5,10,20}
 SEEDS=${SEEDS:-1-5}
 DEVICE=${DEVICE:-cpu}
+STAGES=${STAGES:-"pretrain eval report"}  # any subset, in this order
 
 cd "$(dirname "$0")/.."
 SFS=${SFS:-sarfewshot}
-if [ -x .venv/bin/sarfewshot ] && ! command -v sarfewshot >/dev/null; then SFS=.venv/bin/sarfewshot; fi
+PY=${PY:-python}
+if [ -x .venv/bin/sarfewshot ] && ! command -v sarfewshot >/dev/null; then
+    SFS=.venv/bin/sarfewshot
+    PY=.venv/bin/python
+fi
 export SARFEWSHOT_NO_PROGRESS=${SARFEWSHOT_NO_PROGRESS:-1}
 mkdir -p "$OUT" "$DOCS"
 IRPE_ARCH="irpe:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
@@ -58,35 +63,106 @@ pretrain() {  # pretrain METHOD: the shared architecture over the tiny preset of
     touch "$dir/done"
 }
 
-evaluate() {  # evaluate NAME [WEIGHTS ARCH]: every protocol x K x seed cell of one backbone
+evaluate() {  # evaluate NAME [WEIGHTS [ARCH]]: every protocol x K x seed cell of one backbone
     local name=$1 weights=${2:-} arch=${3:-} extra=()
     if [ -n "$weights" ]; then extra+=(--weights "$weights"); fi
     if [ -n "$arch" ]; then extra+=(--arch "$arch"); fi
-    timed "eval $name${weights:+ $weights}" $SFS eval --backbone "$name" "${extra[@]}" \
+    timed "eval $name" $SFS eval --backbone "$name" "${extra[@]}" \
         --dataset mstar --root "$DATA" --shots "$SHOTS" --protocol "$PROTOCOLS" \
         --seeds "$SEEDS" --img-size "$IMG" --device "$DEVICE" --output "$OUT/eval"
 }
 
-for m in $METHODS; do pretrain "$m"; done
+has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-evaluate random "" "$IRPE_ARCH"
-for m in $METHODS; do
-    ckpt="$OUT/pretrain/$m/checkpoint-last.pth"
-    case $m in
-        mae) evaluate mae "$ckpt" "$VIT_ARCH" ;;  # plain ViT: heads not stored, give the spec
-        hog) evaluate fgmae "$ckpt" ;;            # no backbone is named "hog": HOG-target label
-        *) evaluate "$m" "$ckpt" ;;
-    esac
-done
+if has_stage pretrain; then
+    for m in $METHODS; do pretrain "$m"; done
+fi
+if ! has_stage eval && ! has_stage report; then exit 0; fi
+
+if has_stage eval; then
+    evaluate random "" "$IRPE_ARCH"
+    for m in $METHODS; do
+        ckpt="$OUT/pretrain/$m/checkpoint-last.pth"
+        case $m in
+            mae) evaluate mae "$ckpt" "$VIT_ARCH" ;;  # plain ViT: heads are not in the weights
+            *) evaluate "$m" "$ckpt" ;;  # iRPE ViTs: the geometry comes from the checkpoint
+        esac
+    done
+fi
+if ! has_stage report; then exit 0; fi
 
 $SFS leaderboard "$OUT/eval" --csv "$DOCS/leaderboard.csv" --markdown "$DOCS/leaderboard.md" \
     --plots --plots-dir "$OUT/plots" --format github
 cp "$OUT"/plots/*shots*.png "$DOCS"/ 2>/dev/null || echo "no accuracy-vs-shots PNG was written"
-for b in random lomar mae fgmae sar_hog; do
-    a=sarjepa
-    if [ "$b" = random ]; then b="random@$IRPE_ARCH"; fi
-    case " $METHODS " in *" ${b%%@*} "* | *" hog "*) ;; esac
-    $SFS compare "$OUT/eval" --a "$a" --b "$b" --csv "$OUT/compare_${a}_vs_${b%%@*}.csv" || true
+# Paired differences sarjepa - other over the cells both have (same split files, K and seed).
+echo "== sarjepa vs random (paired over shared cells)"
+$SFS compare "$OUT/eval" --a sarjepa --b "random@$IRPE_ARCH" \
+    --csv "$OUT/compare_sarjepa_vs_random.csv" ||
+    echo "warning: the sarjepa vs random comparison failed" >&2
+for b in $METHODS; do
+    if [ "$b" = sarjepa ]; then continue; fi
+    echo "== sarjepa vs $b (paired over shared cells)"
+    $SFS compare "$OUT/eval" --a sarjepa --b "$b" --csv "$OUT/compare_sarjepa_vs_$b.csv" ||
+        echo "warning: the sarjepa vs $b comparison failed" >&2
 done
+# the paired differences of every comparison in one table (appended to OUT/summary.md below)
+compare_summary() {
+    "$PY" - "$OUT"/compare_sarjepa_vs_*.csv <<'PYEOF'
+import csv
+import sys
+
+print("| sarjepa minus | protocol | " + " | ".join(f"K={k}" for k in (1, 5, 10, 20)) + " |")
+print("|---|---|---|---|---|---|")
+overall = []
+for path in sys.argv[1:]:
+    rows = list(csv.DictReader(open(path, newline="")))
+    groups = {(r["protocol"], r["shots"]): r for r in rows if r["dataset"] != "ALL"}
+    for proto in sorted({p for p, _ in groups}):
+        cells = []
+        for k in ("1", "5", "10", "20"):
+            r = groups.get((proto, k))
+            lo, hi = (float(r["ci_low"]), float(r["ci_high"])) if r else (0.0, 0.0)
+            mark = "**" if r and (lo > 0 or hi < 0) else ""
+            cells.append(f"{mark}{float(r['mean_diff']):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}" if r else "-")
+        print(f"| {rows[0]['b']} | {proto} | " + " | ".join(cells) + " |")
+    overall += [r for r in rows if r["dataset"] == "ALL"]
+print()
+print("points, paired Student-t 95 % CI over the 5 seeds; bold: the CI excludes 0")
+print()
+for r in overall:
+    print(
+        f"- sarjepa - {r['b']}, all {r['n']} paired cells: {float(r['mean_diff']):+.2f} "
+        f"[{float(r['ci_low']):+.2f}, {float(r['ci_high']):+.2f}]"
+    )
+PYEOF
+}
+
+# mean ± sample std and the Student-t 95 % CI half-width per cell, from the committed CSV
+"$PY" - "$DOCS/leaderboard.csv" <<'PYEOF' | tee "$OUT/summary.md"
+import csv
+import sys
+
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+shots = sorted({int(r["shots"]) for r in rows})
+cells = {(r["backbone"].split("@")[0], r["protocol"], int(r["shots"])): r for r in rows}
+print("| protocol | backbone | " + " | ".join(f"K={k}" for k in shots) + " |")
+print("|---|---|" + "---|" * len(shots))
+for proto in sorted({p for _, p, _ in cells}):
+    names = sorted({b for b, p, _ in cells if p == proto})
+    names.sort(key=lambda b: -float(cells.get((b, proto, shots[-1]), {"acc_mean": 0})["acc_mean"]))
+    for name in names:
+        out = []
+        for k in shots:
+            r = cells.get((name, proto, k))
+            out.append(
+                f"{float(r['acc_mean']):.1f} ± {float(r['acc_std_sample']):.1f} "
+                f"[±{float(r['acc_ci95']):.1f}]" if r else "-"
+            )
+        print(f"| {proto} | {name} | " + " | ".join(out) + " |")
+print()
+print("mean ± sample std over seeds [Student-t 95 % CI half-width]; n = 5 seeds per cell")
+PYEOF
+echo
+compare_summary | tee -a "$OUT/summary.md"
 echo "wall times (s):"
 cat "$OUT/times.tsv"

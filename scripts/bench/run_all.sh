@@ -7,7 +7,8 @@
 #   --device cuda   also run the GPU rows (feature extraction, ViT-B pretraining, target
 #                   computation and the ViT-B/16 release grid) after the CPU rows
 # CPU rows run on one thread (OMP_NUM_THREADS=1, and --threads 1 where the script has it), so a
-# shared, busy machine disturbs the two sides of a ratio alike. Run from anywhere.
+# shared, busy machine disturbs the two sides of a ratio alike. Run from anywhere; scratch files
+# go to $WORK (default: a new temporary folder, printed at the end).
 set -euo pipefail
 
 DEVICE=cpu
@@ -19,12 +20,11 @@ DATA=${1:-../shared/data}
 PY=${PYTHON:-python}
 if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then PY=.venv/bin/python; fi
 SFS="$PY -m sarfewshot"
-WORK=${WORK:-$(mktemp -d /tmp/sfs_bench.XXXXXX)}
+WORK=${WORK:-$(mktemp -d -t sfs_bench.XXXXXX)}
 export SARFEWSHOT_NO_PROGRESS=1
 
 step() {
     echo
-    echo "### $*"
     echo "\$ $*"
     local t0=$SECONDS
     "$@"
