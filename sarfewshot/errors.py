@@ -34,3 +34,11 @@ class UnknownNameError(SarFewShotError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss.
+
+    Not a :class:`SarFewShotError`: the evaluation grid stops on those (bad input), while a
+    non-finite loss fails only its cell, which is recorded and retried on the next run.
+    """

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from sarfewshot import __version__
-from sarfewshot.errors import SarFewShotError
+from sarfewshot.errors import NonFiniteLossError, SarFewShotError
 
 SUBCOMMANDS = (
     "eval",
@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SarFewShotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "interrupted: finished results are kept; run the same command to resume",

@@ -20,12 +20,10 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
+from sarfewshot.errors import NonFiniteLossError  # noqa: F401  (protocols raise it from here)
+
 REQUIRES_IMAGES = "images"
 REQUIRES_FEATURES = "features"
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the grid records the cell as failed."""
 
 
 @dataclass

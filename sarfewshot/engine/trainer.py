@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from sarfewshot.errors import ConfigError, WeightsError
+from sarfewshot.errors import ConfigError, NonFiniteLossError, WeightsError
 from sarfewshot.utils.io import atomic_write_bytes, atomic_write_text
 from sarfewshot.utils.seeding import seed_everything
 
@@ -47,21 +47,6 @@ LATEST_POINTER = "checkpoint"
 LOG_FILE = "log.txt"
 
 EpochCallback = Callable[[dict], None]
-
-
-def _nonfinite_base() -> type:
-    # The grid records a cell whose protocol raised the protocols' NonFiniteLossError and goes
-    # on, while it stops on SarFewShotError; deriving from the former (and not the latter)
-    # gives a non-finite loss here the same treatment.
-    try:
-        from sarfewshot.engine.protocol import NonFiniteLossError as base
-    except ImportError:
-        return FloatingPointError
-    return base
-
-
-class NonFiniteLossError(_nonfinite_base()):
-    """The training loss became NaN or infinite (a ``FloatingPointError``)."""
 
 
 def progress_enabled() -> bool:
