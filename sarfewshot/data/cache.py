@@ -13,8 +13,6 @@ rebuilt, never reused.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -24,15 +22,14 @@ import numpy as np
 from sarfewshot.data.io import read_sar
 from sarfewshot.data.listing import progress as progress_bar
 from sarfewshot.data.transforms import PreprocessSpec, preprocess, preprocess_uint8
-from sarfewshot.utils.io import atomic_write_bytes, atomic_write_json, sha256_text
+from sarfewshot.utils.io import array_manifest_path, load_array, save_array, sha256_text
 
 CACHE_FORMAT = 1
 
 
 def manifest_path(cache_file: Path) -> Path:
     """The manifest that belongs to ``cache_file``."""
-    cache_file = Path(cache_file)
-    return cache_file.with_name(cache_file.stem + ".manifest.json")
+    return array_manifest_path(cache_file)
 
 
 def paths_fingerprint(paths: Sequence[str]) -> str:
@@ -54,35 +51,6 @@ def _expected_manifest(paths: Sequence[str], spec: PreprocessSpec) -> dict:
         "count": len(paths),
         "paths_sha256": paths_fingerprint(paths),
     }
-
-
-def _load_cached(cache_file: Path, expected: dict) -> np.ndarray | None:
-    """The cached array when its manifest matches ``expected``, else None (stale or absent)."""
-    man = manifest_path(cache_file)
-    if not (cache_file.is_file() and man.is_file()):
-        return None
-    try:
-        stored = json.loads(man.read_text())
-        if any(stored.get(k) != v for k, v in expected.items()):
-            return None
-        arr = np.load(cache_file, allow_pickle=False)
-    except (OSError, ValueError, AttributeError):
-        return None  # an unreadable cache is rebuilt: it is only a cache
-    if arr.ndim != 4 or arr.shape[0] != expected["count"] or str(arr.dtype) != stored.get("dtype"):
-        return None
-    return arr
-
-
-def _save_cached(cache_file: Path, arr: np.ndarray, manifest: dict) -> None:
-    # The manifest goes first and comes back last, so a crash in between leaves no manifest
-    # vouching for the wrong array.
-    manifest_path(cache_file).unlink(missing_ok=True)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write_bytes(cache_file, buf.getvalue())
-    atomic_write_json(
-        manifest_path(cache_file), {**manifest, "dtype": str(arr.dtype), "shape": list(arr.shape)}
-    )
 
 
 def _decode_all(paths: Sequence[str], spec: PreprocessSpec, show: bool) -> np.ndarray:
@@ -130,11 +98,11 @@ def load_image_tensor(
 
     paths = [str(p) for p in paths]
     expected = _expected_manifest(paths, spec)
-    arr = _load_cached(Path(cache_file), expected) if cache_file is not None else None
+    arr = load_array(cache_file, expected) if cache_file is not None else None
     if arr is None:
         arr = _decode_all(paths, spec, progress)
         if cache_file is not None:
-            _save_cached(Path(cache_file), arr, expected)
+            save_array(cache_file, arr, expected)
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 

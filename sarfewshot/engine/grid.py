@@ -21,7 +21,6 @@ cell runs.
 from __future__ import annotations
 
 import copy
-import io
 import os
 import sys
 import time
@@ -40,7 +39,7 @@ from sarfewshot.engine.protocol import (
     resolve_device,
 )
 from sarfewshot.errors import ConfigError, SarFewShotError, UnknownNameError
-from sarfewshot.utils.io import atomic_write_bytes, atomic_write_json, sha256_text
+from sarfewshot.utils.io import load_array, save_array, sha256_text
 
 DEFAULT_PROTOCOLS = ("finetune", "linear")
 RANDOM_INIT_SEED = 0  # weight-less backbones are one fixed random init, so their cells compare
@@ -449,11 +448,11 @@ class SharedData:
         if key in self._features:
             return self._features[key]
         path = self.cache_dir / "features" / f"{_safe(backbone.label)}-{dataset.name}-{key}.npy"
-        feats = _load_features(path, ident) if self.use_disk else None
+        feats = load_array(path, {"identity": ident}) if self.use_disk else None
         if feats is None:
             feats = self._extract(backbone, dataset, spec, batch_size)
             if self.use_disk:
-                _save_features(path, feats, ident)
+                save_array(path, feats, {"identity": ident})
         self._features[key] = feats
         return feats
 
@@ -494,37 +493,6 @@ def feature_identity(backbone: ResolvedBackbone, dataset: ResolvedDataset, spec:
 
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text)
-
-
-def _manifest(path: Path) -> Path:
-    return path.with_name(path.stem + ".manifest.json")
-
-
-def _load_features(path: Path, ident: dict) -> np.ndarray | None:
-    """Cached features when the manifest matches ``ident`` exactly; None otherwise."""
-    import json
-
-    man = _manifest(path)
-    if not (path.is_file() and man.is_file()):
-        return None
-    try:
-        stored = json.loads(man.read_text())
-        feats = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # a damaged cache is recomputed, never trusted
-    if stored.get("identity") != ident or list(feats.shape) != stored.get("shape"):
-        return None
-    return feats.astype(np.float32, copy=False)
-
-
-def _save_features(path: Path, feats: np.ndarray, ident: dict) -> None:
-    # Manifest removed first, written last: a crash in between leaves no manifest that vouches
-    # for a half-replaced array.
-    _manifest(path).unlink(missing_ok=True)
-    buf = io.BytesIO()
-    np.save(buf, feats, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_json(_manifest(path), {"identity": ident, "shape": list(feats.shape)})
 
 
 # ----------------------------------------------------------------------------- splits and cells

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Union
+
+import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -55,3 +58,42 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write a text file atomically."""
     atomic_write_bytes(path, text.encode())
+
+
+def array_manifest_path(path: PathLike) -> Path:
+    """The JSON manifest that vouches for the ``.npy`` file ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".manifest.json")
+
+
+def save_array(path: PathLike, arr: np.ndarray, manifest: dict) -> None:
+    """Write ``arr`` as ``.npy`` (no pickle) plus a manifest of ``manifest``, dtype and shape.
+
+    The manifest is removed first and written last, so a crash in between leaves no manifest
+    vouching for a half-replaced array.
+    """
+    array_manifest_path(path).unlink(missing_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+    meta = {**manifest, "dtype": str(arr.dtype), "shape": list(arr.shape)}
+    atomic_write_json(array_manifest_path(path), meta)
+
+
+def load_array(path: PathLike, expected: dict) -> Union[np.ndarray, None]:
+    """The array saved by :func:`save_array` when its manifest holds every ``expected`` item
+    and matches the file's dtype and shape; None when absent, stale or unreadable (a cache is
+    rebuilt, never trusted)."""
+    man = array_manifest_path(path)
+    if not (Path(path).is_file() and man.is_file()):
+        return None
+    try:
+        stored = json.loads(man.read_text())
+        if any(stored.get(k) != v for k, v in expected.items()):
+            return None
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if str(arr.dtype) != stored.get("dtype") or list(arr.shape) != stored.get("shape"):
+        return None
+    return arr
