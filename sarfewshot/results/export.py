@@ -55,7 +55,9 @@ PM = "±"
 # ----------------------------------------------------------------------------- layout
 
 
-def _row_label(row: Row, ambiguous: set[str]) -> str:
+def row_label(row: Row, ambiguous: set[str]) -> str:
+    """A row's backbone as tables and plots show it: a weights-hash prefix when one name has
+    several checkpoints, the config hash on conflicting configs, ``*`` for Dassl-log rows."""
     label = row.backbone
     if row.backbone in ambiguous:
         label += f" [{(row.weights_sha256 or 'none')[:12]}]"
@@ -66,7 +68,7 @@ def _row_label(row: Row, ambiguous: set[str]) -> str:
     return label
 
 
-def _ambiguous_backbones(rows: Sequence[Row]) -> set[str]:
+def ambiguous_backbones(rows: Sequence[Row]) -> set[str]:
     """Backbone names that appear with more than one weights file."""
     shas: dict[str, set] = {}
     for row in rows:
@@ -84,12 +86,12 @@ def _cell_text(row: Row, pm: str) -> str:
 def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
     """Headers and body of the (backbone, protocol) x (dataset, K) table."""
     rows = sorted(rows, key=row_sort_key)
-    ambiguous = _ambiguous_backbones(rows)
+    ambiguous = ambiguous_backbones(rows)
     columns = sorted({(r.dataset, r.shots) for r in rows})
     col_index = {c: i for i, c in enumerate(columns)}
     body: dict[tuple[str, str], list[str]] = {}
     for row in rows:
-        line = body.setdefault((_row_label(row, ambiguous), row.protocol), [""] * len(columns))
+        line = body.setdefault((row_label(row, ambiguous), row.protocol), [""] * len(columns))
         line[col_index[(row.dataset, row.shots)]] = _cell_text(row, pm)
     headers = ["backbone", "protocol"] + [f"{d} K={k}" for d, k in columns]
     return headers, [[b, p, *cells] for (b, p), cells in body.items()]

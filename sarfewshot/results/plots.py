@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import Row, row_sort_key
+from sarfewshot.results.export import ambiguous_backbones, row_label
 from sarfewshot.utils.io import PathLike
 
 __all__ = ["mean_confusion", "plot_confusion", "plot_confusions", "plot_shots"]
@@ -41,15 +42,6 @@ def _safe(text: str) -> str:
     return _SAFE.sub("-", str(text)).strip("-") or "x"
 
 
-def _series_label(row: Row, ambiguous: set[str]) -> str:
-    label = row.backbone
-    if row.backbone in ambiguous:
-        label += f" [{(row.weights_sha256 or 'none')[:8]}]"
-    if row.config_conflict:
-        label += f" cfg {row.config_sha256[:8]}"
-    return label
-
-
 def plot_shots(rows: Sequence[Row], out_dir: PathLike) -> list[Path]:
     """Accuracy versus K, one curve per backbone with Student-t 95 % CI bars.
 
@@ -62,14 +54,11 @@ def plot_shots(rows: Sequence[Row], out_dir: PathLike) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for r in sorted(rows, key=row_sort_key) if r.acc_mean is not None]
-    shas: dict[str, set] = {}
-    for r in rows:
-        shas.setdefault(r.backbone, set()).add(r.weights_sha256)
-    ambiguous = {b for b, s in shas.items() if len(s) > 1}
+    ambiguous = ambiguous_backbones(rows)
     panels: dict[tuple[str, str], dict[str, list[Row]]] = {}
     for r in rows:
         series = panels.setdefault((r.dataset, r.protocol), {})
-        series.setdefault(_series_label(r, ambiguous), []).append(r)
+        series.setdefault(row_label(r, ambiguous), []).append(r)
     paths = []
     for (dataset, protocol), series in sorted(panels.items()):
         path = out_dir / f"shots_{_safe(dataset)}_{_safe(protocol)}.png"
