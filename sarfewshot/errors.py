@@ -25,8 +25,25 @@ class SplitError(SarFewShotError, ValueError):
     """A few-shot split file is invalid or no longer matches its dataset folder."""
 
 
+class DataVersionError(ConfigError):
+    """Finished results were computed on another version of a dataset folder."""
+
+
 class WeightsError(SarFewShotError, ValueError):
     """A checkpoint is missing, unsafe to load, or does not fit the requested backbone."""
+
+
+class OutputError(SarFewShotError, OSError):
+    """A result, cache or checkpoint cannot be written (the message names the path)."""
+
+    @classmethod
+    def from_os(cls, exc: OSError, path: object) -> "OutputError":
+        """Wrap ``exc`` with a message that names ``path`` (or the file the OS reported)."""
+        where = exc.filename if exc.filename is not None else path
+        return cls(exc.errno, f"cannot write {where}: {exc.strerror or exc}")
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno n]"
+        return str(self.strerror)
 
 
 class UnknownNameError(SarFewShotError, KeyError):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Sequence
 
 from sarfewshot import __version__
@@ -35,10 +37,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible few-shot SAR target recognition benchmarks.",
     )
     parser.add_argument("--version", action="version", version=f"sarfewshot {__version__}")
+    _add_debug(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"sarfewshot.cli.{name}").register(sub)
+        _add_debug(importlib.import_module(f"sarfewshot.cli.{name}").register(sub))
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser, default: object = False) -> None:
+    # Accepted before or after the subcommand (and its own subcommands); SUPPRESS keeps an
+    # outer default from overwriting an inner --debug.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_debug(child)
+            default = argparse.SUPPRESS
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the full Python traceback of an error (also SARFEWSHOT_DEBUG=1)",
+    )
+
+
+def debug_enabled(args: argparse.Namespace | None = None) -> bool:
+    """Whether ``--debug`` or ``SARFEWSHOT_DEBUG=1`` asks for tracebacks."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("SARFEWSHOT_DEBUG", "") not in (
+        "",
+        "0",
+    )
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path of an OS error (``exc.filename``, else the message alone)."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+    return f"{where}: {reason}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,20 +84,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    debug = debug_enabled(args)
+    if debug:
+        os.environ["SARFEWSHOT_DEBUG"] = "1"  # failed grid cells print their tracebacks too
     try:
         return int(args.func(args) or 0)
     except SarFewShotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {exc}", 2, debug)
     except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {exc}", 1, debug)
+    except OSError as exc:
+        hint = "" if debug else " (--debug shows the traceback)"
+        return _fail(f"error: {os_error_message(exc)}{hint}", 2, debug)
     except KeyboardInterrupt:
         print(
             "interrupted: finished results are kept; run the same command to resume",
             file=sys.stderr,
         )
         return 130
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

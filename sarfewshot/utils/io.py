@@ -12,6 +12,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from sarfewshot.errors import OutputError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -29,23 +31,42 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a torn one.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
-    ``path`` (``os.replace`` is atomic on POSIX and Windows for same-volume renames).
+    ``path`` (``os.replace`` is atomic on POSIX and Windows for same-volume renames). The file
+    gets the mode a plain ``open(path, "w")`` would (0644 under umask 022): ``mkstemp`` creates
+    it 0600, which would hide results from the rest of a lab sharing the file system.
+
+    Raises:
+        OutputError: naming ``path`` when the folder or file cannot be written (the path is a
+            file or read-only, the disk is full, permission denied).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError.from_os(exc, path) from exc
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError.from_os(exc, path) from exc
         raise
 
 
