@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="warn about invalid record files instead of stopping",
     )
+    parser.add_argument(
+        "--include-diverged",
+        action="store_true",
+        help="average diverged cells (loss non-finite or far above its start) with the ok ones; "
+        "by default they are counted, not averaged",
+    )
     parser.set_defaults(func=run, dassl_logs="auto")
     return parser
 
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
-        rows = aggregate_records(records)
+        rows = aggregate_records(records, include_diverged=args.include_diverged)
     print_warnings(caught)
     print(table_text(rows, fmt=args.format), end="")
     for path in _write_files(args, rows):

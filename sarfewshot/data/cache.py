@@ -6,9 +6,10 @@ uint8 (the bytes the release feeds to ``ToTensor``, 4x smaller than float32); ot
 so 16-bit and float data keep their precision. :func:`as_float` turns either into float32.
 
 On disk the tensor is a ``.npy`` file (read with ``allow_pickle=False``) written atomically, with
-a manifest ``<name>.manifest.json`` beside it holding the preprocessing key and a hash of the
-paths, sizes and modification times: a cache built for other images or another preprocessing is
-rebuilt, never reused.
+a manifest ``<name>.manifest.json`` beside it holding the preprocessing key and the dataset
+version: the dataset fingerprint (:mod:`sarfewshot.data.fingerprint`, content hashes) when the
+caller has one, else a hash of the paths, sizes and modification times. A cache built for other
+images or another preprocessing is rebuilt, never reused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sarfewshot.data.listing import progress as progress_bar
 from sarfewshot.data.transforms import PreprocessSpec, preprocess, preprocess_uint8
 from sarfewshot.utils.io import array_manifest_path, load_array, save_array, sha256_text
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the manifest names the dataset version
 
 
 def manifest_path(cache_file: Path) -> Path:
@@ -44,12 +45,13 @@ def paths_fingerprint(paths: Sequence[str]) -> str:
     return sha256_text("\n".join(lines))
 
 
-def _expected_manifest(paths: Sequence[str], spec: PreprocessSpec) -> dict:
+def _expected_manifest(paths: Sequence[str], spec: PreprocessSpec, version: str | None) -> dict:
     return {
         "format": CACHE_FORMAT,
         "spec": spec.key(),
         "count": len(paths),
-        "paths_sha256": paths_fingerprint(paths),
+        "paths_sha256": sha256_text("\n".join(paths)),
+        "version": version or paths_fingerprint(paths),
     }
 
 
@@ -79,6 +81,8 @@ def load_image_tensor(
     spec: PreprocessSpec,
     cache_file: Path | None = None,
     progress: bool = True,
+    version: str | None = None,
+    refresh: bool = False,
 ):
     """Preprocessed images as an ``(N, 1, S, S)`` tensor, from ``cache_file`` when it is fresh.
 
@@ -87,6 +91,8 @@ def load_image_tensor(
         spec: the preprocessing.
         cache_file: a ``.npy`` path to reuse/write (None: no disk cache).
         progress: show a progress bar while decoding.
+        version: the dataset fingerprint the cache must match (None: paths, sizes and mtimes).
+        refresh: decode again and rewrite ``cache_file`` even when it looks fresh.
 
     Returns:
         uint8 when every image took the exact 8-bit path (no normalisation), else float32.
@@ -97,8 +103,9 @@ def load_image_tensor(
     import torch
 
     paths = [str(p) for p in paths]
-    expected = _expected_manifest(paths, spec)
-    arr = load_array(cache_file, expected) if cache_file is not None else None
+    expected = _expected_manifest(paths, spec, version)
+    reuse = cache_file is not None and not refresh
+    arr = load_array(cache_file, expected) if reuse else None
     if arr is None:
         arr = _decode_all(paths, spec, progress)
         if cache_file is not None:

@@ -36,14 +36,21 @@ from sarfewshot.engine.protocol import (
     REQUIRES_IMAGES,
     CellContext,
     CellData,
+    divergence,
     resolve_device,
 )
-from sarfewshot.errors import ConfigError, SarFewShotError, UnknownNameError
+from sarfewshot.errors import (
+    ConfigError,
+    DataVersionError,
+    NonFiniteLossError,
+    SarFewShotError,
+    UnknownNameError,
+)
 from sarfewshot.utils.io import load_array, save_array, sha256_text
 
 DEFAULT_PROTOCOLS = ("finetune", "linear")
 RANDOM_INIT_SEED = 0  # weight-less backbones are one fixed random init, so their cells compare
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2  # 2: keyed on the dataset fingerprint, not the file names
 
 Printer = Callable[[str], None]
 
@@ -257,6 +264,12 @@ class ResolvedDataset:
     train_rows: dict[str, int]
     test_rows: dict[str, int]
     split_name: str = ""  # the name split files and random streams use (a variant's name)
+    fingerprint: Any = None  # DatasetFingerprint: the folder's version (files and contents)
+
+    @property
+    def version(self) -> str:
+        """The fingerprint's sha256 (what records and caches are keyed on)."""
+        return self.fingerprint.sha256 if self.fingerprint is not None else self.listing_sha256
 
     @property
     def paths(self) -> list[str]:
@@ -292,9 +305,20 @@ def resolve_backbone(req: BackboneRequest, img_size: int) -> ResolvedBackbone:
     return ResolvedBackbone(req, info["name"], info, model, int(model.num_features))
 
 
-def resolve_dataset(name: str, root: str | None, options: dict[str, Any]) -> ResolvedDataset:
-    """List a dataset (raising the data layer's errors on a bad root or layout)."""
+def resolve_dataset(
+    name: str,
+    root: str | None,
+    options: dict[str, Any],
+    memo_dir: Path | None = None,
+    progress: bool = False,
+) -> ResolvedDataset:
+    """List and fingerprint a dataset (raising the data layer's errors on a bad root or layout).
+
+    ``memo_dir`` keeps the per-file content hashes between runs (see
+    :mod:`sarfewshot.data.fingerprint`).
+    """
     from sarfewshot.data.build import build_listing, split_name
+    from sarfewshot.data.fingerprint import dataset_fingerprint
     from sarfewshot.data.registry import DATASET_REGISTRY, get_dataset
 
     get_dataset(name)  # an unknown name lists the available ones
@@ -304,6 +328,9 @@ def resolve_dataset(name: str, root: str | None, options: dict[str, Any]) -> Res
             f"dataset {canonical!r} needs a root folder: pass --root DIR or set DATASET.ROOT"
         )
     obj, listing = build_listing(canonical, root, **options)
+    memo = None
+    if memo_dir is not None:
+        memo = Path(memo_dir) / f"{canonical}-{sha256_text(str(listing.root))[:12]}.json"
     return ResolvedDataset(
         name=canonical,
         obj=obj,
@@ -312,6 +339,7 @@ def resolve_dataset(name: str, root: str | None, options: dict[str, Any]) -> Res
         train_rows={d.impath: i for i, d in enumerate(listing.train)},
         test_rows={d.impath: len(listing.train) + i for i, d in enumerate(listing.test)},
         split_name=split_name(obj),
+        fingerprint=dataset_fingerprint(listing, memo, progress),
     )
 
 
@@ -416,11 +444,19 @@ class SharedData:
     rows, saved as ``.npy`` (``allow_pickle=False``, written atomically) with a JSON manifest.
     """
 
-    def __init__(self, output: Path, device: str, progress: bool, use_disk: bool = True) -> None:
+    def __init__(
+        self,
+        output: Path,
+        device: str,
+        progress: bool,
+        use_disk: bool = True,
+        refresh: bool = False,
+    ) -> None:
         self.cache_dir = Path(output) / "cache"
         self.device = device
         self.progress = progress
         self.use_disk = use_disk
+        self.refresh = refresh  # --force: rebuild (and rewrite) every disk cache this run uses
         self._images: dict[tuple[str, str], Any] = {}
         self._features: dict[str, np.ndarray] = {}
 
@@ -432,10 +468,15 @@ class SharedData:
         if key not in self._images:
             # Only one dataset's images are held at a time: cells run dataset by dataset.
             self._images = {k: v for k, v in self._images.items() if k[0] == dataset.name}
-            name = f"{dataset.name}-{dataset.listing_sha256[:12]}-{spec.key()}.npy"
+            name = f"{dataset.name}-{dataset.version[:12]}-{spec.key()}.npy"
             cache_file = self.cache_dir / "images" / name if self.use_disk else None
             self._images[key] = load_image_tensor(
-                dataset.paths, spec, cache_file=cache_file, progress=self.progress
+                dataset.paths,
+                spec,
+                cache_file=cache_file,
+                progress=self.progress,
+                version=dataset.version,
+                refresh=self.refresh,
             )
         return self._images[key]
 
@@ -448,7 +489,8 @@ class SharedData:
         if key in self._features:
             return self._features[key]
         path = self.cache_dir / "features" / f"{_safe(backbone.label)}-{dataset.name}-{key}.npy"
-        feats = load_array(path, {"identity": ident}) if self.use_disk else None
+        reuse = self.use_disk and not self.refresh
+        feats = load_array(path, {"identity": ident}) if reuse else None
         if feats is None:
             feats = self._extract(backbone, dataset, spec, batch_size)
             if self.use_disk:
@@ -485,7 +527,7 @@ def feature_identity(backbone: ResolvedBackbone, dataset: ResolvedDataset, spec:
         "weights_sha256": info.get("weights_sha256"),
         "init_seed": info.get("init_seed"),
         "dataset": dataset.name,
-        "listing_sha256": dataset.listing_sha256,
+        "dataset_version": dataset.version,
         "preprocess": spec.key(),
         "img_size": int(spec.size),
     }
@@ -509,19 +551,47 @@ def val_fraction(cfg: Any, dataset: ResolvedDataset) -> float:
     return value if value >= 0 else float(getattr(dataset.obj, "val_fraction", 0.0) or 0.0)
 
 
-def load_split(cfg: Any, dataset: ResolvedDataset, output: Path, shots: int, seed: int) -> Any:
-    """The cell's split file (drawn and saved on first use, reused afterwards)."""
-    from sarfewshot.data.splits import load_or_make_split
+def load_split(
+    cfg: Any,
+    dataset: ResolvedDataset,
+    output: Path,
+    shots: int,
+    seed: int,
+    redraw_stale: bool = False,
+    printer: Printer | None = None,
+) -> Any:
+    """The cell's split file (drawn and saved on first use, reused afterwards).
 
+    With ``redraw_stale`` (``--force``) a split file drawn from an older listing of the folder
+    is drawn again and replaced, with a note through ``printer``; otherwise it is an error.
+    """
+    from sarfewshot.data.splits import load_or_make_split, split_path
+
+    directory = split_dir(cfg, output)
+    repeat = bool(cfg.DATASET.REPEAT)
+    path = split_path(directory, dataset.split_name, shots, seed, repeat)
+    if redraw_stale and path.is_file() and _split_listing(path) != dataset.listing_sha256:
+        if printer is not None:
+            printer(f"--force: {path} was drawn from an older listing of the folder; redrawn")
+        path.unlink()
     return load_or_make_split(
-        split_dir(cfg, output),
+        directory,
         dataset.listing,
         dataset.split_name,
         seed,
         shots,
         val_fraction(cfg, dataset),
-        repeat=bool(cfg.DATASET.REPEAT),
+        repeat=repeat,
     )
+
+
+def _split_listing(path: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text()).get("listing_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def split_file(cfg: Any, dataset: ResolvedDataset, output: Path, split: Any) -> str:
@@ -619,6 +689,9 @@ def _validate(req: GridRequest) -> None:
         raise ConfigError("--seeds: give at least one seed")
     if req.img_size is not None and int(req.img_size) < 1:
         raise ConfigError(f"--img-size {req.img_size}: must be a positive integer")
+    output = Path(req.output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output}: is a file, not a folder")
 
 
 def _unique(items: Sequence[Any]) -> list[Any]:
@@ -657,7 +730,8 @@ class GridRunner:
         root = str(req.root or probe.DATASET.ROOT) or None
         for name in _unique(req.datasets):
             options = {**_dataset_options(name, probe), **req.dataset_options}
-            ds = resolve_dataset(name, root, options)
+            memo_dir = self.output / "cache" / "fingerprints"
+            ds = resolve_dataset(name, root, options, memo_dir, self.progress)
             self.datasets.setdefault(ds.name, ds)
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
@@ -721,9 +795,16 @@ class GridRunner:
     # -- status ----------------------------------------------------------------------------
 
     def status(self, cell: Cell) -> str:
-        """``done`` (ok record, same config), ``conflict`` (ok record, other config),
-        ``failed`` (a failed record, retried) or ``todo``."""
-        from sarfewshot.results.records import RecordError, key_tuple, read_record, record_path
+        """``done`` (ok or diverged record, same config and dataset version), ``conflict``
+        (other config), ``stale`` (another version of the dataset folder), ``failed`` (a failed
+        record, retried) or ``todo``."""
+        from sarfewshot.results.records import (
+            RecordError,
+            dataset_version,
+            key_tuple,
+            read_record,
+            record_path,
+        )
 
         path = record_path(self.output, cell.key)
         if not path.is_file():
@@ -734,9 +815,13 @@ class GridRunner:
             return "todo"  # a damaged record is recomputed
         if key_tuple(record["key"]) != key_tuple(cell.key):
             return "todo"
-        if record["status"] != "ok":
+        if record["status"] == "failed":
             return "failed"
-        return "done" if record["config_sha256"] == cell.fingerprint else "conflict"
+        if record["config_sha256"] != cell.fingerprint:
+            return "conflict"
+        if dataset_version(record) != self.datasets[cell.dataset].version:
+            return "stale"
+        return "done"
 
     def plan(self) -> tuple[list[Cell], int]:
         """The cells to run (in execution order) and the number already done."""
@@ -750,12 +835,30 @@ class GridRunner:
                 f"config (e.g. {cell_id(conflicts[0].key)}); pass --force to recompute them or "
                 "choose another --output"
             )
+        self._check_stale([c for c, st in statuses if st == "stale"])
         todo = [c for c, st in statuses if st != "done"]
         order = {name: i for i, name in enumerate(self.datasets)}
         porder = {name: i for i, name in enumerate(self.protocols)}
         # Dataset-major execution keeps one dataset's images in memory at a time.
         todo.sort(key=lambda c: (order[c.dataset], c.backbone, porder[c.protocol], c.shots, c.seed))
         return todo, len(statuses) - len(todo)
+
+    def _check_stale(self, stale: list[Cell]) -> None:
+        """Stop when finished cells were computed on another version of a dataset folder."""
+        if not stale:
+            return
+        counts: dict[str, int] = {}
+        for cell in stale:
+            counts[cell.dataset] = counts.get(cell.dataset, 0) + 1
+        parts = [
+            f"{n} finished cell(s) of dataset {name!r} were computed on another version of "
+            f"{self.datasets[name].listing.root} (files added, removed or changed since)"
+            for name, n in counts.items()
+        ]
+        raise DataVersionError(
+            f"{'; '.join(parts)}, in {self.output}. Pass --force to recompute them on the "
+            "current folder, or choose another --output to keep both versions apart"
+        )
 
     # -- execution -------------------------------------------------------------------------
 
@@ -767,11 +870,15 @@ class GridRunner:
         for cell in todo:
             # Every split is drawn (or checked) before any cell runs, so a K larger than every
             # class or a split that no longer matches its folder stops the grid up front.
-            load_split(cell.cfg, self.datasets[cell.dataset], self.output, cell.shots, cell.seed)
+            self._split(cell, redraw=self.req.force)
         summary = GridSummary(total=len(self.cells), done_before=done)
         self.print(f"{done} cells already done, {len(todo)} to run")
         shared = SharedData(
-            self.output, self.device, self.progress, use_disk=self.req.feature_cache
+            self.output,
+            self.device,
+            self.progress,
+            use_disk=self.req.feature_cache,
+            refresh=self.req.force,
         )
         bars = _Bars(len(todo), self.progress)
         say = self._printer(bars)
@@ -810,14 +917,17 @@ class GridRunner:
             raise
         except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the grid
             message = f"{type(exc).__name__}: {exc}"
-            record = self._failed_record(cell, message, time.perf_counter() - start)
-            summary.failed += 1
-            summary.failures.append(f"{label}: {message}")
-            say(f"{tag} {label}: FAILED ({message}); recorded, the grid continues")
+            status = "diverged" if isinstance(exc, NonFiniteLossError) else "failed"
+            record = self._failed_record(cell, message, time.perf_counter() - start, status)
             _debug_traceback()
-        else:
+        if record["status"] == "ok":
             acc = record["metrics"]["accuracy"]
             say(f"{tag} {label}: {acc:.2f}% ({record['timings']['total_s']:.1f} s)")
+        else:
+            summary.failed += 1
+            summary.failures.append(f"{label}: {record['status']}: {record['error']}")
+            retry = "rerun to retry" if record["status"] == "failed" else "not retried"
+            say(f"{tag} {label}: {record['status'].upper()} ({record['error']}); {retry}")
         from sarfewshot.results.records import write_record
 
         summary.records.append(write_record(self.output, record))
@@ -829,7 +939,7 @@ class GridRunner:
         start = time.perf_counter()
         cfg, protocol = cell.cfg, self.protocols[cell.protocol]
         ds, bb = self.datasets[cell.dataset], self.backbones[cell.backbone]
-        split = load_split(cfg, ds, self.output, cell.shots, cell.seed)
+        split = self._split(cell)
         needs = protocol.requirements(cfg)
         spec = spec_from_cfg(cfg)
         images = shared.images(ds, spec) if REQUIRES_IMAGES in needs else None
@@ -842,10 +952,18 @@ class GridRunner:
         outcome = protocol.run_cell(cfg, data, ctx)
         timings = {"data_s": data_s, **outcome.timings}
         timings["total_s"] = time.perf_counter() - start
-        return self._record(cell, split, outcome.metrics, timings)
+        reason = divergence(outcome.metrics, len(ds.listing.classnames))
+        status = "diverged" if reason else "ok"
+        return self._record(cell, split, outcome.metrics, timings, reason, status)
 
     def _record(
-        self, cell: Cell, split: Any, metrics: dict, timings: dict, error: str | None = None
+        self,
+        cell: Cell,
+        split: Any,
+        metrics: dict,
+        timings: dict,
+        error: str | None = None,
+        status: str = "ok",
     ) -> dict[str, Any]:
         from sarfewshot.results.records import make_record
 
@@ -868,17 +986,23 @@ class GridRunner:
             metrics=metrics,
             timings=timings,
             device=_device_name(self.device),
-            status="failed" if error else "ok",
+            status=status,
             error=error,
         )
 
-    def _failed_record(self, cell: Cell, message: str, seconds: float) -> dict[str, Any]:
+    def _split(self, cell: Cell, redraw: bool = False) -> Any:
+        """The cell's split; ``redraw`` replaces a split file drawn from an older listing."""
         ds = self.datasets[cell.dataset]
+        return load_split(cell.cfg, ds, self.output, cell.shots, cell.seed, redraw, self.print)
+
+    def _failed_record(
+        self, cell: Cell, message: str, seconds: float, status: str = "failed"
+    ) -> dict[str, Any]:
         try:
-            split = load_split(cell.cfg, ds, self.output, cell.shots, cell.seed)
+            split = self._split(cell)
         except Exception:  # noqa: BLE001 - the failure itself may have been the split
             split = None
-        return self._record(cell, split, {}, {"total_s": seconds}, error=message)
+        return self._record(cell, split, {}, {"total_s": seconds}, message, status)
 
     def _leaderboard(self, summary: GridSummary) -> None:
         from sarfewshot.results.aggregate import aggregate_records
@@ -892,10 +1016,30 @@ class GridRunner:
         summary.table = table_text(rows)
         self.print(summary.table)
         self.print(f"leaderboard: {summary.leaderboard_csv}")
-        if summary.failed:
-            self.print(f"{summary.failed} cell(s) failed (recorded; rerun the command to retry):")
-            for line in summary.failures:
+        problems = self._unfinished_cells()
+        if problems:
+            self.print(
+                f"{len(problems)} cell(s) of this command have no result (recorded; failed "
+                "cells are retried by the next run, diverged ones are not):"
+            )
+            for line in problems:
                 self.print(f"  {line}")
+
+    def _unfinished_cells(self) -> list[str]:
+        """``label: status: reason`` of this command's cells whose record is failed or diverged."""
+        from sarfewshot.results.records import RecordError, read_record, record_path
+
+        lines = []
+        for cell in self.cells:
+            path = record_path(self.output, cell.key)
+            try:
+                record = read_record(path) if path.is_file() else None
+            except RecordError:
+                continue
+            if record is not None and record["status"] != "ok":
+                label = _cell_label(cell, self.backbones)
+                lines.append(f"{label}: {record['status']}: {record['error']}")
+        return lines
 
 
 def run_grid(req: GridRequest, printer: Printer = print) -> GridSummary:
@@ -957,6 +1101,7 @@ def _dataset_section(ds: ResolvedDataset) -> dict[str, Any]:
         "name": ds.name,
         "root": str(ds.listing.root),
         "listing_sha256": ds.listing_sha256,
+        "fingerprint": ds.fingerprint.to_dict() if ds.fingerprint is not None else None,
         "num_classes": len(ds.listing.classnames),
         "classnames": list(ds.listing.classnames),
         "num_test": len(ds.listing.test),

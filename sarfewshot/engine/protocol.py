@@ -14,6 +14,7 @@ trained protocols (``finetune``, ``linear``) are ``TrainerX`` subclasses that al
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
@@ -107,6 +108,33 @@ class CellContext:
         if self.backbone_factory is None:
             raise ValueError("this protocol needs a backbone but the cell context has none")
         return self.backbone_factory()
+
+
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(metrics: dict[str, Any], num_classes: int) -> str | None:
+    """Why a trained cell counts as diverged, or None when its loss behaved.
+
+    A cell diverged when its last epoch's training loss is not finite or ends more than
+    :data:`DIVERGENCE_FACTOR` times above where it started: the first epoch's loss, or the
+    cross-entropy of a uniform guess, ``ln(num_classes)``, whichever is lower (a first epoch
+    that already blew up must not hide the divergence). Protocols without a training loss
+    never diverge.
+    """
+    final = metrics.get("final_train_loss")
+    if final is None:
+        return None
+    if not math.isfinite(final):
+        return f"the training loss ended non-finite ({final})"
+    starts = [metrics.get("first_train_loss"), math.log(num_classes) if num_classes > 1 else None]
+    starts = [v for v in starts if v is not None and math.isfinite(v) and v > 0]
+    if starts and final > DIVERGENCE_FACTOR * min(starts):
+        return (
+            f"the training loss ended at {final:.4g}, more than {DIVERGENCE_FACTOR:g}x its "
+            f"start ({min(starts):.4g}); lower OPTIM.LR"
+        )
+    return None
 
 
 @dataclass
@@ -286,5 +314,6 @@ class TrainedProtocol(Protocol):
             metrics["epochs"] = int(last["epoch"])
             if "loss" in last:
                 metrics["final_train_loss"] = float(last["loss"])
+                metrics["first_train_loss"] = float(trainer.history[0]["loss"])
         timings = {"setup_s": setup_s, **{k: float(v) for k, v in trainer.timings.items()}}
         return CellOutcome(metrics=metrics, timings=timings)

@@ -13,11 +13,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from sarfewshot.results.records import key_tuple, parse_created
+from sarfewshot.results.records import dataset_version, key_tuple, parse_created
 
 __all__ = [
     "DuplicateRecordWarning",
     "Row",
+    "VersionConflictWarning",
     "Summary",
     "aggregate_records",
     "deduplicate",
@@ -32,6 +33,10 @@ METRIC_TOL = 1e-9
 
 class DuplicateRecordWarning(UserWarning):
     """The same cell (key and config) was found several times with different metrics."""
+
+
+class VersionConflictWarning(UserWarning):
+    """Cells of one leaderboard row were computed with different configs or dataset versions."""
 
 
 # ----------------------------------------------------------------------------- Student t
@@ -161,10 +166,13 @@ def summarize(values: Iterable[float]) -> Summary:
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard row: a (backbone, weights, dataset, protocol, shots, config) group.
+    """One leaderboard row: a (backbone, weights, dataset, protocol, shots, config, dataset
+    version) group.
 
-    Accuracy fields are percentages over the seeds with an ``ok`` record; they are None when
-    every cell of the group failed. ``cells`` holds those ok records (for plots), not exported.
+    Accuracy fields are percentages over the seeds with an ``ok`` record (plus ``diverged``
+    ones when asked for); they are None when no cell counts. ``cells`` holds the counted
+    records (for plots), not exported. ``data_version`` is the dataset fingerprint (None for
+    records written before fingerprints existed, and for Dassl logs).
     """
 
     backbone: str
@@ -187,6 +195,9 @@ class Row:
     toolkit_version: str
     source: str
     cells: tuple[dict, ...] = field(default=(), repr=False, compare=False)
+    data_version: str | None = None
+    data_conflict: bool = False
+    n_diverged: int = 0
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -214,8 +225,12 @@ def _preference(record: Mapping[str, Any]) -> tuple:
     return (record["status"] == "ok", parse_created(record["created"]))
 
 
+def _identity(record: Mapping[str, Any]) -> tuple:
+    return (*key_tuple(record["key"]), record["config_sha256"], dataset_version(record))
+
+
 def deduplicate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict], dict[tuple, int]]:
-    """Keep one record per (cell key, config_sha256).
+    """Keep one record per (cell key, config_sha256, dataset version).
 
     The kept record is an ok one when there is one, else the newest by ``created``. A
     :class:`DuplicateRecordWarning` is issued when ok duplicates disagree in any metric by more
@@ -228,7 +243,7 @@ def deduplicate(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict], dict[
     kept: dict[tuple, dict] = {}
     dropped: dict[tuple, int] = {}
     for rec in records:
-        ident = (*key_tuple(rec["key"]), rec["config_sha256"])
+        ident = _identity(rec)
         old = kept.get(ident)
         if old is None:
             kept[ident] = dict(rec)
@@ -255,8 +270,16 @@ def _join(values: Iterable[Any]) -> str:
     return ",".join(sorted({str(v) for v in values if v is not None})) or "unknown"
 
 
-def _build_row(gkey: tuple, cfg: str, recs: Sequence[dict], n_dup: int, conflict: bool) -> Row:
-    ok = sorted((r for r in recs if r["status"] == "ok"), key=lambda r: r["key"]["seed"])
+def _build_row(
+    gkey: tuple,
+    variant: tuple[str, str | None],
+    recs: Sequence[dict],
+    n_dup: int,
+    conflicts: tuple[bool, bool],
+    counted: tuple[str, ...] = ("ok",),
+) -> Row:
+    cfg, data = variant
+    ok = sorted((r for r in recs if r["status"] in counted), key=lambda r: r["key"]["seed"])
     acc = summarize(r["metrics"]["accuracy"] for r in ok) if ok else None
     f1 = [r["metrics"]["macro_f1"] for r in ok if "macro_f1" in r["metrics"]]
     return Row(
@@ -272,10 +295,13 @@ def _build_row(gkey: tuple, cfg: str, recs: Sequence[dict], n_dup: int, conflict
         macro_f1_mean=math.fsum(f1) / len(f1) if f1 and len(f1) == len(ok) else None,
         n_failed=sum(r["status"] == "failed" for r in recs),
         n_duplicates=n_dup,
-        config_conflict=conflict,
+        config_conflict=conflicts[0],
         toolkit_version=_join(r.get("versions", {}).get("sarfewshot") for r in recs),
         source=_join(r.get("source", "sarfewshot") for r in recs),
         cells=tuple(ok),
+        data_version=data,
+        data_conflict=conflicts[1],
+        n_diverged=sum(r["status"] == "diverged" for r in recs),
     )
 
 
@@ -288,31 +314,53 @@ def row_sort_key(row: Row) -> tuple:
         row.dataset,
         row.shots,
         row.config_sha256,
+        row.data_version or "",
     )
 
 
-def aggregate_records(records: Iterable[Mapping[str, Any]]) -> list[Row]:
+def aggregate_records(
+    records: Iterable[Mapping[str, Any]], include_diverged: bool = False
+) -> list[Row]:
     """Merge records (from any number of run folders) into leaderboard rows.
 
     Records are de-duplicated (:func:`deduplicate`), then grouped by (backbone, weights_sha256,
-    dataset, protocol, shots) and config_sha256. A group whose cells were computed with more
-    than one config yields one row per config, each flagged ``config_conflict``: they are never
-    averaged together. Failed cells are counted in ``n_failed``, not averaged.
+    dataset, protocol, shots), config_sha256 and dataset version. A group whose cells were
+    computed with more than one config, or on more than one version of the dataset folder,
+    yields one row per variant, each flagged (``config_conflict``, ``data_conflict``) and
+    announced by a :class:`VersionConflictWarning`: they are never averaged together. Failed
+    cells are counted in ``n_failed``, diverged ones in ``n_diverged``; neither is averaged
+    unless ``include_diverged`` counts the diverged ones.
 
     Returns:
         Rows sorted by :func:`row_sort_key`.
     """
     kept, dropped = deduplicate(records)
-    groups: dict[tuple, dict[str, list[dict]]] = {}
+    groups: dict[tuple, dict[tuple, list[dict]]] = {}
     n_dup: dict[tuple, int] = {}
     for rec in kept:
-        gkey, cfg = _group_key(rec), rec["config_sha256"]
-        groups.setdefault(gkey, {}).setdefault(cfg, []).append(rec)
-        ident = (*key_tuple(rec["key"]), cfg)
-        n_dup[(gkey, cfg)] = n_dup.get((gkey, cfg), 0) + dropped.get(ident, 0)
-    rows = [
-        _build_row(gkey, cfg, recs, n_dup[(gkey, cfg)], len(by_cfg) > 1)
-        for gkey, by_cfg in groups.items()
-        for cfg, recs in by_cfg.items()
-    ]
+        gkey, variant = _group_key(rec), (rec["config_sha256"], dataset_version(rec))
+        groups.setdefault(gkey, {}).setdefault(variant, []).append(rec)
+        n_dup[(gkey, variant)] = n_dup.get((gkey, variant), 0) + dropped.get(_identity(rec), 0)
+    counted = ("ok", "diverged") if include_diverged else ("ok",)
+    rows = []
+    for gkey, variants in groups.items():
+        conflicts = _conflicts(gkey, variants)
+        for variant, recs in variants.items():
+            rows.append(_build_row(gkey, variant, recs, n_dup[(gkey, variant)], conflicts, counted))
     return sorted(rows, key=row_sort_key)
+
+
+def _conflicts(gkey: tuple, variants: Mapping[tuple, Any]) -> tuple[bool, bool]:
+    """Whether a group's cells differ in config and in dataset version (warned once each)."""
+    configs = {cfg for cfg, _ in variants}
+    versions = {data for _, data in variants}
+    what = dict(zip(GROUP_FIELDS, gkey))
+    label = f"{what['backbone']} {what['dataset']} {what['protocol']} K={what['shots']}"
+    if len(versions) > 1:
+        warnings.warn(
+            f"{label}: cells were computed on {len(versions)} versions of the dataset folder; "
+            "shown as separate rows marked {data ...}, never averaged together",
+            VersionConflictWarning,
+            stacklevel=3,
+        )
+    return len(configs) > 1, len(versions) > 1

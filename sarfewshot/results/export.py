@@ -42,9 +42,12 @@ CSV_COLUMNS = (
     "acc_ci95_normal",
     "macro_f1_mean",
     "n_failed",
+    "n_diverged",
     "n_duplicates",
     "config_sha256",
     "config_conflict",
+    "data_version",
+    "data_conflict",
     "toolkit_version",
     "source",
 )
@@ -57,12 +60,15 @@ PM = "±"
 
 def row_label(row: Row, ambiguous: set[str]) -> str:
     """A row's backbone as tables and plots show it: a weights-hash prefix when one name has
-    several checkpoints, the config hash on conflicting configs, ``*`` for Dassl-log rows."""
+    several checkpoints, the config hash on conflicting configs, the dataset fingerprint on
+    cells from different versions of a dataset folder, ``*`` for Dassl-log rows."""
     label = row.backbone
     if row.backbone in ambiguous:
         label += f" [{(row.weights_sha256 or 'none')[:12]}]"
     if row.config_conflict:
         label += f" {{cfg {row.config_sha256[:8]}}}"
+    if row.data_conflict:
+        label += f" {{data {(row.data_version or 'unknown')[:8]}}}"
     if "dassl_log" in row.source:
         label += " *"
     return label
@@ -78,8 +84,9 @@ def ambiguous_backbones(rows: Sequence[Row]) -> set[str]:
 
 def _cell_text(row: Row, pm: str) -> str:
     failed = f", {row.n_failed} failed" if row.n_failed else ""
+    failed += f", {row.n_diverged} diverged" if row.n_diverged else ""
     if row.acc_mean is None:
-        return f"failed ({row.n_failed})"
+        return f"no result ({failed[2:]})"
     return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed})"
 
 
@@ -107,8 +114,18 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         )
     if any("dassl_log" in r.source for r in rows):
         notes.append("*: read from Dassl log.txt files (one-decimal accuracies)")
+    if any(r.data_conflict for r in rows):
+        notes.append(
+            "{data xxxxxxxx}: cells of one key computed on different versions of the dataset "
+            "folder (its fingerprint), shown separately (never averaged together)"
+        )
     if any(r.n_failed for r in rows):
         notes.append("failed cells are counted, not averaged")
+    if any(r.n_diverged for r in rows):
+        notes.append(
+            "diverged cells (loss non-finite or far above its start) are counted; they are "
+            "averaged only with --include-diverged"
+        )
     dups = sum(r.n_duplicates for r in rows)
     if dups:
         notes.append(f"{dups} duplicate record(s) of the same cell were merged")

@@ -7,9 +7,10 @@ Schema version 1::
      "schema": 1,
      "key": {"backbone": str, "weights_sha256": str|null, "dataset": str,
              "protocol": str, "shots": int, "seed": int},
-     "status": "ok" | "failed", "error": str|null,
+     "status": "ok" | "failed" | "diverged", "error": str|null,
      "backbone": {"name", "arch", "weights", "weights_sha256", "load_report": {...}},
-     "dataset": {"name", "root", "listing_sha256", "num_classes", "classnames", "num_test"},
+     "dataset": {"name", "root", "listing_sha256", "num_classes", "classnames", "num_test",
+                 "fingerprint": {"version", "sha256", "method", "files", "bytes"}},
      "split": {"path": str (relative to the run folder when inside it), "sha256": str|null},
      "protocol": str, "shots": int, "seed": int,
      "config": {...resolved config, nested...}, "config_sha256": str,
@@ -22,8 +23,14 @@ Schema version 1::
      "source": "sarfewshot" | "dassl_log"  (optional; absent means "sarfewshot")
     }
 
-A record's identity is its ``key``; two records with the same key and the same
-``config_sha256`` describe the same cell (for example computed on two machines).
+A record's identity is its ``key``; two records with the same key, the same
+``config_sha256`` and the same dataset version (:func:`dataset_version`) describe the same cell
+(for example computed on two machines).
+
+Statuses: ``ok``; ``failed`` (an error stopped the cell; the grid retries it); ``diverged``
+(training ran but its loss became non-finite or ended far above where it started; ``error``
+says which; not retried, since the same config diverges again, and left out of tables unless
+asked for).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from sarfewshot.utils.io import PathLike, atomic_write_json
 SCHEMA_VERSION = 1
 RECORDS_DIRNAME = "records"
 KEY_FIELDS = ("backbone", "weights_sha256", "dataset", "protocol", "shots", "seed")
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "failed", "diverged")
 
 # Config keys that do not change what a cell computes: per-cell fields (seed, shots, output and
 # split folders) and machine-local paths (the weights are identified by their sha256 instead).
@@ -145,6 +152,12 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist") and callable(obj.tolist):
         return obj.tolist()
     return str(obj)
+
+
+def dataset_version(record: Mapping[str, Any]) -> str | None:
+    """The dataset fingerprint a record was computed on (None for records without one)."""
+    fingerprint = (record.get("dataset") or {}).get("fingerprint")
+    return fingerprint.get("sha256") if isinstance(fingerprint, Mapping) else None
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -342,8 +355,12 @@ def _check_sections(record: Mapping[str, Any], where: str) -> None:
 
 def _check_metrics(record: Mapping[str, Any], where: str) -> None:
     metrics = record["metrics"]
-    if record["status"] == "failed":
-        _need(isinstance(record.get("error"), str), where, "a failed record needs an 'error'")
+    if record["status"] != "ok":
+        _need(
+            isinstance(record.get("error"), str),
+            where,
+            f"a {record['status']} record needs an 'error'",
+        )
         return
     acc = metrics.get("accuracy")
     _need(_is_num(acc) and 0.0 <= acc <= 100.0, where, "metrics.accuracy must be in [0, 100]")

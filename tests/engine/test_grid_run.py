@@ -84,6 +84,32 @@ def test_shards_merge_into_the_full_grid(root, tmp_path):
 
 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(root, tmp_path, monkeypatch):
+    from sarfewshot.trainers._backbone import BackboneTrainer
+
+    original = BackboneTrainer.forward_backward
+
+    def crash_on_seed_2(self, batch):
+        if int(self.cfg.SEED) == 2:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return original(self, batch)
+
+    monkeypatch.setattr(BackboneTrainer, "forward_backward", crash_on_seed_2)
+    out = tmp_path / "runs"
+    summary, lines = _run(_req(root, out))
+    assert (summary.ran, summary.failed) == (8, 2)
+    records = [json.loads(p.read_text()) for p in record_files(out)]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert {(r["protocol"], r["seed"]) for r in failed} == {("linear", 2)}
+    assert all("illegal memory access" in r["error"] for r in failed)
+    assert any("FAILED" in line for line in lines)
+    assert sum(r.n_failed for r in aggregate_records(records)) == 2
+    monkeypatch.setattr(BackboneTrainer, "forward_backward", original)
+    retry, lines = _run(_req(root, out))
+    assert lines[0] == "6 cells already done, 2 to run"  # failures are retried
+    assert (retry.ran, retry.failed) == (2, 0)
+
+
+def test_non_finite_loss_is_recorded_diverged_and_left_out(root, tmp_path, monkeypatch):
     import torch
 
     from sarfewshot.trainers._backbone import BackboneTrainer
@@ -100,15 +126,16 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(root, tmp_path, monkeypatc
     summary, lines = _run(_req(root, out))
     assert (summary.ran, summary.failed) == (8, 2)
     records = [json.loads(p.read_text()) for p in record_files(out)]
-    failed = [r for r in records if r["status"] == "failed"]
-    assert {(r["protocol"], r["seed"]) for r in failed} == {("linear", 2)}
-    assert all("NaN" in r["error"] for r in failed)
-    assert any("FAILED" in line for line in lines)
-    assert sum(r.n_failed for r in aggregate_records(records)) == 2
-    monkeypatch.setattr(BackboneTrainer, "forward_backward", original)
-    retry, lines = _run(_req(root, out))
-    assert lines[0] == "6 cells already done, 2 to run"  # failures are retried
-    assert (retry.ran, retry.failed) == (2, 0)
+    diverged = [r for r in records if r["status"] == "diverged"]
+    assert {(r["protocol"], r["seed"]) for r in diverged} == {("linear", 2)}
+    assert all("NaN" in r["error"] for r in diverged)
+    assert any("DIVERGED" in line for line in lines)
+    rows = aggregate_records(records)
+    linear = [r for r in rows if r.protocol == "linear"]
+    assert sum(r.n_diverged for r in rows) == 2 and all(2 not in r.seeds for r in linear)
+    assert any("diverged" in line for line in lines[-4:])  # listed under the unfinished cells
+    again, lines = _run(_req(root, out))  # the same config diverges again: not retried
+    assert again.ran == 0 and lines[0] == "8 cells already done, 0 to run"
 
 
 def test_interrupt_keeps_finished_records_and_resumes(root, tmp_path, monkeypatch):

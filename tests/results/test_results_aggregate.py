@@ -97,3 +97,43 @@ def test_groups_split_by_weights_protocol_dataset_shots():
     assert len(rows) == 6 and all(r.n_seeds == 3 for r in rows)
     assert [r.backbone for r in rows] == ["random"] + ["sarjepa"] * 5
     assert rows == aggregate_records(list(reversed(recs)))  # order-independent
+
+
+def _versioned(seed: int, version: str | None, **kw) -> dict:
+    record = fake_record(seed=seed, **kw)
+    if version is not None:
+        record["dataset"]["fingerprint"] = {
+            "version": 1,
+            "sha256": version * 64,
+            "method": "content",
+        }
+    return record
+
+
+def test_dataset_versions_are_never_averaged_together():
+    import warnings
+
+    from sarfewshot.results.aggregate import VersionConflictWarning
+
+    records = [_versioned(1, "a", acc=60.0), _versioned(2, "a", acc=62.0)]
+    records.append(_versioned(3, "b", acc=90.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = aggregate_records(records)
+    assert sorted(r.n_seeds for r in rows) == [1, 2]
+    assert all(r.data_conflict for r in rows)
+    assert {r.data_version[:1] for r in rows} == {"a", "b"}
+    assert any(issubclass(w.category, VersionConflictWarning) for w in caught)
+    same = aggregate_records([_versioned(1, "a"), _versioned(2, "a")])
+    assert len(same) == 1 and not same[0].data_conflict
+
+
+def test_diverged_cells_are_counted_not_averaged_unless_asked():
+    records = [fake_record(seed=1, acc=80.0), fake_record(seed=2, acc=82.0)]
+    diverged = fake_record(seed=3, acc=8.75)
+    diverged.update(status="diverged", error="the training loss ended at 2.8e+31")
+    records.append(diverged)
+    (row,) = aggregate_records(records)
+    assert (row.n_seeds, row.n_diverged, row.seeds) == (2, 1, (1, 2))
+    (row,) = aggregate_records(records, include_diverged=True)
+    assert row.n_seeds == 3 and abs(row.acc_mean - (80.0 + 82.0 + 8.75) / 3) < 1e-12
