@@ -19,6 +19,15 @@ VERSION = re.search(
 packages = [p for p in find_packages(include=["sarfewshot", "sarfewshot.*"])]
 packages += ["sarfewshot.datasets", "sarfewshot.trainers", "sarfewshot.configs"]
 
+EXTRAS = {
+    "plots": ["matplotlib"],
+    "tensorboard": ["tensorboard"],
+}
+# "all" installs every optional dependency; "test" adds the test runners to it, so CI
+# exercises every optional path.
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["test"] = ["pytest", "ruff", *EXTRAS["all"]]
+
 setup(
     name="sarfewshot",
     version=VERSION,
@@ -45,9 +54,6 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={
-        "test": ["pytest", "ruff"],
-        "plots": ["matplotlib"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["sarfewshot=sarfewshot.cli.main:main"]},
 )

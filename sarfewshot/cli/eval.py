@@ -71,6 +71,12 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="linear re-runs the frozen backbone every epoch; no features are cached on disk",
     )
     p.add_argument("--force", action="store_true", help="recompute cells that have a record")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="trained cells (finetune, linear) write per-epoch loss and LR TensorBoard event "
+        "files under OUTPUT/tensorboard/ (needs the tensorboard extra)",
+    )
     p.add_argument("--config", help="a CoOp-style YAML merged over every protocol's preset")
     p.add_argument("--shard", help="run the i-th of n shards of the cells, e.g. 1/4")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
@@ -167,6 +173,7 @@ def request_from_args(args: argparse.Namespace):
         config_file=args.config,
         opts=opts,
         shard=parse_shard(args.shard) if args.shard else None,
+        tensorboard=bool(getattr(args, "tensorboard", False)),
     )
 
 

@@ -47,6 +47,7 @@ from sarfewshot.errors import (
     UnknownNameError,
 )
 from sarfewshot.utils.io import load_array, save_array, sha256_text
+from sarfewshot.utils.progress import Heartbeat
 
 DEFAULT_PROTOCOLS = ("finetune", "linear")
 RANDOM_INIT_SEED = 0  # weight-less backbones are one fixed random init, so their cells compare
@@ -88,6 +89,8 @@ class GridRequest:
         shard: ``(index, count)`` with 0-based index, or None for every cell.
         progress: draw progress bars (None: unless ``SARFEWSHOT_NO_PROGRESS=1`` or no TTY).
         dataset_options: extra keyword options passed to the dataset plug-ins.
+        tensorboard: trained cells write per-epoch loss and LR event files under
+            ``<output>/tensorboard/<cell id>``.
     """
 
     backbones: list[BackboneRequest]
@@ -106,6 +109,7 @@ class GridRequest:
     shard: tuple[int, int] | None = None
     progress: bool | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    tensorboard: bool = False
 
 
 @dataclass
@@ -206,12 +210,16 @@ class _Bars:
         self.enabled = enabled
         self.cells = tqdm(total=total, desc="cells", unit="cell", disable=not enabled, position=0)
         self.epochs: Any = None
+        self.beat = Heartbeat("cell", enabled=False)
 
     def start_cell(self, label: str) -> None:
         self.cells.set_postfix_str(label, refresh=False)
         self.close_epochs()
+        self.beat = Heartbeat(label, unit="epoch")  # log lines when stdout is redirected
 
     def on_epoch(self, epoch: int, max_epoch: int) -> None:
+        self.beat.total = max_epoch
+        self.beat.update(epoch)
         if not self.enabled:
             return
         if self.epochs is None:
@@ -949,12 +957,26 @@ class GridRunner:
         data = cell_data(split, ds, needs, images, feats)
         data_s = time.perf_counter() - start
         ctx = CellContext(self.device, bb.factory, bars.on_epoch, self.progress)
-        outcome = protocol.run_cell(cfg, data, ctx)
+        outcome = self._run_protocol(cell, protocol, data, ctx)
         timings = {"data_s": data_s, **outcome.timings}
         timings["total_s"] = time.perf_counter() - start
         reason = divergence(outcome.metrics, len(ds.listing.classnames))
         status = "diverged" if reason else "ok"
         return self._record(cell, split, outcome.metrics, timings, reason, status)
+
+    def _run_protocol(self, cell: Cell, protocol: type, data: CellData, ctx: CellContext) -> Any:
+        """``protocol.run_cell``, with a TensorBoard epoch logger under ``--tensorboard``."""
+        if not self.req.tensorboard:
+            return protocol.run_cell(cell.cfg, data, ctx)
+        from sarfewshot.results.records import cell_id
+        from sarfewshot.utils.tensorboard import EpochLogger
+
+        logger = EpochLogger(self.output / "tensorboard" / cell_id(cell.key))
+        ctx.on_summary = logger
+        try:
+            return protocol.run_cell(cell.cfg, data, ctx)
+        finally:
+            logger.close()
 
     def _record(
         self,

@@ -96,12 +96,15 @@ class CellContext:
             that train or re-run the backbone call it once per cell.
         on_epoch: called as ``on_epoch(epoch, max_epoch)`` after each epoch (progress bar).
         progress: whether protocols may draw their own progress bars.
+        on_summary: called with each epoch's summary dict (``epoch``, ``lr``, ``loss``, ...)
+            by protocols that train (TensorBoard logging).
     """
 
     device: str = "cpu"
     backbone_factory: Callable[[], Any] | None = None
     on_epoch: Callable[[int, int], None] | None = None
     progress: bool = False
+    on_summary: Callable[[dict], None] | None = None
 
     def new_backbone(self) -> Any:
         """A fresh backbone from :attr:`backbone_factory`."""
@@ -293,6 +296,8 @@ class TrainedProtocol(Protocol):
         callbacks = []
         if ctx.on_epoch is not None:
             callbacks.append(lambda s: ctx.on_epoch(int(s["epoch"]), int(s["max_epoch"])))
+        if ctx.on_summary is not None:
+            callbacks.append(ctx.on_summary)
         trainer = cls(  # type: ignore[call-arg]
             cfg,
             cls.datamanager(cfg, data),

@@ -9,6 +9,8 @@ import sys
 import torch
 from torch import nn
 
+from sarfewshot.utils.progress import heartbeat_iter
+
 
 def progress_enabled(progress: bool = True) -> bool:
     """Whether to draw a tqdm bar (off with ``SARFEWSHOT_NO_PROGRESS=1`` or a non-TTY stderr)."""
@@ -57,6 +59,7 @@ def extract_features(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="features", unit="batch", leave=False)
+    starts = heartbeat_iter(starts, "features", unit="batch")  # log lines when redirected
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda"

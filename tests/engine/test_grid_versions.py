@@ -161,3 +161,21 @@ def test_a_full_disk_is_one_line_and_debug_shows_the_traceback(
     assert err.count("\n") == 1 and "No space left on device" in err
     assert _synth_eval(synth, tmp_path / "runs", "--protocol", "knn", "--debug") == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_redirected_runs_print_progress_and_tensorboard_logs(synth, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SARFEWSHOT_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("SARFEWSHOT_PROGRESS_INTERVAL", "0")
+    out = tmp_path / "runs"
+    code = _synth_eval(synth, out, "--protocol", "linear", "--tensorboard", "OPTIM.MAX_EPOCH", "3")
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[features] batch" in printed and "epoch 3/3 (100%)" in printed
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert {"train/loss", "train/lr"} <= set(acc.Tags()["scalars"])
+    assert len(acc.Scalars("train/loss")) == 3
