@@ -40,7 +40,8 @@ def _cfg(cfg: Any, dotted: str, default: Any) -> Any:
 
 
 def dataset_options(name: str, cfg: Any) -> dict:
-    """Plug-in options a config sets (e.g. SAMPLE's ``DATASET.SAR.SAMPLE_MODE``)."""
+    """Plug-in options a config sets (e.g. SAMPLE's ``DATASET.SAR.SAMPLE_MODE``, or
+    ``extra_classes`` from ``DATASET.SAR.EXTRA_CLASSES`` for datasets with a fixed class list)."""
     from_cfg = getattr(get_dataset(name), "options_from_cfg", None)
     return from_cfg(cfg) if from_cfg else {}
 

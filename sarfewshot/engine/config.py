@@ -127,6 +127,7 @@ def _dataset_defaults() -> CfgNode:
     node.SAR = CfgNode()
     node.SAR.SAMPLE_MODE = "measured"
     node.SAR.SAMPLE_FORMAT = "decibel"
+    node.SAR.EXTRA_CLASSES = False  # class folders outside a fixed class list: refused unless set
     return node
 
 
