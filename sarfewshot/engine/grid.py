@@ -521,6 +521,7 @@ def load_split(cfg: Any, dataset: ResolvedDataset, output: Path, shots: int, see
         shots,
         val_fraction(cfg, dataset),
         repeat=bool(cfg.DATASET.REPEAT),
+        allow_short=bool(cfg.DATASET.ALLOW_SHORT_CLASSES),
     )
 
 
@@ -645,9 +646,9 @@ class GridRunner:
     def prepare(self) -> list[Cell]:
         """Resolve names, folders and weights, build configs and enumerate this shard's cells.
 
-        Unknown names, a missing root, a wrong layout, an unreadable listing and missing
-        weights raise here; :meth:`run` then draws every pending split (K larger than every
-        class raises there) before the first cell runs.
+        Unknown names, a missing root, an output folder inside the root, a wrong layout, an
+        unreadable listing and missing weights raise here; :meth:`run` then draws every pending
+        split (K larger than a class's pool raises there) before the first cell runs.
         """
         req = self.req
         _validate(req)
@@ -765,8 +766,8 @@ class GridRunner:
             self.prepare()
         todo, done = self.plan()
         for cell in todo:
-            # Every split is drawn (or checked) before any cell runs, so a K larger than every
-            # class or a split that no longer matches its folder stops the grid up front.
+            # Every split is drawn (or checked) before any cell runs, so a K larger than a
+            # class's pool or a split that no longer matches its folder stops the grid up front.
             load_split(cell.cfg, self.datasets[cell.dataset], self.output, cell.shots, cell.seed)
         summary = GridSummary(total=len(self.cells), done_before=done)
         self.print(f"{done} cells already done, {len(todo)} to run")
@@ -855,6 +856,7 @@ class GridRunner:
             split_info = {
                 "path": split_file(cell.cfg, ds, self.output, split),
                 "sha256": split.sha256(),
+                "support_counts": split.support_counts(),  # the real K per class
             }
         return make_record(
             backbone=_backbone_section(bb),

@@ -165,6 +165,8 @@ class Row:
 
     Accuracy fields are percentages over the seeds with an ``ok`` record; they are None when
     every cell of the group failed. ``cells`` holds those ok records (for plots), not exported.
+    ``short_support``: some ok cell had fewer than K support images in some class (its record's
+    ``split.support_counts``, drawn with ``DATASET.ALLOW_SHORT_CLASSES`` or ``DATASET.REPEAT``).
     """
 
     backbone: str
@@ -187,6 +189,7 @@ class Row:
     toolkit_version: str
     source: str
     cells: tuple[dict, ...] = field(default=(), repr=False, compare=False)
+    short_support: bool = False
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -255,6 +258,13 @@ def _join(values: Iterable[Any]) -> str:
     return ",".join(sorted({str(v) for v in values if v is not None})) or "unknown"
 
 
+def _short_support(record: Mapping[str, Any]) -> bool:
+    """Whether a record's split gave some class fewer than K support images."""
+    counts = (record.get("split") or {}).get("support_counts") or {}
+    shots = record["key"]["shots"]
+    return shots > 0 and any(int(n) < shots for n in counts.values())
+
+
 def _build_row(gkey: tuple, cfg: str, recs: Sequence[dict], n_dup: int, conflict: bool) -> Row:
     ok = sorted((r for r in recs if r["status"] == "ok"), key=lambda r: r["key"]["seed"])
     acc = summarize(r["metrics"]["accuracy"] for r in ok) if ok else None
@@ -276,6 +286,7 @@ def _build_row(gkey: tuple, cfg: str, recs: Sequence[dict], n_dup: int, conflict
         toolkit_version=_join(r.get("versions", {}).get("sarfewshot") for r in recs),
         source=_join(r.get("source", "sarfewshot") for r in recs),
         cells=tuple(ok),
+        short_support=any(_short_support(r) for r in ok),
     )
 
 

@@ -1,9 +1,10 @@
 """Leaderboard output: the printed table, CSV, Markdown and LaTeX.
 
 The table has one row per (backbone, protocol) and one column per (dataset, K), cells
-``mean ± std (n)``; ``std`` is the population std (ddof 0) over seeds, which is what CoOp/Dassl
-scripts report. The CSV keeps one line per leaderboard row with full float precision (``repr``),
-so it recomputes exactly from the records.
+``mean ± std (n)``, marked ``†`` when some class had fewer than K support images; ``std`` is the
+population std (ddof 0) over seeds, which is what CoOp/Dassl scripts report. The CSV keeps one
+line per leaderboard row with full float precision (``repr``), so it recomputes exactly from the
+records.
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ CSV_COLUMNS = (
     "n_duplicates",
     "config_sha256",
     "config_conflict",
+    "short_support",
     "toolkit_version",
     "source",
 )
 STD_CAPTION = "± = population std (ddof 0) over seeds, as CoOp/Dassl report; (n) = seeds"
 PM = "±"
+SHORT_MARK = "†"
+SHORT_NOTE = (
+    f"{SHORT_MARK}: fewer than K support images in some class (DATASET.ALLOW_SHORT_CLASSES or "
+    "DATASET.REPEAT; the records' split.support_counts give the real counts)"
+)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -80,7 +87,8 @@ def _cell_text(row: Row, pm: str) -> str:
     failed = f", {row.n_failed} failed" if row.n_failed else ""
     if row.acc_mean is None:
         return f"failed ({row.n_failed})"
-    return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed})"
+    mark = f" {SHORT_MARK}" if row.short_support else ""
+    return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed}){mark}"
 
 
 def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
@@ -107,6 +115,8 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         )
     if any("dassl_log" in r.source for r in rows):
         notes.append("*: read from Dassl log.txt files (one-decimal accuracies)")
+    if any(r.short_support for r in rows):
+        notes.append(SHORT_NOTE)
     if any(r.n_failed for r in rows):
         notes.append("failed cells are counted, not averaged")
     dups = sum(r.n_duplicates for r in rows)
@@ -175,6 +185,7 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     PM: r"$\pm$",
+    SHORT_MARK: r"\dag{}",
 }
 
 
