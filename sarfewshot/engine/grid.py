@@ -315,6 +315,20 @@ def resolve_dataset(name: str, root: str | None, options: dict[str, Any]) -> Res
     )
 
 
+def check_output_outside(output: Path, root: str | None) -> None:
+    """Refuse a run folder inside the dataset root: its records, caches and plots would be
+    listed as images (a new class) by the next run. Checked before listing, symlinks resolved."""
+    if not root:
+        return
+    data, out = Path(root).expanduser().resolve(), Path(output).expanduser().resolve()
+    if out == data or data in out.parents:
+        raise ConfigError(
+            f"--output {output} lies inside the dataset root --root {root} (resolved: {out} "
+            f"inside {data}); the run's own files would be read as data: choose an output "
+            f"folder outside {data}"
+        )
+
+
 def resolve_protocol(name: str) -> type:
     """The protocol class registered as ``name`` (an unknown name lists the available ones)."""
     from sarfewshot.engine.registry import get_trainer
@@ -658,6 +672,7 @@ class GridRunner:
         root = str(req.root or probe.DATASET.ROOT) or None
         for name in _unique(req.datasets):
             options = {**_dataset_options(name, probe), **req.dataset_options}
+            check_output_outside(self.output, root)
             ds = resolve_dataset(name, root, options)
             self.datasets.setdefault(ds.name, ds)
         size = probe.INPUT.SIZE
