@@ -1,4 +1,4 @@
-"""Fixed class lists of mstar_soc, fusar_ship and sar_acd: unknown folders refused unless opted in."""
+"""Fixed class lists (mstar_soc, fusar_ship, sar_acd): unknown folders refused unless opted in."""
 
 from __future__ import annotations
 
