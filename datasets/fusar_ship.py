@@ -45,6 +45,7 @@ class FUSARShip(FixedClassDataset):
     name = "fusar_ship"
     val_fraction = 0.2
     crop_size = 128
+    title = "FUSAR-Ship"
     classes = FUSAR_CLASSES
     layout = (
         "New_FUSAR/Train/<class>/... and New_FUSAR/Val/<class>/... (root: New_FUSAR or its parent)"

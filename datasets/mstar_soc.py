@@ -45,6 +45,7 @@ class MSTARSOC(FixedClassDataset):
     name = "mstar_soc"
     val_fraction = 0.2
     crop_size = 128
+    title = "MSTAR SOC"
     classes = MSTAR_CLASSES
     layout = (
         "MSTAR_SOC/TRAIN/<class>/... and MSTAR_SOC/TEST/<class>/... (root: MSTAR_SOC or its parent)"

@@ -116,7 +116,7 @@ def fixed_classes(
         if allow_extra:
             return folder_name
         raise DatasetError(
-            f"class folder {split_dir / folder_name} is not one of {dataset}'s classes "
+            f"class folder {split_dir / folder_name} is not one of the {dataset} classes "
             f"({', '.join(by_key.values())}); remove or rename it, or set "
             f"{EXTRA_CLASSES_KEY} True (--option extra_classes=true) to keep it as an extra class"
         )
@@ -132,6 +132,7 @@ class FixedClassDataset(SARDataset):
     """
 
     classes: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""  # the dataset's usual name, for messages
 
     @classmethod
     def options_from_cfg(cls, cfg: Any) -> dict:
@@ -146,7 +147,8 @@ class FixedClassDataset(SARDataset):
 
     def class_mapper(self, split_dir: Path) -> Callable[[str], str]:
         """The folder-name -> class mapper for the class folders under ``split_dir``."""
-        return fixed_classes(self.name, self.classes, split_dir, self.allow_extra)
+        label = f"{self.title} ({self.name})" if self.title else self.name
+        return fixed_classes(label, self.classes, split_dir, self.allow_extra)
 
 
 def require_root(root: Path, layout: str) -> Path:

@@ -36,7 +36,7 @@ def test_unknown_class_folder_is_an_error_naming_it_and_the_classes(tmp_path, na
     with pytest.raises(DatasetError) as info:
         build_listing(name, tmp_path)
     message = str(info.value)
-    assert str(folder) in message and f"{name}'s classes" in message
+    assert str(folder) in message and f"({name}) classes" in message
     assert all(c in message for c in TREES[name][2])  # the expected classes are listed
     assert "DATASET.SAR.EXTRA_CLASSES" in message
 
