@@ -1,15 +1,20 @@
 """FUSAR-Ship as bundled with the SAR-JEPA release: ``New_FUSAR/Train|Val/<class>/``.
 
-Val is the test set (there is no other). Classes are the Train folder's class folders, sorted
-(the release's ten: Bridges, Cargo, CoastalLands_island, Fishing, LandPatches, OtherShip,
-SeaClutterWaves, SeaPatches, StrongFalseAlarms, Tanker). 20 % of each train class is held out as
-a validation pool before the K-shot draw, as in the release.
+Val is the test set (there is no other). Classes are the Train folder's class folders, sorted;
+each must be one of the release's ten (:data:`FUSAR_CLASSES`: Bridges, Cargo,
+CoastalLands_island, Fishing, LandPatches, OtherShip, SeaClutterWaves, SeaPatches,
+StrongFalseAlarms, Tanker; case and punctuation of the folder name do not matter). Another folder
+is an error unless the ``extra_classes`` option (``DATASET.SAR.EXTRA_CLASSES``) keeps it as an
+extra class. A subset of the ten is accepted. The sorted order is also the release's label order.
+20 % of each train class is held out as a validation pool before the K-shot draw, as in the
+release.
 """
 
 from __future__ import annotations
 
-from sarfewshot.data.base import Listing, SARDataset
+from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
+    FixedClassDataset,
     class_folder_items,
     make_listing,
     require_child_dir,
@@ -19,14 +24,29 @@ from sarfewshot.data.listing import (
 from sarfewshot.data.registry import DATASET_REGISTRY
 from sarfewshot.errors import DatasetError
 
+FUSAR_CLASSES = (
+    "Bridges",
+    "Cargo",
+    "CoastalLands_island",
+    "Fishing",
+    "LandPatches",
+    "OtherShip",
+    "SeaClutterWaves",
+    "SeaPatches",
+    "StrongFalseAlarms",
+    "Tanker",
+)
+
 
 @DATASET_REGISTRY.register("fusar_ship", aliases=("fusar", "New_FUSAR"))
-class FUSARShip(SARDataset):
+class FUSARShip(FixedClassDataset):
     """FUSAR-Ship ship/clutter chips, 10 classes; the Val folder is the test set."""
 
     name = "fusar_ship"
     val_fraction = 0.2
     crop_size = 128
+    title = "FUSAR-Ship"
+    classes = FUSAR_CLASSES
     layout = (
         "New_FUSAR/Train/<class>/... and New_FUSAR/Val/<class>/... (root: New_FUSAR or its parent)"
     )
@@ -36,10 +56,10 @@ class FUSARShip(SARDataset):
         base = resolve_root(require_root(self.root, self.layout), "New_FUSAR")
         train_dir = require_child_dir(base, "Train", self.root, self.layout)
         test_dir = require_child_dir(base, "Val", self.root, self.layout)
-        train = class_folder_items(train_dir, base)
-        test = class_folder_items(test_dir, base)
+        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
+        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
         unknown = sorted({c for _, c in test} - {c for _, c in train})
         if not train or unknown:
             problem = "no class folders" if not train else f"no train folder for {unknown}"
             raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
-        return make_listing(base, train, test)
+        return make_listing(base, train, test, preferred=FUSAR_CLASSES)

@@ -1,4 +1,9 @@
-"""SAR-ACD aircraft chips: ``SAR_ACD/images/<class>/*.jpg`` (A220, A330, ARJ21, Boeing737, ...).
+"""SAR-ACD aircraft chips: ``SAR_ACD/images/<class>/*.jpg``.
+
+Classes: the release's five, :data:`SAR_ACD_CLASSES` (A220, A330, ARJ21, Boeing737, Boeing787,
+sorted, which is also the release's label order; case and punctuation of the folder name do not
+matter). Another class folder is an error unless the ``extra_classes`` option
+(``DATASET.SAR.EXTRA_CLASSES``) keeps it as an extra class; a subset of the five is accepted.
 
 The dataset has no official split. The release re-drew a 10 % train / 90 % test split per seed;
 here it is fixed once: per class (sorted), files sorted, one generator
@@ -11,8 +16,9 @@ seed, method and machine sees the same test set; it is also written to
 
 from __future__ import annotations
 
-from sarfewshot.data.base import Listing, SARDataset
+from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
+    FixedClassDataset,
     class_folder_items,
     make_listing,
     pool_rule,
@@ -26,24 +32,29 @@ from sarfewshot.errors import DatasetError
 
 SAR_ACD_POOL_SEED = 2024  # documented constant of the fixed train/test split
 SAR_ACD_TRAIN_FRACTION = 0.1
+SAR_ACD_CLASSES = ("A220", "A330", "ARJ21", "Boeing737", "Boeing787")
 
 
 @DATASET_REGISTRY.register("sar_acd", aliases=("SAR_ACD", "sar-acd"))
-class SARACD(SARDataset):
+class SARACD(FixedClassDataset):
     """SAR-ACD civil aircraft, fixed 10 % / 90 % per-class train/test split."""
 
     name = "sar_acd"
     val_fraction = 0.0
     crop_size = 128
+    title = "SAR-ACD"
+    classes = SAR_ACD_CLASSES
     layout = "SAR_ACD/images/<class>/... (root: SAR_ACD or its parent)"
 
     def list(self) -> Listing:
         """The fixed pool split of ``images/<class>``."""
         base = resolve_root(require_root(self.root, self.layout), "SAR_ACD")
         images = require_child_dir(base, "images", self.root, self.layout)
-        items = class_folder_items(images, base)
+        items = class_folder_items(images, base, self.class_mapper(images))
         if not items:
             raise DatasetError(f"{images} has no class folders; expected {self.layout}")
         train, test = pool_split(items, SAR_ACD_TRAIN_FRACTION, SAR_ACD_POOL_SEED, self.name)
         rule = pool_rule(SAR_ACD_POOL_SEED, SAR_ACD_TRAIN_FRACTION, self.name)
-        return make_listing(base, train, test, extra={"pool_split": rule})
+        return make_listing(
+            base, train, test, preferred=SAR_ACD_CLASSES, extra={"pool_split": rule}
+        )

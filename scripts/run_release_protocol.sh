@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One protocol of the SAR-JEPA release's few-shot batch: MSTAR SOC, FUSAR-Ship and SAR-ACD
-# x K = 10, 20, 40 x the protocol's release seeds (finetune 1-5, linear 1-6).
+# x K = 10, 20, 40 x the protocol's default seeds (finetune 1-5, linear 1-6: the release's seed
+# counts; the release itself ran 0-4 and 0-5, its seed 0 unseeded).
 #
 # usage: scripts/run_release_protocol.sh PROTOCOL BACKBONE WEIGHTS DATA_ROOT [OUTPUT] [EVAL ARGS...]
 #   PROTOCOL   finetune or linear (or any registered protocol)

@@ -127,6 +127,16 @@ def add_junk(folder: Path) -> None:
     (folder / ".hidden.jpeg").write_bytes(b"")
 
 
+def add_class_folder(
+    split_dir: Path, name: str, n: int = 2, ext: str = ".jpg", seed: int = 0
+) -> int:
+    """Write ``n`` chips into ``split_dir/<name>/`` (a class folder a dataset may not expect)."""
+    rng = np.random.default_rng(seed)
+    for j in range(n):
+        write_image(split_dir / name / f"{name}_{j}{ext}", chip(rng))
+    return n
+
+
 def _count(expected: dict, split: str, cname: str) -> None:
     expected[split][cname] = expected[split].get(cname, 0) + 1
 

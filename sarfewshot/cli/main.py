@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = debug_enabled(args)
+    previous = os.environ.get("SARFEWSHOT_DEBUG")
     if debug:
         os.environ["SARFEWSHOT_DEBUG"] = "1"  # failed grid cells print their tracebacks too
     try:
@@ -102,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if previous is None:
+            os.environ.pop("SARFEWSHOT_DEBUG", None)
+        else:
+            os.environ["SARFEWSHOT_DEBUG"] = previous
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

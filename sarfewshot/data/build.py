@@ -40,7 +40,8 @@ def _cfg(cfg: Any, dotted: str, default: Any) -> Any:
 
 
 def dataset_options(name: str, cfg: Any) -> dict:
-    """Plug-in options a config sets (e.g. SAMPLE's ``DATASET.SAR.SAMPLE_MODE``)."""
+    """Plug-in options a config sets (e.g. SAMPLE's ``DATASET.SAR.SAMPLE_MODE``, or
+    ``extra_classes`` from ``DATASET.SAR.EXTRA_CLASSES`` for datasets with a fixed class list)."""
     from_cfg = getattr(get_dataset(name), "options_from_cfg", None)
     return from_cfg(cfg) if from_cfg else {}
 
@@ -50,7 +51,7 @@ def build_split(cfg: Any) -> tuple[SARDataset, Listing, FewShotSplit]:
 
     Keys: ``DATASET.NAME``, ``DATASET.ROOT``, ``DATASET.NUM_SHOTS`` (<= 0: the whole train pool),
     ``SEED``, ``DATASET.SPLIT_DIR`` (default ``<OUTPUT_DIR>/splits``), ``DATASET.VAL_POOL``
-    (< 0: the dataset's default), ``DATASET.REPEAT``.
+    (< 0: the dataset's default), ``DATASET.REPEAT``, ``DATASET.ALLOW_SHORT_CLASSES``.
     """
     name, root = _cfg(cfg, "DATASET.NAME", ""), _cfg(cfg, "DATASET.ROOT", "")
     if not name:
@@ -80,6 +81,7 @@ def build_split(cfg: Any) -> tuple[SARDataset, Listing, FewShotSplit]:
         shots,
         val_pool if val_pool >= 0 else dataset.val_fraction,
         repeat=bool(_cfg(cfg, "DATASET.REPEAT", False)),
+        allow_short=bool(_cfg(cfg, "DATASET.ALLOW_SHORT_CLASSES", False)),
     )
     return dataset, listing, split
 

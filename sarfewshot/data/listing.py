@@ -8,11 +8,12 @@ without an official test set, draws a fixed per-class train/test split with :fun
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
-from sarfewshot.data.base import Datum, Listing
+from sarfewshot.data.base import Datum, Listing, SARDataset
 from sarfewshot.data.io import find_images
 from sarfewshot.errors import DatasetError
 from sarfewshot.utils.seeding import numpy_rng
@@ -76,6 +77,78 @@ def class_folder_items(
         cname = canonical(folder.name)
         items += [(p.relative_to(root).as_posix(), cname) for p in files]
     return items
+
+
+EXTRA_CLASSES_KEY = "DATASET.SAR.EXTRA_CLASSES"
+
+
+def class_key(name: str) -> str:
+    """Spelling-independent key of a class name: upper case, letters and digits only."""
+    return re.sub(r"[^0-9A-Z]", "", name.upper())
+
+
+def option_flag(value: object, name: str) -> bool:
+    """A plug-in option given as a bool, 0/1 or ``true``/``false`` text (``--option KEY=VALUE``)."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return text in ("true", "yes", "on", "1")
+    raise DatasetError(f"dataset option {name}={value!r} must be true or false")
+
+
+def fixed_classes(
+    dataset: str, classes: Iterable[str], split_dir: Path, allow_extra: bool = False
+) -> Callable[[str], str]:
+    """A folder-name -> class mapper for a dataset with a fixed class list.
+
+    Folder names match a class whatever their case and punctuation (``BRDM_2`` is ``BRDM2``);
+    a folder outside the list is a ``DatasetError`` naming it and the expected classes, unless
+    ``allow_extra`` (the ``extra_classes`` option, ``DATASET.SAR.EXTRA_CLASSES``) keeps it as an
+    extra class under its own folder name.
+    """
+    by_key = {class_key(c): c for c in classes}
+
+    def canonical(folder_name: str) -> str:
+        found = by_key.get(class_key(folder_name))
+        if found is not None:
+            return found
+        if allow_extra:
+            return folder_name
+        raise DatasetError(
+            f"class folder {split_dir / folder_name} is not one of the {dataset} classes "
+            f"({', '.join(by_key.values())}); remove or rename it, or set "
+            f"{EXTRA_CLASSES_KEY} True (--option extra_classes=true) to keep it as an extra class"
+        )
+
+    return canonical
+
+
+class FixedClassDataset(SARDataset):
+    """A plug-in whose class folders must come from the fixed list ``classes``.
+
+    The ``extra_classes`` option (``DATASET.SAR.EXTRA_CLASSES``) lets other folders through as
+    extra classes, listed after the fixed ones.
+    """
+
+    classes: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""  # the dataset's usual name, for messages
+
+    @classmethod
+    def options_from_cfg(cls, cfg: Any) -> dict:
+        """``{"extra_classes": True}`` when ``DATASET.SAR.EXTRA_CLASSES`` is set, else nothing."""
+        sar = getattr(getattr(cfg, "DATASET", None), "SAR", None)
+        return {"extra_classes": True} if getattr(sar, "EXTRA_CLASSES", False) else {}
+
+    @property
+    def allow_extra(self) -> bool:
+        """Whether class folders outside ``classes`` are kept (the ``extra_classes`` option)."""
+        return option_flag(self.options.get("extra_classes", False), "extra_classes")
+
+    def class_mapper(self, split_dir: Path) -> Callable[[str], str]:
+        """The folder-name -> class mapper for the class folders under ``split_dir``."""
+        label = f"{self.title} ({self.name})" if self.title else self.name
+        return fixed_classes(label, self.classes, split_dir, self.allow_extra)
 
 
 def require_root(root: Path, layout: str) -> Path:

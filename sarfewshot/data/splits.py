@@ -7,10 +7,14 @@ Drawing rule (:func:`make_split`), per class in label order:
 2. K-shot draw: a permutation of the remaining pool from ``numpy_rng(seed, dataset, "train")``;
    the first K items are the support set. The permutation does not depend on K, so for one seed
    the 1-shot set is inside the 5-shot set, which is inside the 10-shot set.
-3. A class with fewer than K images warns (naming the class and its count) and gives all of its
-   images; with ``repeat`` the missing ``K - n`` are drawn with replacement from a separate
-   generator ``numpy_rng(seed, dataset, "repeat", label)``, so other classes' draws (and the
-   nesting) are unaffected.
+3. A class with fewer than K images is a :class:`~sarfewshot.errors.SplitError` naming the
+   dataset, the class and its pool size, because the cell would silently train on fewer than K
+   images of it. Two explicit opt-ins proceed (with a warning): ``allow_short``
+   (``DATASET.ALLOW_SHORT_CLASSES``) gives all of the class's images, and the split's
+   :meth:`FewShotSplit.support_counts` (copied into the record) carries the real per-class
+   counts; ``repeat`` (``DATASET.REPEAT``) draws the missing ``K - n`` with replacement from a
+   separate generator ``numpy_rng(seed, dataset, "repeat", label)``, so other classes' draws
+   (and the nesting) are unaffected. A reused split file is checked the same way.
 
 A split file stores paths relative to the dataset root, labels, class names, the seed, K and the
 sha256 of the listing it was drawn from; loading it against a folder whose listing changed is a
@@ -74,6 +78,19 @@ class FewShotSplit:
             "test": _entries(self.test),
         }
 
+    def support_counts(self) -> dict[str, int]:
+        """Distinct support (train) images per class, every class listed (0 when it has none)."""
+        paths: dict[int, set[str]] = {i: set() for i in range(len(self.classnames))}
+        for d in self.train:
+            paths.setdefault(d.label, set()).add(d.impath)
+        return {self.classnames[i]: len(p) for i, p in sorted(paths.items())}
+
+    def short_classes(self) -> dict[str, int]:
+        """Classes with fewer than K distinct support images (none when ``shots`` is -1)."""
+        if self.shots <= 0:
+            return {}
+        return {c: n for c, n in self.support_counts().items() if n < self.shots}
+
     def sha256(self) -> str:
         """A hash of the split's canonical JSON (independent of formatting and key order)."""
         return sha256_text(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")))
@@ -111,15 +128,27 @@ def _draw(pool: list[Datum], shots: int, rng, repeat: bool, extra_keys: tuple) -
 
 def _warn_small(dataset: str, cname: str, n: int, shots: int, repeat: bool) -> None:
     action = (
-        "drawing the rest with replacement (repeat)"
+        "drawing the rest with replacement (DATASET.REPEAT)"
         if repeat and n
-        else "using all of them (set DATASET.REPEAT True to draw with replacement)"
+        else "using all of them (DATASET.ALLOW_SHORT_CLASSES)"
     )
     warnings.warn(
         f"{dataset}: class {cname!r} has only {n} images in its train pool, fewer than "
         f"K={shots}; {action}",
         UserWarning,
         stacklevel=3,
+    )
+
+
+def _short_error(dataset: str, shots: int, short: dict[str, int], where: str = "") -> SplitError:
+    """The refusal of a K larger than some classes' pools (``short``: class -> pool size)."""
+    listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+    return SplitError(
+        f"{dataset}{where}: K={shots} is larger than the train pool of {len(short)} class(es) "
+        f"({listed} images after the validation hold-out), so those classes would get fewer "
+        f"than K support images; choose a smaller K, or set DATASET.ALLOW_SHORT_CLASSES True to "
+        f"use all of their images (the record's split.support_counts keeps the real counts and "
+        f"the table marks the cell), or DATASET.REPEAT True to draw with replacement"
     )
 
 
@@ -137,12 +166,14 @@ def make_split(
     shots: int,
     val_fraction: float,
     repeat: bool = False,
+    allow_short: bool = False,
 ) -> FewShotSplit:
     """Draw a K-shot split from ``listing`` (``shots <= 0``: the whole train pool).
 
     Raises:
-        SplitError: a negative seed, a bad ``val_fraction``, or K larger than every class's pool
-            (without ``repeat``).
+        SplitError: a negative seed, a bad ``val_fraction``, K larger than every class's pool
+            (without ``repeat``), or K larger than some class's pool (without ``repeat`` or
+            ``allow_short``).
     """
     _check_draw_args(seed, val_fraction)
     shots = int(shots) if shots > 0 else -1
@@ -159,6 +190,9 @@ def make_split(
             f"{max(sizes)} images after holding out {val_fraction:g} for validation); "
             f"choose a smaller K or set DATASET.REPEAT True"
         )
+    short = {listing.classnames[i]: n for i, n in enumerate(sizes) if shots > 0 and n < shots}
+    if short and not (repeat or allow_short):
+        raise _short_error(dataset, shots, short)
     rng_train = numpy_rng(seed, dataset, "train")
     train: list[Datum] = []
     for label, (_, pool) in enumerate(held_pool):
@@ -331,14 +365,22 @@ def load_or_make_split(
     shots: int,
     val_fraction: float,
     repeat: bool = False,
+    allow_short: bool = False,
 ) -> FewShotSplit:
-    """Reuse the split file of (dataset, K, seed) when present, else draw and save it."""
+    """Reuse the split file of (dataset, K, seed) when present, else draw and save it.
+
+    A reused file with fewer than K images in some class is refused as a new draw would be
+    (see :func:`make_split`), unless ``repeat`` or ``allow_short``.
+    """
     path = split_path(split_dir, dataset, shots, seed, repeat)
     if path.is_file():
         split = load_split(path, listing)
         _check_same_draw(split, path, val_fraction)
+        short = split.short_classes()
+        if short and not (split.repeat or allow_short):
+            raise _short_error(dataset, split.shots, short, where=f" (split file {path})")
         return split
-    split = make_split(listing, dataset, seed, shots, val_fraction, repeat)
+    split = make_split(listing, dataset, seed, shots, val_fraction, repeat, allow_short)
     save_split(split, path)
     if "pool_split" in listing.extra:
         save_pool_split(split_dir, dataset, listing)

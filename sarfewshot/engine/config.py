@@ -124,9 +124,11 @@ def _dataset_defaults() -> CfgNode:
     node.VAL_POOL = -1.0
     node.SPLIT_DIR = ""
     node.REPEAT = False
+    node.ALLOW_SHORT_CLASSES = False  # K above a class's pool: refused unless set
     node.SAR = CfgNode()
     node.SAR.SAMPLE_MODE = "measured"
     node.SAR.SAMPLE_FORMAT = "decibel"
+    node.SAR.EXTRA_CLASSES = False  # class folders outside a fixed class list: refused unless set
     return node
 
 

@@ -351,6 +351,20 @@ def resolve_dataset(
     )
 
 
+def check_output_outside(output: Path, root: str | None) -> None:
+    """Refuse a run folder inside the dataset root: its records, caches and plots would be
+    listed as images (a new class) by the next run. Checked before listing, symlinks resolved."""
+    if not root:
+        return
+    data, out = Path(root).expanduser().resolve(), Path(output).expanduser().resolve()
+    if out == data or data in out.parents:
+        raise ConfigError(
+            f"--output {output} lies inside the dataset root --root {root} (resolved: {out} "
+            f"inside {data}); the run's own files would be read as data: choose an output "
+            f"folder outside {data}"
+        )
+
+
 def resolve_protocol(name: str) -> type:
     """The protocol class registered as ``name`` (an unknown name lists the available ones)."""
     from sarfewshot.engine.registry import get_trainer
@@ -590,6 +604,7 @@ def load_split(
         shots,
         val_fraction(cfg, dataset),
         repeat=repeat,
+        allow_short=bool(cfg.DATASET.ALLOW_SHORT_CLASSES),
     )
 
 
@@ -726,9 +741,9 @@ class GridRunner:
     def prepare(self) -> list[Cell]:
         """Resolve names, folders and weights, build configs and enumerate this shard's cells.
 
-        Unknown names, a missing root, a wrong layout, an unreadable listing and missing
-        weights raise here; :meth:`run` then draws every pending split (K larger than every
-        class raises there) before the first cell runs.
+        Unknown names, a missing root, an output folder inside the root, a wrong layout, an
+        unreadable listing and missing weights raise here; :meth:`run` then draws every pending
+        split (K larger than a class's pool raises there) before the first cell runs.
         """
         req = self.req
         _validate(req)
@@ -738,6 +753,7 @@ class GridRunner:
         root = str(req.root or probe.DATASET.ROOT) or None
         for name in _unique(req.datasets):
             options = {**_dataset_options(name, probe), **req.dataset_options}
+            check_output_outside(self.output, root)
             memo_dir = self.output / "cache" / "fingerprints"
             ds = resolve_dataset(name, root, options, memo_dir, self.progress)
             self.datasets.setdefault(ds.name, ds)
@@ -876,8 +892,8 @@ class GridRunner:
             self.prepare()
         todo, done = self.plan()
         for cell in todo:
-            # Every split is drawn (or checked) before any cell runs, so a K larger than every
-            # class or a split that no longer matches its folder stops the grid up front.
+            # Every split is drawn (or checked) before any cell runs, so a K larger than a
+            # class's pool or a split that no longer matches its folder stops the grid up front.
             self._split(cell, redraw=self.req.force)
         summary = GridSummary(total=len(self.cells), done_before=done)
         self.print(f"{done} cells already done, {len(todo)} to run")
@@ -995,6 +1011,7 @@ class GridRunner:
             split_info = {
                 "path": split_file(cell.cfg, ds, self.output, split),
                 "sha256": split.sha256(),
+                "support_counts": split.support_counts(),  # the real K per class
             }
         return make_record(
             backbone=_backbone_section(bb),

@@ -30,8 +30,12 @@ from sarfewshot.utils.io import PathLike, sha256_file
 logger = logging.getLogger(__name__)
 
 RELEASE_URL = "https://github.com/waterdisappear/SAR-JEPA"
+KAGGLE_URL = "https://www.kaggle.com/models/liweijie19/sar-jepa"
+HF_URL = "https://huggingface.co/kiki-orb/phi-JEPA"
+# Not the GitHub release page: the README of RELEASE_URL links Kaggle and BaiduYun.
 RELEASE_WHERE = (
-    f"the SAR-JEPA release publishes its weight files on the GitHub release page of {RELEASE_URL}"
+    f"the SAR-JEPA authors host the weight files on Kaggle ({KAGGLE_URL}) and BaiduYun (linked "
+    f"from {RELEASE_URL}, with every baseline's weights); a rehost is on Hugging Face ({HF_URL})"
 )
 RELEASE_HINT = (
     f"{RELEASE_WHERE}; download one and pass --weights PATH or put it in $SARFEWSHOT_WEIGHTS"

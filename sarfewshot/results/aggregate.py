@@ -173,6 +173,9 @@ class Row:
     ones when asked for); they are None when no cell counts. ``cells`` holds the counted
     records (for plots), not exported. ``data_version`` is the dataset fingerprint (None for
     records written before fingerprints existed, and for Dassl logs).
+    ``short_support``: some counted cell had fewer than K support images in some class (its
+    record's ``split.support_counts``, drawn with ``DATASET.ALLOW_SHORT_CLASSES`` or
+    ``DATASET.REPEAT``).
     """
 
     backbone: str
@@ -198,6 +201,7 @@ class Row:
     data_version: str | None = None
     data_conflict: bool = False
     n_diverged: int = 0
+    short_support: bool = False
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -270,6 +274,13 @@ def _join(values: Iterable[Any]) -> str:
     return ",".join(sorted({str(v) for v in values if v is not None})) or "unknown"
 
 
+def _short_support(record: Mapping[str, Any]) -> bool:
+    """Whether a record's split gave some class fewer than K support images."""
+    counts = (record.get("split") or {}).get("support_counts") or {}
+    shots = record["key"]["shots"]
+    return shots > 0 and any(int(n) < shots for n in counts.values())
+
+
 def _build_row(
     gkey: tuple,
     variant: tuple[str, str | None],
@@ -302,6 +313,7 @@ def _build_row(
         data_version=data,
         data_conflict=conflicts[1],
         n_diverged=sum(r["status"] == "diverged" for r in recs),
+        short_support=any(_short_support(r) for r in ok),
     )
 
 

@@ -1,9 +1,10 @@
 """Leaderboard output: the printed table, CSV, Markdown and LaTeX.
 
 The table has one row per (backbone, protocol) and one column per (dataset, K), cells
-``mean ± std (n)``; ``std`` is the population std (ddof 0) over seeds, which is what CoOp/Dassl
-scripts report. The CSV keeps one line per leaderboard row with full float precision (``repr``),
-so it recomputes exactly from the records.
+``mean ± std (n)``, marked ``†`` when some class had fewer than K support images; ``std`` is the
+population std (ddof 0) over seeds, which is what CoOp/Dassl scripts report. The CSV keeps one
+line per leaderboard row with full float precision (``repr``), so it recomputes exactly from the
+records.
 """
 
 from __future__ import annotations
@@ -48,11 +49,17 @@ CSV_COLUMNS = (
     "config_conflict",
     "data_version",
     "data_conflict",
+    "short_support",
     "toolkit_version",
     "source",
 )
 STD_CAPTION = "± = population std (ddof 0) over seeds, as CoOp/Dassl report; (n) = seeds"
 PM = "±"
+SHORT_MARK = "†"
+SHORT_NOTE = (
+    f"{SHORT_MARK}: fewer than K support images in some class (DATASET.ALLOW_SHORT_CLASSES or "
+    "DATASET.REPEAT; the records' split.support_counts give the real counts)"
+)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -87,7 +94,8 @@ def _cell_text(row: Row, pm: str) -> str:
     failed += f", {row.n_diverged} diverged" if row.n_diverged else ""
     if row.acc_mean is None:
         return f"no result ({failed[2:]})"
-    return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed})"
+    mark = f" {SHORT_MARK}" if row.short_support else ""
+    return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed}){mark}"
 
 
 def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
@@ -119,6 +127,8 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
             "{data xxxxxxxx}: cells of one key computed on different versions of the dataset "
             "folder (its fingerprint), shown separately (never averaged together)"
         )
+    if any(r.short_support for r in rows):
+        notes.append(SHORT_NOTE)
     if any(r.n_failed for r in rows):
         notes.append("failed cells are counted, not averaged")
     if any(r.n_diverged for r in rows):
@@ -192,6 +202,7 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     PM: r"$\pm$",
+    SHORT_MARK: r"\dag{}",
 }
 
 

@@ -18,6 +18,7 @@ def test_backbones_lists_names_and_found_weights(tmp_path, capsys, monkeypatch):
     assert rows["random"][-1] == "needed"  # "not needed"
     assert rows["ijepa"][3] == "avg"
     assert str(tmp_path) in out and "github.com/waterdisappear/SAR-JEPA" in out
+    assert "kaggle.com/models/liweijie19/sar-jepa" in out and "release page" not in out
     assert "irpe_vit_micro_patch8" in out
 
 

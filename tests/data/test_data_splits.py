@@ -74,11 +74,36 @@ def test_seeded_never_global_state():
     assert d.train != a.train  # the dataset name is part of the stream
 
 
-def test_small_class_warns_and_repeat_draws_with_replacement():
+def test_small_class_is_refused_unless_allowed():
     listing = _listing(sizes=(10, 10, 3))
+    with pytest.raises(SplitError, match=r"fake: K=5 .*'c2' has 3 images.*ALLOW_SHORT_CLASSES"):
+        make_split(listing, "fake", 0, 5, 0.0)
     with pytest.warns(UserWarning, match=r"'c2' has only 3 images.*K=5"):
-        s = make_split(listing, "fake", 0, 5, 0.0)
+        s = make_split(listing, "fake", 0, 5, 0.0, allow_short=True)
     assert _per_class(s.train) == {0: 5, 1: 5, 2: 3}
+    assert s.support_counts() == {"c0": 5, "c1": 5, "c2": 3}
+    assert s.short_classes() == {"c2": 3}
+    assert make_split(listing, "fake", 0, 3, 0.0).short_classes() == {}
+    # the validation hold-out counts: 4 of c2's 5 images remain for K=5
+    with pytest.raises(SplitError, match="'c2' has 4"):
+        make_split(_listing(sizes=(10, 10, 5)), "fake", 0, 5, 0.2)
+
+
+def test_reused_short_split_file_is_refused_unless_allowed(tmp_path):
+    listing = _listing(sizes=(10, 10, 3))
+    with pytest.warns(UserWarning):
+        drawn = load_or_make_split(tmp_path, listing, "fake", 0, 5, 0.0, allow_short=True)
+    assert drawn.support_counts()["c2"] == 3
+    with pytest.raises(SplitError, match=r"split file .*shot_5-seed_0.json.*'c2' has 3"):
+        load_or_make_split(tmp_path, listing, "fake", 0, 5, 0.0)
+    again = load_or_make_split(tmp_path, listing, "fake", 0, 5, 0.0, allow_short=True)
+    assert again == drawn
+
+
+def test_small_class_repeat_draws_with_replacement():
+    listing = _listing(sizes=(10, 10, 3))
+    with pytest.warns(UserWarning, match="using all of them"):
+        s = make_split(listing, "fake", 0, 5, 0.0, allow_short=True)
     with pytest.warns(UserWarning, match="with replacement"):
         r5 = make_split(listing, "fake", 0, 5, 0.0, repeat=True)
         r8 = make_split(listing, "fake", 0, 8, 0.0, repeat=True)
