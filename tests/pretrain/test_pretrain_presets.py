@@ -23,8 +23,15 @@ NUMERICS = {
 # ViT geometry small enough for the CPU (the init and masking rules do not depend on it)
 SMALL = {
     "INPUT": {"SIZE": 64},
-    "MODEL": {"PATCH_SIZE": 8, "EMBED_DIM": 64, "DEPTH": 2, "NUM_HEADS": 2, "PRED_DIM": 32,
-              "PRED_DEPTH": 1, "PRED_HEADS": 2},  # fmt: skip
+    "MODEL": {
+        "PATCH_SIZE": 8,
+        "EMBED_DIM": 64,
+        "DEPTH": 2,
+        "NUM_HEADS": 2,
+        "PRED_DIM": 32,
+        "PRED_DEPTH": 1,
+        "PRED_HEADS": 2,
+    },  # fmt: skip
     "MASK": {"WINDOW": 4},
 }
 
