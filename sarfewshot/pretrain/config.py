@@ -9,6 +9,13 @@ Defaults (SAR-JEPA release, spec section 4): ViT-B/16 iRPE encoder, 8-block pred
 with 16 heads, 4 local windows of 7x7 patches with 80 % masked, AdamW (0.9, 0.95), weight decay
 0.05 (none on biases and norms), ``lr = BASE_LR * total_batch / 256`` with ``BASE_LR = 1e-3``,
 20 warm-up epochs then a per-step half-cosine to ``MIN_LR``, 300 epochs, 75 images per process.
+
+Three numerical choices default to the toolkit's fast variant, not the release's:
+``TRAIN.AMP bf16`` (the release trains in float32: ``none``), ``MODEL.INIT trunc_normal`` (the
+release: ``xavier``) and ``MASK.WINDOW_DRAW uniform`` (the release: ``distinct``). The release
+preset ``configs/pretrain/sarjepa_vit_b16.yaml`` sets the release's three;
+``sarjepa_vit_b16_fast.yaml`` is the fast variant. The tiny presets keep the defaults, so their
+runs (and the MSTAR study built on them) are unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +42,12 @@ FLAG_TO_KEY: dict[str, str] = {
     "workers": "DATA.NUM_WORKERS",
 }
 
+# keys with a fixed set of values (the iRPE methods read both)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "MODEL.INIT": ("xavier", "trunc_normal"),
+    "MASK.WINDOW_DRAW": ("distinct", "uniform"),
+}
+
 
 def _model_node() -> CfgNode:
     m = CfgNode()
@@ -44,6 +57,9 @@ def _model_node() -> CfgNode:
     m.NUM_HEADS = 12
     m.MLP_RATIO = 4.0
     m.DROP_PATH = 0.0
+    # iRPE methods: "xavier" = the release (Xavier-uniform Linears, default patch-conv bias);
+    # "trunc_normal" = the toolkit's (trunc-normal 0.02 Linears, zero patch-conv bias)
+    m.INIT = "trunc_normal"
     # predictor / decoder
     m.PRED_DIM = 512
     m.PRED_DEPTH = 8
@@ -56,6 +72,9 @@ def _mask_node() -> CfgNode:
     m.TYPE = ""  # "" = the method's rule; "local" | "random" for the iRPE methods
     m.WINDOW = 7  # window side in patches (local windows)
     m.NUM_WINDOWS = 4
+    # "distinct" = the release (row and column offsets drawn without replacement);
+    # "uniform" = each window's offsets drawn independently (windows may coincide)
+    m.WINDOW_DRAW = "uniform"
     m.RATIO = -1.0  # < 0 = the method's default (0.8 local windows, 0.75 random)
     m.NUM_TARGETS = 4  # I-JEPA target blocks
     m.TARGET_SCALE = (0.15, 0.2)
@@ -115,7 +134,8 @@ def get_pretrain_cfg_default() -> CfgNode:
     cfg.OPTIM = _optim_node()
     cfg.TRAIN = CfgNode()
     cfg.TRAIN.MAX_STEPS = 0  # > 0: stop after this many optimizer steps (schedule unchanged)
-    cfg.TRAIN.AMP = "bf16"  # bf16 | fp16 | none; CUDA only, the CPU runs float32
+    # bf16 | fp16 | none (float32, the release); autocast on CUDA only, the CPU runs float32
+    cfg.TRAIN.AMP = "bf16"
     cfg.TRAIN.SAVE_EVERY = 20  # epochs between checkpoint-<epoch>.pth files
     cfg.TRAIN.LOG_EVERY = 10  # optimizer steps between log lines
     cfg.TRAIN.RESUME = ""  # a checkpoint path, or "auto" for OUTPUT_DIR/checkpoint-last.pth
@@ -152,6 +172,10 @@ def check_pretrain_cfg(cfg: CfgNode) -> None:
             raise ConfigError(f"{key} must be >= 1; got {cfg[section][name]}")
     if cfg.TRAIN.AMP not in ("bf16", "fp16", "none"):
         raise ConfigError(f"TRAIN.AMP must be bf16, fp16 or none; got {cfg.TRAIN.AMP!r}")
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        if cfg[section][name] not in allowed:
+            raise ConfigError(f"{key} must be {' or '.join(allowed)}; got {cfg[section][name]!r}")
     if cfg.TRAIN.MAX_STEPS < 0 or cfg.TRAIN.SAVE_EVERY < 0:
         raise ConfigError("TRAIN.MAX_STEPS and TRAIN.SAVE_EVERY must be >= 0")
     lo, hi = cfg.INPUT.CROP_SCALE

@@ -1,10 +1,14 @@
 """Masking rules of the pretraining methods, all drawn from a caller-owned ``torch.Generator``.
 
-- Local windows (LoMaR / SAR-JEPA): per image, ``num_windows`` windows of ``w x w`` patches at
-  uniformly random positions on the token grid; inside each window ``int(w * w * ratio)`` patches
-  are masked. Release quirk not reproduced: the release shares window positions across the batch
-  (and pairs images with windows so that each image only gets all four windows for an odd per-GPU
-  batch); here every image draws its own windows.
+- Local windows (LoMaR / SAR-JEPA): per image, ``num_windows`` windows of ``w x w`` patches on
+  the token grid; inside each window ``int(w * w * ratio)`` patches are masked. Two position
+  rules (``MASK.WINDOW_DRAW``): ``distinct``, the release's, draws the windows' top rows and left
+  columns each without replacement (a random permutation of the ``grid - w + 1`` offsets, first
+  ``num_windows`` taken), so no two windows of an image share a row offset, a column offset or a
+  position; ``uniform`` draws each window's row and column independently (windows may repeat).
+  Release quirk not reproduced: the release shares window positions across the batch (and pairs
+  images with windows so that each image only gets all four windows for an odd per-GPU batch);
+  here every image draws its own windows.
 - Random masking (MAE): per image, a random ``ratio`` share of the patches is masked.
 - Multi-block masks (I-JEPA): several target blocks and one context block; the context excludes
   every target patch.
@@ -63,6 +67,38 @@ def random_subset_mask(
     return order < n_masked
 
 
+WINDOW_DRAWS = ("distinct", "uniform")
+
+
+def check_windows(grid: int, window: int, num_windows: int, draw: str) -> None:
+    """Raise ConfigError (naming the MASK key) when the windows cannot be drawn on ``grid``."""
+    if not 1 <= window <= grid:
+        raise ConfigError(f"mask window {window} must be in [1, grid {grid}] (MASK.WINDOW)")
+    if num_windows < 1:
+        raise ConfigError(f"MASK.NUM_WINDOWS must be >= 1; got {num_windows}")
+    if draw not in WINDOW_DRAWS:
+        raise ConfigError(f"MASK.WINDOW_DRAW must be distinct or uniform; got {draw!r}")
+    span = grid - window + 1
+    if draw == "distinct" and num_windows > span:
+        raise ConfigError(
+            f"MASK.NUM_WINDOWS {num_windows} distinct windows need {num_windows} offsets; a "
+            f"{window}-patch window has {span} on a {grid}-patch grid (lower MASK.NUM_WINDOWS or "
+            "MASK.WINDOW, or set MASK.WINDOW_DRAW uniform)"
+        )
+
+
+def _window_offsets(
+    batch: int, span: int, num_windows: int, draw: str, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, nw) top rows and left columns of the windows, each in ``[0, span)``."""
+    if draw == "uniform":
+        return _randint(span, (batch, num_windows), gen), _randint(span, (batch, num_windows), gen)
+    # one random permutation of the offsets per image and axis (argsort of uniform noise)
+    top = _rand((batch, span), gen).argsort(dim=1)[:, :num_windows]
+    left = _rand((batch, span), gen).argsort(dim=1)[:, :num_windows]
+    return top, left
+
+
 def local_window_masks(
     batch: int,
     grid: int,
@@ -70,6 +106,7 @@ def local_window_masks(
     num_windows: int = 4,
     ratio: float = 0.8,
     generator: torch.Generator | None = None,
+    draw: str = "uniform",
 ) -> WindowMasks:
     """Draw per-image local windows and their masked patches.
 
@@ -80,13 +117,11 @@ def local_window_masks(
         num_windows: windows per image (4 in the release).
         ratio: masked share of each window (0.8 -> 39 of 49).
         generator: the caller's generator.
+        draw: ``distinct`` (the release: row and column offsets without replacement) or
+            ``uniform`` (each offset drawn independently); see the module docstring.
     """
-    if not 1 <= window <= grid:
-        raise ConfigError(f"mask window {window} must be in [1, grid {grid}] (MASK.WINDOW)")
-    if num_windows < 1:
-        raise ConfigError(f"MASK.NUM_WINDOWS must be >= 1; got {num_windows}")
-    top = _randint(grid - window + 1, (batch, num_windows), generator)
-    left = _randint(grid - window + 1, (batch, num_windows), generator)
+    check_windows(grid, window, num_windows, draw)
+    top, left = _window_offsets(batch, grid - window + 1, num_windows, draw, generator)
     offs = torch.arange(window, device=top.device)
     rows = (top[..., None] + offs)[..., :, None]  # (B, nw, w, 1)
     cols = (left[..., None] + offs)[..., None, :]  # (B, nw, 1, w)

@@ -16,6 +16,9 @@ method                  masking                target
 ``ijepa``               multi-block            EMA target-encoder features (latent)
 ======================  =====================  =================================================
 
+The iRPE methods read ``MODEL.INIT`` (``xavier``: the release's initialisation;
+``trunc_normal``: the toolkit's) and ``MASK.WINDOW_DRAW`` (``distinct``: the release's window
+positions; ``uniform``); ``mae`` and ``ijepa`` keep their own MAE / I-JEPA-style initialisation.
 The iRPE methods accept ``MASK.TYPE random`` (the whole grid with a random share replaced by the
 mask token). ``lomar_sar`` is this project's reading of the release's "LoMaR-SAR" row: LoMaR's
 pixel reconstruction made speckle-aware by working on log-amplitude (multiplicative speckle
@@ -81,6 +84,8 @@ def _local_model(cfg: CfgNode, gen, kind: str, opts: dict[str, Any]) -> nn.Modul
         window=cfg.MASK.WINDOW,
         num_windows=cfg.MASK.NUM_WINDOWS,
         mask_ratio=_ratio(cfg, default_ratio),
+        window_draw=cfg.MASK.WINDOW_DRAW,
+        init=cfg.MODEL.INIT,
         init_generator=gen,
     )
 

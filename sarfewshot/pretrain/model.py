@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from typing import Any, Mapping
 
 import torch
@@ -33,8 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.models.irpe import IRPEKeys
 from sarfewshot.models.vit_irpe import LN_EPS, Block, IRPEViT
 from sarfewshot.pretrain.masking import (
+    check_windows,
     gather_tokens,
     local_window_masks,
     multiblock_masks,
@@ -111,6 +114,38 @@ class TargetMixin:
             return compute_target(self.target_kind, x.float(), self.patch_size, **self.target_opts)
 
 
+# MODEL.INIT of the iRPE methods: the release's scheme and the toolkit's (IRPEViT.init_weights)
+INIT_SCHEMES = ("xavier", "trunc_normal")
+
+
+def release_init(model: IRPEViT, gen: torch.Generator | None) -> None:
+    """The release's initialisation of SAR-JEPA's model (the MAE-style scheme).
+
+    Every Linear: Xavier-uniform weight, zero bias; LayerNorms: ones / zeros; the patch
+    convolution: Xavier-uniform on its flattened kernel and PyTorch's default bias (uniform in
+    ``+-1 / sqrt(fan_in)``, redrawn here from ``gen`` so the init stays seeded); class token:
+    normal std 0.02; iRPE tables: zeros. (The mask token is the caller's, normal std 0.02.)
+    """
+    with torch.no_grad():
+        proj = model.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1), generator=gen)
+        if proj.bias is not None:
+            bound = 1.0 / math.sqrt(proj.weight[0].numel())
+            nn.init.uniform_(proj.bias, -bound, bound, generator=gen)
+        if model.cls_token is not None:
+            nn.init.normal_(model.cls_token, std=0.02, generator=gen)
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight, generator=gen)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, IRPEKeys):
+                module.reset_parameters(gen)
+
+
 class LocalMaskedModel(TargetMixin, IRPEViT):
     """SAR-JEPA: an iRPE encoder that sees masked patches as a mask token, and an iRPE predictor.
 
@@ -140,6 +175,8 @@ class LocalMaskedModel(TargetMixin, IRPEViT):
         window: int = 7,
         num_windows: int = 4,
         mask_ratio: float = 0.8,
+        window_draw: str = "uniform",
+        init: str = "trunc_normal",
         init_generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
@@ -157,11 +194,15 @@ class LocalMaskedModel(TargetMixin, IRPEViT):
         )
         if mask_type not in ("local", "random"):
             raise ConfigError(f"MASK.TYPE {mask_type!r} is not available here; use local or random")
+        if init not in INIT_SCHEMES:
+            raise ConfigError(f"MODEL.INIT must be one of {', '.join(INIT_SCHEMES)}; got {init!r}")
         self.target_kind = target_kind
         self.target_opts = dict(target_opts or {})
         self.mask_type, self.window, self.num_windows = mask_type, window, num_windows
-        self.mask_ratio = mask_ratio
+        self.mask_ratio, self.window_draw = mask_ratio, window_draw
         self.grid = img_size // patch_size
+        if mask_type == "local":  # fail at build time, not at the first step
+            check_windows(self.grid, window, num_windows, window_draw)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.encoder_pred = nn.Linear(embed_dim, pred_dim)
         self.decoder_blocks = nn.ModuleList(
@@ -171,7 +212,10 @@ class LocalMaskedModel(TargetMixin, IRPEViT):
         self.decoder_norm = nn.LayerNorm(pred_dim, eps=LN_EPS)
         out = target_dim(target_kind, patch_size, **self.target_opts)
         self.decoder_pred = nn.Linear(pred_dim, out)
-        self.init_weights(init_generator)
+        if init == "xavier":
+            release_init(self, init_generator)
+        else:
+            self.init_weights(init_generator)
         with torch.no_grad():
             nn.init.normal_(self.mask_token, std=0.02, generator=init_generator)
 
@@ -192,7 +236,9 @@ class LocalMaskedModel(TargetMixin, IRPEViT):
         if self.mask_type == "random":
             mask = random_masks(b, n, self.mask_ratio, gen).mask.to(dev)
             return tokens, target, mask
-        m = local_window_masks(b, self.grid, self.window, self.num_windows, self.mask_ratio, gen)
+        m = local_window_masks(
+            b, self.grid, self.window, self.num_windows, self.mask_ratio, gen, self.window_draw
+        )
         index, count = m.index.to(dev), self.window * self.window
         seq = gather_tokens(tokens, index).reshape(-1, count, d)
         tgt = gather_tokens(target, index).reshape(-1, count, target.shape[-1])

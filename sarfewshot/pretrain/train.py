@@ -15,7 +15,14 @@ and ``argparse.Namespace`` allow-listed.
 Exact resume: the augmentation of image ``i`` in epoch ``e`` is drawn from ``(seed, e, i)``, the
 masks of micro-batch ``k`` of step ``s`` on rank ``r`` from ``(seed, r, s, k)``, the sampler's
 permutation from ``(seed, e)``, and the learning rate is a function of the step, so continuing
-from a checkpoint reproduces the uninterrupted run.
+from a checkpoint reproduces the uninterrupted run. Resuming drops the lines of ``log.jsonl``
+past the checkpoint's step, so the log holds each step once.
+
+No lost work: a run refuses an output folder that already holds a checkpoint unless it resumes
+(``--resume``) or is told to start afresh (``--overwrite``, which deletes the old checkpoints and
+log). Ctrl-C (SIGINT) lets the current optimizer step finish, writes ``checkpoint-last.pth`` at
+that step and raises :class:`PretrainInterrupted`; a second Ctrl-C stops at once, and a
+KeyboardInterrupt raised inside a step saves the state of the last finished step.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -125,6 +134,10 @@ class Run:
     amp_dtype: torch.dtype | None
     pos: Position = field(default_factory=Position)
     meter: Meter = field(default_factory=Meter)
+    # set by the SIGINT handler; the loop stops at the next step boundary
+    stop_requested: bool = False
+    # True while the optimizer updates the weights: an interrupt there leaves no consistent state
+    updating: bool = False
 
     @property
     def accum(self) -> int:
@@ -380,6 +393,26 @@ def resume(run: Run, path: Path) -> None:
         run.scaler.load_state_dict(ckpt["scaler"])
     run.pos = Position(step=state["step"], epoch=state["epoch"], micro=state["micro"])
     restore_rng(state["rng"])
+    if run.info.is_main:
+        truncate_log(run.out / LOG_NAME, run.pos.step)
+
+
+def truncate_log(path: Path, step: int) -> int:
+    """Drop the lines of ``log.jsonl`` past ``step`` (and unreadable ones); returns how many."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
+def _log_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a crash
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -505,8 +538,10 @@ def train_epoch(run: Run, bar: Any) -> None:
         run.pos.micro += 1
         if micro != run.accum - 1:
             continue
+        run.updating = True
         optimizer_step(run)
         run.pos.step += 1
+        run.updating = False
         meter.loss += float(out["loss"])
         meter.target_var += float(out["target_var"])
         meter.steps += 1
@@ -517,6 +552,8 @@ def train_epoch(run: Run, bar: Any) -> None:
             meter = run.meter = _log(run, meter, lr)
         if run.pos.step >= run.max_steps:
             break
+        if _should_stop(run):
+            raise KeyboardInterrupt
     if run.pos.micro >= run.steps_per_epoch * run.accum:
         _end_of_epoch(run)
 
@@ -541,14 +578,73 @@ def _announce(run: Run) -> None:
     )
 
 
+class PretrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; ``checkpoint`` holds step ``step`` (None: nothing was saved)."""
+
+    def __init__(self, checkpoint: Path | None, step: int) -> None:
+        super().__init__(f"pretraining interrupted at step {step}")
+        self.checkpoint, self.step = checkpoint, step
+
+
+def _should_stop(run: Run) -> bool:
+    """Whether Ctrl-C was pressed on any process (all ranks stop at the same step)."""
+    if not run.info.distributed:
+        return run.stop_requested
+    flag = torch.tensor([float(run.stop_requested)], device=run.info.device)
+    return bool(all_reduce_mean(flag, run.info).item() > 0)
+
+
+@contextlib.contextmanager
+def _graceful_sigint(run: Run) -> Iterator[None]:
+    """First Ctrl-C: finish the step, then stop (see :func:`train`); the second one stops now."""
+    previous = signal.getsignal(signal.SIGINT)
+    # handlers can only be set from the main thread; an ignored SIGINT (nohup) stays ignored
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+        yield
+        return
+    if previous is None:  # installed outside Python: restore Python's default instead
+        previous = signal.default_int_handler
+
+    def request_stop(signum: int, frame: Any) -> None:
+        run.stop_requested = True
+        signal.signal(signal.SIGINT, previous)
+        if run.info.is_main:
+            print("\ninterrupt: saving after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save_interrupted(run: Run) -> Path | None:
+    """Write ``checkpoint-last.pth`` at the last finished step (rank 0); None if unsafe."""
+    if run.updating:
+        return None  # the optimizer was cut mid-update: the weights match no step
+    # micro-batches of an unfinished step are redone on resume (their gradients are not saved)
+    run.pos.micro -= run.pos.micro % run.accum
+    last = run.out / CHECKPOINT_LAST
+    if run.info.is_main:
+        save_checkpoint(last, checkpoint_payload(run, run.pos.epoch))
+    return last
+
+
 def train(run: Run) -> Path:
-    """Train until ``max_steps`` or the last epoch; returns ``checkpoint-last.pth``."""
+    """Train until ``max_steps`` or the last epoch; returns ``checkpoint-last.pth``.
+
+    Raises:
+        PretrainInterrupted: on Ctrl-C, after saving the last finished step.
+    """
     run.module.train()
     bar = _progress_bar(run)
     try:
         epochs = int(run.cfg.OPTIM.EPOCHS)
-        while run.pos.step < run.max_steps and run.pos.epoch < epochs:
-            train_epoch(run, bar)
+        with _graceful_sigint(run):
+            while run.pos.step < run.max_steps and run.pos.epoch < epochs:
+                train_epoch(run, bar)
+    except KeyboardInterrupt:
+        raise PretrainInterrupted(save_interrupted(run), run.pos.step) from None
     finally:
         if bar is not None:
             bar.close()
@@ -560,16 +656,67 @@ def train(run: Run) -> Path:
     return last
 
 
-def run_pretraining(cfg: CfgNode) -> Path:
-    """Run (or resume) the pretraining described by a frozen config; returns the last checkpoint."""
+def existing_checkpoint(out: Path) -> Path | None:
+    """The checkpoint a new run in ``out`` would overwrite: the last one, else the newest."""
+    if (out / CHECKPOINT_LAST).is_file():
+        return out / CHECKPOINT_LAST
+    found = sorted(out.glob("checkpoint-*.pth"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _checkpoint_step(path: Path) -> str:
+    try:
+        return str(load_checkpoint(path)["resume"]["step"])
+    except Exception:  # noqa: BLE001 - any unreadable file is reported, not raised
+        return "unknown (unreadable)"
+
+
+def guard_output(cfg: CfgNode, overwrite: bool) -> None:
+    """Refuse to start afresh over a checkpoint; ``overwrite`` deletes the old run's files."""
+    resuming = bool(str(cfg.TRAIN.RESUME).strip())
+    if resuming and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one")
+    out = Path(cfg.OUTPUT_DIR)
+    found = None if resuming else existing_checkpoint(out)
+    if found is None:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{found} already holds a pretraining checkpoint (step {_checkpoint_step(found)}); "
+            "pass --resume to continue it or --overwrite to start afresh and delete it"
+        )
+    if os.environ.get("RANK", "0") != "0":
+        return
+    old = [*out.glob("checkpoint-*.pth"), out / LOG_NAME]
+    for path in old:
+        path.unlink(missing_ok=True)
+    print(f"--overwrite: deleted the previous run's checkpoints and {LOG_NAME} in {out}")
+
+
+def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
+    """Run (or resume) the pretraining described by a frozen config; returns the last checkpoint.
+
+    Args:
+        cfg: the frozen config (``TRAIN.RESUME`` set to resume).
+        overwrite: start afresh in an ``OUTPUT_DIR`` that holds a checkpoint, deleting the old
+            checkpoints and log; without it (and without resuming) such a folder is refused.
+
+    Raises:
+        SarFewShotError: the output folder holds a checkpoint and neither resume nor overwrite.
+        PretrainInterrupted: Ctrl-C (the last finished step is saved first).
+    """
+    guard_output(cfg, overwrite)
     info = init_distributed(cfg.DEVICE)
     try:
         run = build_run(cfg, info)
         path = resume_path(cfg)
         if path is not None:
             resume(run, path)
-        elif cfg.TRAIN.RESUME and info.is_main:
-            print(f"--resume: no {CHECKPOINT_LAST} in {run.out}; starting from scratch")
+        elif info.is_main:
+            # a fresh start: lines left by a run that never saved a checkpoint are not ours
+            truncate_log(run.out / LOG_NAME, 0)
+            if cfg.TRAIN.RESUME:
+                print(f"--resume: no {CHECKPOINT_LAST} in {run.out}; starting from scratch")
         if info.is_main:
             run.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.out / "config.yaml", cfg.dump())
@@ -609,6 +756,7 @@ def pretrain(
     seed: int | None = None,
     device: str | None = None,
     resume: bool | str = False,
+    overwrite: bool = False,
     opts: Sequence[str] = (),
 ) -> Path:
     """Pretrain a backbone; returns the path of the final checkpoint (``checkpoint-last.pth``).
@@ -624,7 +772,12 @@ def pretrain(
             flags of the same names.
         resume: True to continue from ``<output>/checkpoint-last.pth`` when it exists, or a
             checkpoint path.
+        overwrite: start afresh even though ``output`` holds a checkpoint (its checkpoints and
+            log are deleted); without it, or ``resume``, such a folder raises SarFewShotError.
         opts: trailing ``KEY VALUE`` overrides.
+
+    Raises:
+        PretrainInterrupted: on Ctrl-C, once ``checkpoint-last.pth`` holds the last finished step.
     """
     if cfg is None:
         args = argparse.Namespace(
@@ -642,4 +795,4 @@ def pretrain(
         if resume:
             extra += ["TRAIN.RESUME", "auto" if resume is True else os.fspath(resume)]
         cfg = setup_pretrain_cfg(resolve_config(config), args=args, opts=extra)
-    return run_pretraining(cfg)
+    return run_pretraining(cfg, overwrite=overwrite)

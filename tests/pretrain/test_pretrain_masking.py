@@ -70,3 +70,33 @@ def test_multiblock_context_excludes_targets():
         assert not set(m.context[i].tolist()) & set(m.targets[i].flatten().tolist())
     again = multiblock_masks(5, 14, generator=torch_generator(0, "b"))
     assert torch.equal(m.context, again.context) and torch.equal(m.targets, again.targets)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_distinct_windows_never_repeat_a_position(seed):
+    # the release: 4 windows' rows and columns drawn without replacement from the 8 offsets
+    m = local_window_masks(256, 14, 7, 4, 0.8, torch_generator(seed, "w"), draw="distinct")
+    top, left = m.index[..., 0] // 14, m.index[..., 0] % 14
+    for i in range(256):
+        assert len(set(top[i].tolist())) == 4 and len(set(left[i].tolist())) == 4
+        assert len(set(zip(top[i].tolist(), left[i].tolist()))) == 4
+    assert top.max() <= 7 and left.max() <= 7 and top.min() >= 0
+    assert (m.mask.sum(-1) == 39).all()
+    # every offset is used: the permutation covers the whole range, not a fixed subset
+    assert set(top.flatten().tolist()) == set(range(8)) == set(left.flatten().tolist())
+
+
+def test_uniform_windows_can_repeat_so_the_draw_matters():
+    m = local_window_masks(256, 8, 4, 4, 0.8, torch_generator(0, "w"), draw="uniform")
+    top = m.index[..., 0] // 8
+    assert any(len(set(top[i].tolist())) < 4 for i in range(256))
+    d = local_window_masks(256, 8, 4, 4, 0.8, torch_generator(0, "w"), draw="distinct")
+    assert all(len(set((d.index[i, :, 0] // 8).tolist())) == 4 for i in range(256))
+
+
+def test_distinct_windows_need_enough_offsets():
+    with pytest.raises(ConfigError, match="MASK.NUM_WINDOWS"):
+        local_window_masks(1, 8, 6, 4, 0.8, draw="distinct")  # 3 offsets for 4 windows
+    local_window_masks(1, 8, 6, 4, 0.8, draw="uniform")
+    with pytest.raises(ConfigError, match="MASK.WINDOW_DRAW"):
+        local_window_masks(1, 8, 4, 4, 0.8, draw="shared")

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,3 +161,122 @@ def test_torchrun_two_processes_on_cpu(chips, tmp_path):
     ckpt = _load(out / CHECKPOINT_LAST)
     assert ckpt["args"].world_size == 2 and ckpt["resume"]["step"] == 2
     assert len(_losses(out)) == 2
+
+
+def _params(path: Path) -> dict:
+    return _load(path)["model"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    pa, pb = _params(a), _params(b)
+    assert pa.keys() == pb.keys()
+    assert all(torch.equal(pa[k], pb[k]) for k in pa), "weights differ"
+
+
+def _log_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / LOG_NAME).read_text().splitlines()]
+
+
+def _interrupt_at(monkeypatch, step: int, micro: int = 0, how: str = "raise") -> None:
+    """Ctrl-C at micro-batch ``micro`` of optimizer step ``step`` (0-based, before it runs).
+
+    ``raise``: a KeyboardInterrupt out of the step (what an unhandled Ctrl-C does);
+    ``signal``: a real SIGINT, which the loop turns into "finish this step, then stop".
+    """
+    import sarfewshot.pretrain.train as train_mod
+
+    real = train_mod.forward_backward
+
+    def forward_backward(run, images, m):
+        if run.pos.step == step and m == micro and not getattr(run, "_hit", False):
+            run._hit = True
+            if how == "raise":
+                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
+        return real(run, images, m)
+
+    monkeypatch.setattr(train_mod, "forward_backward", forward_backward)
+
+
+def test_ctrl_c_mid_epoch_saves_the_current_step_and_resumes_exactly(chips, tmp_path, monkeypatch):
+    from sarfewshot.pretrain.train import PretrainInterrupted
+
+    # 8 images, batch 4: 2 steps per epoch; step 3 is the middle of epoch 1
+    straight = _run(chips, tmp_path / "a", 6)
+    _interrupt_at(monkeypatch, step=3)
+    with pytest.raises(PretrainInterrupted) as info:
+        _run(chips, tmp_path / "b", 6)
+    monkeypatch.undo()
+    assert info.value.step == 3 and info.value.checkpoint == tmp_path / "b" / CHECKPOINT_LAST
+    state = _load(info.value.checkpoint)["resume"]
+    assert (state["step"], state["epoch"], state["micro"]) == (3, 1, 1)
+    assert _log_steps(tmp_path / "b") == [1, 2, 3]
+    resumed = _run(chips, tmp_path / "b", 6, resume=True)
+    _assert_same_weights(straight, resumed)
+    assert _log_steps(tmp_path / "b") == [1, 2, 3, 4, 5, 6]
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_sigint_finishes_the_step_then_saves_with_accumulation(chips, tmp_path, monkeypatch):
+    # batch 2 x 2 micro-batches: SIGINT during the second micro-batch of step 2 lets step 2
+    # finish; the checkpoint holds step 3, mid-epoch 1 (micro 2 of 4)
+    accum = ["DATA.BATCH_SIZE", "2", "OPTIM.ACCUM_ITER", "2"]
+    straight = _run(chips, tmp_path / "a", 5, opts=accum)
+    _interrupt_at(monkeypatch, step=2, micro=1, how="signal")
+    with pytest.raises(KeyboardInterrupt):
+        _run(chips, tmp_path / "b", 5, opts=accum)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    state = _load(tmp_path / "b" / CHECKPOINT_LAST)["resume"]
+    assert (state["step"], state["epoch"], state["micro"]) == (3, 1, 2)
+    resumed = _run(chips, tmp_path / "b", 5, resume=True, opts=accum)
+    _assert_same_weights(straight, resumed)
+    assert _log_steps(tmp_path / "b") == [1, 2, 3, 4, 5]
+
+
+def test_raw_interrupt_mid_accumulation_redoes_the_step(chips, tmp_path, monkeypatch):
+    accum = ["DATA.BATCH_SIZE", "2", "OPTIM.ACCUM_ITER", "2"]
+    straight = _run(chips, tmp_path / "a", 5, opts=accum)
+    _interrupt_at(monkeypatch, step=3, micro=1)  # one micro-batch of step 3 already done
+    with pytest.raises(KeyboardInterrupt):
+        _run(chips, tmp_path / "b", 5, opts=accum)
+    monkeypatch.undo()
+    state = _load(tmp_path / "b" / CHECKPOINT_LAST)["resume"]
+    # steps 2 and 3 make epoch 1: step 3 starts over at the epoch's third micro-batch
+    assert (state["step"], state["epoch"], state["micro"]) == (3, 1, 2)
+    _assert_same_weights(straight, _run(chips, tmp_path / "b", 5, resume=True, opts=accum))
+
+
+def test_existing_checkpoint_is_refused_unless_resume_or_overwrite(chips, tmp_path):
+    out = tmp_path / "run"
+    _run(chips, out, 2, opts=["TRAIN.SAVE_EVERY", "1"])
+    last = out / CHECKPOINT_LAST
+    before = last.read_bytes()
+    pattern = rf"{re.escape(str(last))}.*step 2.*--resume.*--overwrite"
+    with pytest.raises(ConfigError, match=pattern):
+        _run(chips, out, 3)
+    assert last.read_bytes() == before  # nothing was touched
+    with pytest.raises(ConfigError, match="contradict"):
+        _run(chips, out, 3, resume=True, overwrite=True)
+    _run(chips, out, 1, overwrite=True)
+    assert _load(last)["resume"]["step"] == 1
+    assert _log_steps(out) == [1]  # the old run's log went with its checkpoints
+    assert sorted(p.name for p in out.glob("checkpoint-*.pth")) == [CHECKPOINT_LAST]
+    # a folder holding only an epoch checkpoint is protected too
+    last.unlink()
+    (out / "checkpoint-0.pth").write_bytes(before)
+    with pytest.raises(ConfigError, match="checkpoint-0.pth.*step 2"):
+        _run(chips, out, 1)
+
+
+def test_resume_from_an_earlier_checkpoint_drops_later_log_lines(chips, tmp_path):
+    out = tmp_path / "run"
+    _run(chips, out, 4, opts=["TRAIN.SAVE_EVERY", "1"])  # checkpoint-0.pth holds step 2
+    assert _log_steps(out) == [1, 2, 3, 4]
+    _run(chips, out, 4, resume=str(out / "checkpoint-0.pth"))
+    assert _log_steps(out) == [1, 2, 3, 4]
+    # a fresh run next to the log of a run that saved no checkpoint starts a fresh log
+    for ckpt in out.glob("checkpoint-*.pth"):
+        ckpt.unlink()
+    _run(chips, out, 1)
+    assert _log_steps(out) == [1]
