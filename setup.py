@@ -40,6 +40,7 @@ setup(
         "timm>=0.9",
         "yacs",
         "scikit-learn",
+        "scipy",
         "tabulate",
         "pillow",
         "numpy",
