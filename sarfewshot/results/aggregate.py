@@ -14,8 +14,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from scipy import stats
-
 from sarfewshot.results.records import key_tuple, parse_created
 
 __all__ = [
@@ -61,6 +59,9 @@ class Summary:
 
 def summarize(values: Iterable[float]) -> Summary:
     """Summarise values (see :class:`Summary`); raises ValueError when there are none."""
+    # imported here: importing sarfewshot.results (the grid writes records) stays scipy-free
+    from scipy import stats
+
     vals = [float(v) for v in values]
     n = len(vals)
     if n == 0:
