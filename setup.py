@@ -49,6 +49,7 @@ setup(
         "timm>=0.9",
         "yacs",
         "scikit-learn",
+        "scipy>=1.11",  # stats.false_discovery_control
         "tabulate",
         "pillow",
         "numpy",

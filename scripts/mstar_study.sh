@@ -94,45 +94,61 @@ if ! has_stage report; then exit 0; fi
 $SFS leaderboard "$OUT/eval" --csv "$DOCS/leaderboard.csv" --markdown "$DOCS/leaderboard.md" \
     --plots --plots-dir "$OUT/plots" --format github
 cp "$OUT"/plots/*shots*.png "$DOCS"/ 2>/dev/null || echo "no accuracy-vs-shots PNG was written"
-# Paired differences sarjepa - other over the cells both have (same split files, K and seed).
+# Paired differences sarjepa - other over the cells both have (same split files, K and seed),
+# with paired t / Wilcoxon p-values Holm-adjusted over each comparison's groups.
 echo "== sarjepa vs random (paired over shared cells)"
-$SFS compare "$OUT/eval" --a sarjepa --b "random@$IRPE_ARCH" \
+$SFS compare "$OUT/eval" --a sarjepa --b "random@$IRPE_ARCH" --adjust holm \
     --csv "$OUT/compare_sarjepa_vs_random.csv" ||
     echo "warning: the sarjepa vs random comparison failed" >&2
 for b in $METHODS; do
     if [ "$b" = sarjepa ]; then continue; fi
     echo "== sarjepa vs $b (paired over shared cells)"
-    $SFS compare "$OUT/eval" --a sarjepa --b "$b" --csv "$OUT/compare_sarjepa_vs_$b.csv" ||
+    $SFS compare "$OUT/eval" --a sarjepa --b "$b" --adjust holm \
+        --csv "$OUT/compare_sarjepa_vs_$b.csv" ||
         echo "warning: the sarjepa vs $b comparison failed" >&2
 done
-# the paired differences of every comparison in one table (appended to OUT/summary.md below)
+# the paired differences of every comparison in one table (appended to OUT/summary.md below);
+# bold marks a Holm-adjusted paired t-test p < 0.05 over the 16 groups of that comparison
 compare_summary() {
     "$PY" - "$OUT"/compare_sarjepa_vs_*.csv <<'PYEOF'
 import csv
 import sys
+from pathlib import Path
+
+
+def cell(r):
+    if r is None:
+        return "-"
+    lo, hi, p = float(r["ci_low"]), float(r["ci_high"]), r["p_t_adj"]
+    mark = "**" if p and float(p) < 0.05 else ""
+    p_text = "p n/a" if not p else ("p < 0.001" if float(p) < 0.001 else f"p {float(p):.3f}")
+    return f"{mark}{float(r['mean_diff']):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}, {p_text}"
+
 
 print("| sarjepa minus | protocol | " + " | ".join(f"K={k}" for k in (1, 5, 10, 20)) + " |")
 print("|---|---|---|---|---|---|")
-overall = []
+overall, methods = [], set()
 for path in sys.argv[1:]:
+    name = Path(path).stem.replace("compare_sarjepa_vs_", "", 1)
     rows = list(csv.DictReader(open(path, newline="")))
     groups = {(r["protocol"], r["shots"]): r for r in rows if r["dataset"] != "ALL"}
+    methods |= {r["p_adjust"] for r in groups.values()}
     for proto in sorted({p for p, _ in groups}):
-        cells = []
-        for k in ("1", "5", "10", "20"):
-            r = groups.get((proto, k))
-            lo, hi = (float(r["ci_low"]), float(r["ci_high"])) if r else (0.0, 0.0)
-            mark = "**" if r and (lo > 0 or hi < 0) else ""
-            cells.append(f"{mark}{float(r['mean_diff']):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}" if r else "-")
-        print(f"| {rows[0]['b']} | {proto} | " + " | ".join(cells) + " |")
-    overall += [r for r in rows if r["dataset"] == "ALL"]
+        cells = [cell(groups.get((proto, k))) for k in ("1", "5", "10", "20")]
+        print(f"| {name} | {proto} | " + " | ".join(cells) + " |")
+    overall += [(name, r) for r in rows if r["dataset"] == "ALL"]
 print()
-print("points, paired Student-t 95 % CI over the 5 seeds; bold: the CI excludes 0")
+print(
+    "points, paired Student-t 95 % CI over the 5 seeds; p: paired t-test, adjusted with "
+    f"{'/'.join(sorted(methods))} over the (protocol, K) groups of each comparison; "
+    "bold: adjusted p < 0.05. Wilcoxon p-values are in the CSVs (at n = 5 never below 0.0625)."
+)
 print()
-for r in overall:
+for name, r in overall:
     print(
-        f"- sarjepa - {r['b']}, all {r['n']} paired cells: {float(r['mean_diff']):+.2f} "
-        f"[{float(r['ci_low']):+.2f}, {float(r['ci_high']):+.2f}]"
+        f"- sarjepa - {name}, all {r['n']} paired cells: {float(r['mean_diff']):+.2f} "
+        f"[{float(r['ci_low']):+.2f}, {float(r['ci_high']):+.2f}] (pooled, not adjusted; "
+        "optimistic: the cells of a seed share nested support sets)"
     )
 PYEOF
 }
@@ -165,4 +181,4 @@ PYEOF
 echo
 compare_summary | tee -a "$OUT/summary.md"
 echo "wall times (s):"
-cat "$OUT/times.tsv"
+cat "$OUT/times.tsv" 2>/dev/null || echo "(none recorded in $OUT/times.tsv)"

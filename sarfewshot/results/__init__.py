@@ -1,7 +1,7 @@
 """Results: per-cell records, aggregation, leaderboard export and plots.
 
-Pure Python (plus tabulate; matplotlib only for :mod:`sarfewshot.results.plots`): nothing here
-imports torch, the engine or the models, so tables can be built on any machine.
+Python with numpy, scipy and tabulate (matplotlib only for :mod:`sarfewshot.results.plots`):
+nothing here imports torch, the engine or the models, so tables can be built on any machine.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Numbers follow CoOp's ``parse_test_res``: mean and *population* std (ddof 0) over seeds, and
 its ``--ci95`` (1.96 * std / sqrt(n)). Rows also carry the sample std (ddof 1) and a Student-t
 95 % half-width, t_{0.975, n-1} * std_sample / sqrt(n), which is the honest interval for the
-3-6 seeds a few-shot grid has. Everything here is plain Python (no numpy/scipy).
+3-6 seeds a few-shot grid has. The t quantile comes from ``scipy.stats.t``; sums use
+``math.fsum`` so the numbers do not depend on the order the records were read in.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ __all__ = [
     "Summary",
     "aggregate_records",
     "deduplicate",
-    "student_t_cdf",
-    "student_t_ppf",
     "summarize",
 ]
 
@@ -37,88 +36,6 @@ class DuplicateRecordWarning(UserWarning):
 
 class VersionConflictWarning(UserWarning):
     """Cells of one leaderboard row were computed with different configs or dataset versions."""
-
-
-# ----------------------------------------------------------------------------- Student t
-
-
-def _beta_cf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz evaluation)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        # even step, then odd step of the fraction's terms
-        for num in (
-            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
-            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            break
-    return h
-
-
-def _reg_inc_beta(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    front = math.exp(log_front)
-    # The fraction converges fast on the side of the mean; use the symmetry on the other side.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_cf(a, b, x) / a
-    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
-
-
-def _t_upper_tail(t: float, df: float) -> float:
-    """P(T > t) for t >= 0, computed directly so that small tails keep their precision."""
-    return 0.5 * _reg_inc_beta(df / 2.0, 0.5, df / (df + t * t))
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    """Cumulative distribution function of Student's t with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    tail = _t_upper_tail(abs(t), df)
-    return 1.0 - tail if t >= 0 else tail
-
-
-def student_t_ppf(p: float, df: float) -> float:
-    """Quantile of Student's t: the t with P(T <= t) = p (bisection on the tail, ~1e-13 rel).
-
-    Example: ``student_t_ppf(0.975, 4)`` is 2.7764...
-    """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    if p == 0.5:
-        return 0.0
-    tail = min(p, 1.0 - p)
-    lo, hi = 0.0, 1.0
-    while _t_upper_tail(hi, df) > tail:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_upper_tail(mid, df) > tail:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-15 * hi:
-            break
-    t = 0.5 * (lo + hi)
-    return t if p > 0.5 else -t
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -147,6 +64,9 @@ class Summary:
 
 def summarize(values: Iterable[float]) -> Summary:
     """Summarise values (see :class:`Summary`); raises ValueError when there are none."""
+    # imported here: importing sarfewshot.results (the grid writes records) stays scipy-free
+    from scipy import stats
+
     vals = [float(v) for v in values]
     n = len(vals)
     if n == 0:
@@ -156,7 +76,9 @@ def summarize(values: Iterable[float]) -> Summary:
     std_pop = math.sqrt(ss / n)
     std_sample = math.sqrt(ss / (n - 1)) if n > 1 else None
     ci95_t = (
-        student_t_ppf(0.975, n - 1) * std_sample / math.sqrt(n) if std_sample is not None else None
+        float(stats.t.ppf(0.975, n - 1)) * std_sample / math.sqrt(n)
+        if std_sample is not None
+        else None
     )
     return Summary(n, mean, std_pop, std_sample, ci95_t, 1.96 * std_pop / math.sqrt(n))
 

@@ -2,41 +2,60 @@
 
 Two cells pair when they share (dataset, protocol, shots, seed) and were trained and tested on
 the same split file (equal ``split.sha256``). The difference is ``acc(a) - acc(b)`` in
-percentage points; its 95 % interval is the paired Student-t one,
-mean(d) ± t_{0.975, n-1} * sd(d) / sqrt(n). Per-(dataset, protocol, shots) groups are reported
-with one overall line over every pair (which pools different settings, so read it as a
-summary, not as a test of one setting).
+percentage points. Per (dataset, protocol, shots) group, and once over every pair, it reports:
+
+- the paired Student-t 95 % interval, mean(d) ± t_{0.975, n-1} * sd(d) / sqrt(n);
+- two-sided p-values of the paired t-test (``scipy.stats.ttest_rel``) and of the Wilcoxon
+  signed-rank test (``scipy.stats.wilcoxon``: zero differences dropped, exact for small n, so
+  with n <= 5 non-zero differences its p is at least 2 / 2^n = 0.0625 and never below 0.05);
+- those p-values adjusted over the groups of one call: Holm (family-wise error, the default),
+  Benjamini-Hochberg (false discovery rate) or none;
+- optionally a percentile bootstrap 95 % interval of the mean difference (``scipy.stats.
+  bootstrap``, one seeded generator per group from :func:`sarfewshot.utils.seeding.numpy_rng`).
+
+The overall line pools different settings and is not adjusted. Its cells are not independent:
+the cells of one seed share their (nested) support sets across K and protocols, so its
+interval and p-values are optimistic; read it as a summary, the groups as the tests.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import inspect
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate, summarize
+from sarfewshot.results.labels import backbone_label, parse_backbone_label, weights_match
+from sarfewshot.utils.seeding import numpy_rng
 
-__all__ = ["paired_compare", "parse_backbone_spec"]
+__all__ = ["ADJUST_METHODS", "adjust_pvalues", "paired_compare", "paired_tests"]
 
 CELL_FIELDS = ("dataset", "protocol", "shots", "seed")
+ADJUST_METHODS = ("holm", "bh", "none")
+# scipy.stats is imported inside the functions that use it, so that importing
+# sarfewshot.results (which the evaluation grid does to write records) stays light.
+# Differences within this many points of each other (or of 0) are float noise of equal
+# accuracies (e.g. 70.1 - 50.1 vs 20.0), not a spread.
+ZERO_TOL = 1e-9
 
 
-def parse_backbone_spec(text: str) -> tuple[str, str | None]:
-    """Split ``NAME[@SHA256PREFIX]`` (the prefix picks one checkpoint of a backbone name)."""
-    name, _, sha = text.partition("@")
-    return name, (sha.lower() or None)
+# ----------------------------------------------------------------------------- selection
 
 
-def _select(records: Iterable[Mapping[str, Any]], spec: str, flag: str) -> dict[tuple, dict]:
-    """The ok records of backbone ``spec``, by cell; errors name ``flag`` when ambiguous."""
-    records = list(records)
+def _select(
+    records: Sequence[Mapping[str, Any]], spec: str, flag: str
+) -> tuple[str, dict[tuple, dict]]:
+    """The label and the ok records (by cell) of backbone ``spec``; errors name ``flag``."""
     # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
     exact = any(r["key"]["backbone"] == spec for r in records)
-    name, prefix = (spec, None) if exact else parse_backbone_spec(spec)
+    name, prefix = (spec, None) if exact else parse_backbone_label(spec)
     mine = [
         r
         for r in records
-        if r["key"]["backbone"] == name
-        and (prefix is None or (r["key"]["weights_sha256"] or "").startswith(prefix))
+        if r["key"]["backbone"] == name and weights_match(r["key"]["weights_sha256"], prefix)
     ]
     shas = sorted({str(r["key"]["weights_sha256"]) for r in mine})
     if not mine:
@@ -57,12 +76,116 @@ def _select(records: Iterable[Mapping[str, Any]], spec: str, flag: str) -> dict[
                 "several configs; compare run folders that hold one config per cell"
             )
         by_cell[cell] = dict(rec)
-    return by_cell
+    return _label(records, name, mine[0]["key"]["weights_sha256"]), by_cell
 
 
-def _stats(diffs: list[float]) -> dict[str, Any]:
+def _label(records: Sequence[Mapping[str, Any]], name: str, sha: str | None) -> str:
+    """The leaderboard's spelling: the hash shows when ``name`` has several weights files."""
+    shas = {r["key"]["weights_sha256"] for r in records if r["key"]["backbone"] == name}
+    return backbone_label(name, sha, len(shas) > 1)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment: max over j <= i of (m - j + 1) * p_(j), capped at 1."""
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted
+
+
+def adjust_pvalues(pvalues: Sequence[float | None], method: str) -> list[float | None]:
+    """Adjust a family of p-values for multiple testing; None entries stay None, uncounted.
+
+    Args:
+        pvalues: one p-value per test (None where the test was not defined).
+        method: ``holm`` (family-wise error rate), ``bh`` (Benjamini-Hochberg false discovery
+            rate, ``scipy.stats.false_discovery_control``) or ``none``.
+    """
+    from scipy import stats
+
+    if method not in ADJUST_METHODS:
+        raise SarFewShotError(f"--adjust {method}: choose one of {', '.join(ADJUST_METHODS)}")
+    known = [i for i, p in enumerate(pvalues) if p is not None]
+    out: list[float | None] = [None] * len(pvalues)
+    if not known:
+        return out
+    p = np.array([pvalues[i] for i in known], dtype=float)
+    if method == "holm":
+        p = _holm(p)
+    elif method == "bh":
+        p = stats.false_discovery_control(p, method="bh")
+    for i, value in zip(known, p):
+        out[i] = float(value)
+    return out
+
+
+def paired_tests(acc_a: Sequence[float], acc_b: Sequence[float]) -> dict[str, Any]:
+    """Two-sided paired t-test and Wilcoxon signed-rank p-values of ``acc_a - acc_b``.
+
+    Returns:
+        ``{"p_t", "p_wilcoxon", "note"}``: a p-value is None where its test is undefined (t: a
+        single pair, or differences without spread), with the reason in ``note``. All-zero
+        differences give p = 1 for both.
+    """
+    from scipy import stats
+
+    d = np.round(np.subtract(acc_a, acc_b, dtype=float), 9)  # float noise of equal accuracies
+    if np.all(np.abs(d) <= ZERO_TOL):
+        return {"p_t": 1.0, "p_wilcoxon": 1.0, "note": "all differences are 0"}
+    notes, p_t = [], None
+    if len(d) < 2:
+        notes.append("t-test n/a: a single pair")
+    elif np.ptp(d) <= ZERO_TOL:
+        notes.append(f"t-test n/a: every difference is {d[0]:+.2f} (no spread)")
+    else:
+        p_t = float(stats.ttest_rel(acc_a, acc_b).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_w = float(stats.wilcoxon(d).pvalue)
+    return {"p_t": p_t, "p_wilcoxon": p_w, "note": "; ".join(notes)}
+
+
+def _bootstrap_kwargs(rng: np.random.Generator) -> dict[str, Any]:
+    from scipy import stats
+
+    # scipy >= 1.15 names the generator ``rng``; older releases call it ``random_state``.
+    params = inspect.signature(stats.bootstrap).parameters
+    return {"rng": rng} if "rng" in params else {"random_state": rng}
+
+
+def bootstrap_interval(
+    diffs: Sequence[float], n_resamples: int, rng: np.random.Generator
+) -> tuple[float, float] | None:
+    """Percentile bootstrap 95 % interval of the mean difference; None for a single pair."""
+    from scipy import stats
+
+    if len(diffs) < 2:
+        return None
+    res = stats.bootstrap(
+        (np.asarray(diffs, dtype=float),),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=0.95,
+        method="percentile",
+        **_bootstrap_kwargs(rng),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _stats(pairs: Sequence[dict], n_boot: int, rng_keys: tuple) -> dict[str, Any]:
+    """Interval, tests and (``n_boot`` > 0) bootstrap interval of some pairs' differences."""
+    diffs = [p["diff"] for p in pairs]
     s = summarize(diffs)
     half = s.ci95_t
+    boot = bootstrap_interval(diffs, n_boot, numpy_rng(*rng_keys)) if n_boot > 0 else None
+    tests = paired_tests([p["acc_a"] for p in pairs], [p["acc_b"] for p in pairs])
+    if n_boot > 0 and boot is None:
+        tests["note"] = "; ".join(x for x in (tests["note"], "bootstrap n/a: a single pair") if x)
     return {
         "n": s.n,
         "mean_diff": s.mean,
@@ -70,7 +193,15 @@ def _stats(diffs: list[float]) -> dict[str, Any]:
         "ci95": half,
         "ci_low": s.mean - half if half is not None else None,
         "ci_high": s.mean + half if half is not None else None,
+        "boot_low": boot[0] if boot else None,
+        "boot_high": boot[1] if boot else None,
+        "p_t": tests["p_t"],
+        "p_wilcoxon": tests["p_wilcoxon"],
+        "note": tests["note"],
     }
+
+
+# ----------------------------------------------------------------------------- pairing
 
 
 def _pair(
@@ -103,58 +234,81 @@ def _pair(
     return pairs, skipped
 
 
+def _group_rows(pairs: Sequence[dict], n_boot: int, seed: int) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = {}
+    for p in pairs:
+        groups.setdefault((p["dataset"], p["protocol"], p["shots"]), []).append(p)
+    return [
+        {
+            "dataset": dataset,
+            "protocol": protocol,
+            "shots": shots,
+            "mean_a": summarize(p["acc_a"] for p in ps).mean,
+            "mean_b": summarize(p["acc_b"] for p in ps).mean,
+            **_stats(ps, n_boot, (seed, "compare-bootstrap", dataset, protocol, shots)),
+        }
+        for (dataset, protocol, shots), ps in sorted(groups.items())
+    ]
+
+
 def paired_compare(
     records: Iterable[Mapping[str, Any]],
     a: str,
     b: str,
     *,
     allow_unknown_split: bool = False,
+    adjust: str = "holm",
+    bootstrap: int = 0,
+    bootstrap_seed: int = 0,
 ) -> dict[str, Any]:
     """Paired difference acc(a) - acc(b) over the cells both backbones have.
 
     Args:
         records: records from any number of run folders (duplicates are merged first).
-        a, b: backbone names, optionally ``NAME@SHA256PREFIX``.
+        a, b: backbone labels as the leaderboard prints them: ``NAME`` or ``NAME@HASHPREFIX``
+            (any prefix length; ``NAME@none``: the weight-less run of that name).
         allow_unknown_split: also pair cells whose split hash is unknown on both sides (records
             read from Dassl logs), trusting that the same seed drew the same split.
+        adjust: ``holm``, ``bh`` or ``none``: how the groups' p-values are adjusted.
+        bootstrap: resamples of the bootstrap interval (0: none).
+        bootstrap_seed: seed of the bootstrap generators (one per group).
 
     Returns:
-        ``{"a", "b", "n", "mean_diff", "std_diff", "ci95", "ci_low", "ci_high",
-        "groups": [{"dataset", "protocol", "shots", "mean_a", "mean_b", <stats>}, ...],
+        ``{"a", "b", "adjust", "bootstrap", <stats of all pairs>, "groups": [{"dataset",
+        "protocol", "shots", "mean_a", "mean_b", <stats>, "p_t_adj", "p_wilcoxon_adj"}, ...],
         "cells": [{"dataset", "protocol", "shots", "seed", "split_sha256", "acc_a", "acc_b",
-        "diff"}, ...], "skipped": {"only_a", "only_b", "split_mismatch", "unknown_split"}}``.
-        ``ci95`` is None when there is a single pair.
+        "diff"}, ...], "skipped": {"only_a", "only_b", "split_mismatch", "unknown_split"}}``,
+        where <stats> is ``n, mean_diff, std_diff, ci95, ci_low, ci_high, boot_low,
+        boot_high, p_t, p_wilcoxon, note``; ``a``/``b`` are the leaderboard's labels.
+        Undefined numbers (an interval of a single pair, a test without spread) are None.
 
     Raises:
-        SarFewShotError: unknown or ambiguous backbone, or no cell pairs.
+        SarFewShotError: unknown or ambiguous backbone, unknown ``adjust``, or no cell pairs.
     """
+    if adjust not in ADJUST_METHODS:
+        raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
+    if bootstrap < 0:
+        raise SarFewShotError(f"--bootstrap {bootstrap}: the number of resamples must be >= 0")
     kept, _ = deduplicate(records)
-    pairs, skipped = _pair(_select(kept, a, "--a"), _select(kept, b, "--b"), allow_unknown_split)
+    label_a, cells_a = _select(kept, a, "--a")
+    label_b, cells_b = _select(kept, b, "--b")
+    pairs, skipped = _pair(cells_a, cells_b, allow_unknown_split)
     if not pairs:
         raise SarFewShotError(
             f"--a {a} and --b {b} share no cell with the same dataset, protocol, shots, seed "
             f"and split file (skipped: {skipped})"
         )
-    groups: dict[tuple, list[dict]] = {}
-    for p in pairs:
-        groups.setdefault((p["dataset"], p["protocol"], p["shots"]), []).append(p)
-    group_rows = []
-    for (dataset, protocol, shots), ps in sorted(groups.items()):
-        group_rows.append(
-            {
-                "dataset": dataset,
-                "protocol": protocol,
-                "shots": shots,
-                "mean_a": summarize(p["acc_a"] for p in ps).mean,
-                "mean_b": summarize(p["acc_b"] for p in ps).mean,
-                **_stats([p["diff"] for p in ps]),
-            }
-        )
+    groups = _group_rows(pairs, bootstrap, bootstrap_seed)
+    for test in ("p_t", "p_wilcoxon"):
+        for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust)):
+            g[f"{test}_adj"] = adj
     return {
-        "a": a,
-        "b": b,
-        **_stats([p["diff"] for p in pairs]),
-        "groups": group_rows,
+        "a": label_a,
+        "b": label_b,
+        "adjust": adjust,
+        "bootstrap": bootstrap,
+        **_stats(pairs, bootstrap, (bootstrap_seed, "compare-bootstrap", "ALL")),
+        "groups": groups,
         "cells": pairs,
         "skipped": skipped,
     }

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from tabulate import tabulate
 
 from sarfewshot.results.aggregate import Row, row_sort_key
+from sarfewshot.results.labels import backbone_label
 from sarfewshot.utils.io import PathLike, atomic_write_text
 
 __all__ = [
@@ -66,12 +67,11 @@ SHORT_NOTE = (
 
 
 def row_label(row: Row, ambiguous: set[str]) -> str:
-    """A row's backbone as tables and plots show it: a weights-hash prefix when one name has
-    several checkpoints, the config hash on conflicting configs, the dataset fingerprint on
-    cells from different versions of a dataset folder, ``*`` for Dassl-log rows."""
-    label = row.backbone
-    if row.backbone in ambiguous:
-        label += f" [{(row.weights_sha256 or 'none')[:12]}]"
+    """A row's backbone as tables and plots show it: ``NAME@HASH12`` when one name has several
+    checkpoints (the spelling ``compare --a/--b`` takes, see :mod:`sarfewshot.results.labels`),
+    the config hash on conflicting configs, the dataset fingerprint on cells from different
+    versions of a dataset folder, ``*`` for Dassl-log rows."""
+    label = backbone_label(row.backbone, row.weights_sha256, row.backbone in ambiguous)
     if row.config_conflict:
         label += f" {{cfg {row.config_sha256[:8]}}}"
     if row.data_conflict:

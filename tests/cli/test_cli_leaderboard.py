@@ -106,3 +106,18 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert float(lines[-1]["ci95"]) == pytest.approx(0.0, abs=1e-9)
     assert main(["compare", *dirs, "--a", "sarjepa", "--b", "nope"]) == 2
     assert "--b nope: no records" in capsys.readouterr().err
+
+
+def test_leaderboard_label_is_what_compare_takes(tmp_path, capsys):
+    """One spelling per backbone: a label copied from the table works as --a/--b."""
+    dirs = _two_machines(tmp_path)
+    for seed, acc in ACCS.items():
+        write_record(tmp_path / "m3", fake_record(sha="c" * 64, seed=seed, acc=acc - 5.0))
+    assert main(["leaderboard", *dirs, str(tmp_path / "m3")]) == 0
+    printed = capsys.readouterr().out
+    labels = [ln.split("|")[1].strip() for ln in printed.splitlines() if "sarjepa@" in ln]
+    assert labels == [f"sarjepa@{'a' * 12}", f"sarjepa@{'c' * 12}"]
+    args = ["compare", *dirs, str(tmp_path / "m3"), "--a", labels[0], "--b", labels[1]]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"acc({labels[0]}) - acc({labels[1]})" in printed and "+5.00" in printed

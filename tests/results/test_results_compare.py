@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from sarfewshot.errors import SarFewShotError
-from sarfewshot.results.compare import paired_compare
-from tests.results.recordkit import SHA_B, fake_record
+from sarfewshot.results.compare import adjust_pvalues, paired_compare, paired_tests
+from sarfewshot.utils.seeding import numpy_rng
+from tests.results.recordkit import SHA_A, SHA_B, fake_record
 
 T975_DF2 = 4.302652729749464  # t_{0.975, 2}
 T975_DF5 = 2.570581835636314  # t_{0.975, 5}
@@ -83,3 +86,127 @@ def test_random_init_label_with_at_sign_is_a_whole_name():
     ]
     res = paired_compare(recs, "random@irpe_vit_micro_patch8", "random@vit_tiny")
     assert res["n"] == 3 and res["mean_diff"] == pytest.approx(10.0)
+
+
+# ----------------------------------------------------------------------------- tests, adjustment
+
+
+def test_p_values_by_hand():
+    """df = 2 has a closed-form t tail, P(|T| > t) = 1 - t / sqrt(t^2 + 2); Wilcoxon is exact."""
+    g1, g5 = paired_compare(_runs(), "sarjepa", "random")["groups"]
+    # K=1: diffs 2, 1, 4 -> t = mean / (sd / sqrt(3)) = sqrt(7)
+    assert g1["p_t"] == pytest.approx(1 - math.sqrt(7) / 3, rel=1e-12)
+    assert g1["p_wilcoxon"] == pytest.approx(2 / 8)  # all 3 positive: 2 * 1/2^3
+    # K=5: diffs 1, 0, 5 -> t = sqrt(12/7); Wilcoxon drops the 0: 2 * 1/2^2
+    assert g5["p_t"] == pytest.approx(1 - math.sqrt(12 / 26), rel=1e-12)
+    assert g5["p_wilcoxon"] == pytest.approx(2 / 4)
+    # Holm over the two groups: 2 * p_min, then max(that, p_max)
+    assert g1["p_t_adj"] == pytest.approx(2 * g1["p_t"])
+    assert g5["p_t_adj"] == pytest.approx(g5["p_t"])
+    assert (g1["p_wilcoxon_adj"], g5["p_wilcoxon_adj"]) == (pytest.approx(0.5), 0.5)
+    assert g1["note"] == g5["note"] == ""
+
+
+def test_adjust_pvalues_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert adjust_pvalues(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert adjust_pvalues(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust_pvalues(p, "none") == p
+    # undefined tests are not counted in the family
+    assert adjust_pvalues([0.01, None, 0.04], "holm") == [pytest.approx(0.02), None, 0.04]
+    assert adjust_pvalues([0.6, 0.7, 0.9], "holm") == [1.0, 1.0, 1.0]
+    assert adjust_pvalues([None], "bh") == [None]
+    with pytest.raises(SarFewShotError, match="--adjust bonferroni"):
+        adjust_pvalues(p, "bonferroni")
+
+
+def test_adjust_bh_agrees_with_scipy():
+    p = np.random.default_rng(3).uniform(0, 0.2, size=16)
+    assert adjust_pvalues(list(p), "bh") == pytest.approx(list(stats.false_discovery_control(p)))
+
+
+def test_paired_compare_adjust_options():
+    res = paired_compare(_runs(), "sarjepa", "random", adjust="bh")
+    raw = [g["p_t"] for g in res["groups"]]
+    assert res["adjust"] == "bh"
+    assert [g["p_t_adj"] for g in res["groups"]] == adjust_pvalues(raw, "bh")
+    none = paired_compare(_runs(), "sarjepa", "random", adjust="none")
+    assert [g["p_t_adj"] for g in none["groups"]] == raw
+    with pytest.raises(SarFewShotError, match="--adjust x"):
+        paired_compare(_runs(), "sarjepa", "random", adjust="x")
+
+
+def test_degenerate_differences_are_na_with_a_reason():
+    assert paired_tests([70.1, 80.2], [70.1, 80.2]) == {
+        "p_t": 1.0,
+        "p_wilcoxon": 1.0,
+        "note": "all differences are 0",
+    }
+    same = paired_tests([70.1, 72.6, 77.6], [50.1, 52.6, 57.6])  # +20 up to float noise
+    assert same["p_t"] is None and "every difference is +20.00 (no spread)" in same["note"]
+    assert same["p_wilcoxon"] == pytest.approx(0.25)
+    single = paired_tests([71.0], [70.0])
+    assert single["p_t"] is None and "single pair" in single["note"]
+
+
+def test_tests_agree_with_scipy():
+    rng = np.random.default_rng(7)
+    a = rng.uniform(20, 60, size=9)
+    b = a - rng.normal(2, 3, size=9)
+    res = paired_tests(list(a), list(b))
+    assert res["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    assert res["p_wilcoxon"] == pytest.approx(stats.wilcoxon(np.round(a - b, 9)).pvalue)
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_interval_is_seeded_by_the_toolkit():
+    res = paired_compare(_runs(), "sarjepa", "random", bootstrap=999, bootstrap_seed=4)
+    g1 = res["groups"][0]
+    direct = stats.bootstrap(
+        (np.array([2.0, 1.0, 4.0]),),
+        np.mean,
+        n_resamples=999,
+        method="percentile",
+        rng=numpy_rng(4, "compare-bootstrap", "mstar", "linear", 1),
+    ).confidence_interval
+    assert (g1["boot_low"], g1["boot_high"]) == (direct.low, direct.high)
+    assert 1.0 <= g1["boot_low"] <= 7 / 3 <= g1["boot_high"] <= 4.0
+    again = paired_compare(_runs(), "sarjepa", "random", bootstrap=999, bootstrap_seed=4)
+    assert again["groups"] == res["groups"] and again["boot_low"] == res["boot_low"]
+    pooled = stats.bootstrap(
+        (np.array([2.0, 1.0, 4.0, 1.0, 0.0, 5.0]),),
+        np.mean,
+        n_resamples=999,
+        method="percentile",
+        rng=numpy_rng(5, "compare-bootstrap", "ALL"),
+    ).confidence_interval
+    other = paired_compare(_runs(), "sarjepa", "random", bootstrap=999, bootstrap_seed=5)
+    assert (other["boot_low"], other["boot_high"]) == (pooled.low, pooled.high)
+    plain = paired_compare(_runs(), "sarjepa", "random")
+    assert plain["bootstrap"] == 0 and plain["groups"][0]["boot_low"] is None
+    with pytest.raises(SarFewShotError, match="--bootstrap -1"):
+        paired_compare(_runs(), "sarjepa", "random", bootstrap=-1)
+
+
+def test_bootstrap_of_a_single_pair_is_na():
+    recs = [fake_record(acc=70.0), fake_record(backbone="random", sha=None, acc=60.0)]
+    res = paired_compare(recs, "sarjepa", "random", bootstrap=100)
+    assert res["boot_low"] is None and "bootstrap n/a: a single pair" in res["note"]
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_compare_takes_and_prints_the_leaderboard_spelling():
+    recs = _runs() + [fake_record(backbone="sarjepa", sha=SHA_B, shots=1, seed=1, acc=50.0)]
+    recs.append(fake_record(backbone="random", sha=SHA_B, shots=1, seed=1, acc=40.0))
+    for spec in (f"sarjepa@{SHA_A[:12]}", "sarjepa@aaaa", f"sarjepa [{SHA_A[:12]}]"):
+        res = paired_compare(recs, spec, "random@none")
+        assert (res["a"], res["b"]) == (f"sarjepa@{SHA_A[:12]}", "random@none")
+        assert res["n"] == 6
+    res = paired_compare(recs, "sarjepa@BBBB", f"random@{SHA_B[:12]}")
+    assert (res["a"], res["b"], res["n"]) == (f"sarjepa@{SHA_B[:12]}", f"random@{SHA_B[:12]}", 1)
+    # a name with one weights file prints bare, as in the leaderboard
+    assert paired_compare(_runs(), f"sarjepa@{SHA_A[:8]}", "random")["a"] == "sarjepa"

@@ -68,7 +68,8 @@ def test_table_marks_conflicts_weights_and_failures():
     ]
     text = table_text(aggregate_records(recs))
     assert "{cfg " in text and "never averaged" in text
-    assert f"[{'c' * 12}]" in text and "70.00 ± 0.00 (1, 1 failed)" in text
+    assert f"sarjepa@{'c' * 12} " in text and f"sarjepa@{'a' * 12} " in text
+    assert "70.00 ± 0.00 (1, 1 failed)" in text
 
 
 def test_csv_recomputes_exactly_from_records(tmp_path):

@@ -1,0 +1,101 @@
+"""`sarfewshot compare`: p-values, their adjustment, the bootstrap and the CSV, end to end."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+
+from sarfewshot.cli.main import main
+from sarfewshot.results.records import write_record
+from tests.results.recordkit import SHA_A, SHA_B, fake_record
+
+
+def _runs(tmp_path):
+    """Two checkpoints of one name over 2 protocols x 2 K x 5 seeds, a few points apart."""
+    rng = random.Random(2)
+    for protocol in ("linear", "knn"):
+        for shots in (1, 5):
+            for seed in range(1, 6):
+                base = rng.uniform(20, 60)
+                for sha, acc in ((SHA_A, base + rng.gauss(4, 2)), (SHA_B, base)):
+                    rec = fake_record(sha=sha, protocol=protocol, shots=shots, seed=seed, acc=acc)
+                    write_record(tmp_path / "run", rec)
+    return str(tmp_path / "run")
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_reports_adjusted_p_values(tmp_path, capsys):
+    run, out = _runs(tmp_path), tmp_path / "cmp.csv"
+    a, b = f"sarjepa@{SHA_A[:12]}", f"sarjepa@{SHA_B[:12]}"
+    assert main(["compare", run, "--a", a, "--b", b, "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "p t holm" in printed and "p Wilcoxon holm" in printed
+    assert "adjusted across the 4 group(s) with Holm (family-wise error rate)" in printed
+    assert "nested support sets" in printed and "optimistic" in printed
+    assert "cannot give p < 0.05" in printed
+    lines = _csv(out)
+    assert [ln["dataset"] for ln in lines] == ["mstar"] * 4 + ["ALL"]
+    assert [ln["p_adjust"] for ln in lines] == ["holm"] * 4 + [""]
+    assert {ln["a"] for ln in lines} == {a} and {ln["b"] for ln in lines} == {b}
+    groups = lines[:4]
+    raw = sorted(float(ln["p_t"]) for ln in groups)
+    smallest = min(groups, key=lambda ln: float(ln["p_t"]))
+    assert float(smallest["p_t_adj"]) == pytest.approx(min(1.0, 4 * raw[0]))
+    assert all(float(ln["p_t_adj"]) >= float(ln["p_t"]) for ln in groups)
+    assert lines[-1]["p_t"] and lines[-1]["p_t_adj"] == "" and "optimistic" in lines[-1]["note"]
+    assert lines[-1]["boot_low"] == "" and lines[-1]["bootstrap_resamples"] == ""
+
+
+def test_compare_bh_and_bootstrap(tmp_path, capsys):
+    run, out = _runs(tmp_path), tmp_path / "cmp.csv"
+    args = ["compare", run, "--a", "sarjepa@aaaa", "--b", "sarjepa@bbbb", "--csv", str(out)]
+    assert main([*args, "--adjust", "bh", "--bootstrap", "500", "--bootstrap-seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "Benjamini-Hochberg" in printed and "p t bh" in printed
+    assert "bootstrap 95% CI" in printed and "500 resamples, seed 3" in printed
+    lines = _csv(out)
+    assert [ln["p_adjust"] for ln in lines[:4]] == ["bh"] * 4
+    for ln in lines:
+        assert float(ln["boot_low"]) <= float(ln["mean_diff"]) <= float(ln["boot_high"])
+        assert ln["bootstrap_resamples"] == "500"
+    assert main([*args, "--adjust", "bh", "--bootstrap", "500", "--bootstrap-seed", "3"]) == 0
+    assert _csv(out) == lines  # seeded: the same interval again
+    assert main([*args, "--adjust", "none"]) == 0
+    assert all(ln["p_t_adj"] == ln["p_t"] for ln in _csv(out)[:4])
+
+
+def test_compare_shows_na_with_the_reason(tmp_path, capsys):
+    for seed, acc in ((1, 70.0), (2, 72.5), (3, 77.5)):
+        write_record(tmp_path / "run", fake_record(seed=seed, acc=acc))
+        write_record(
+            tmp_path / "run", fake_record(backbone="random", sha=None, seed=seed, acc=acc - 20)
+        )
+    assert main(["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "random"]) == 0
+    printed = capsys.readouterr().out
+    assert "n/a" in printed
+    assert "mstar linear K=5: t-test n/a: every difference is +20.00 (no spread)" in printed
+
+
+def test_compare_bad_flags(tmp_path, capsys):
+    run = _runs(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", run, "--a", "sarjepa@aaaa", "--b", "sarjepa@bbbb", "--adjust", "fdr"])
+    assert exc.value.code == 2 and "--adjust" in capsys.readouterr().err
+    assert (
+        main(["compare", run, "--a", "sarjepa@aaaa", "--b", "sarjepa@bbbb", "--bootstrap", "-5"])
+        == 2
+    )
+    assert "--bootstrap -5" in capsys.readouterr().err
+
+
+def test_compare_help_warns_about_pooled_cells(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = capsys.readouterr().out
+    assert "nested" in text and "optimistic" in text and "--adjust" in text
