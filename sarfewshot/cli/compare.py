@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "compare",
         help="paired comparison of two backbones",
         description="Pair the cells both backbones have (same dataset, protocol, K, seed and "
-        "split file) and report acc(a) - acc(b) with a paired Student-t 95 %% interval, per "
+        "split file) and report acc(a) - acc(b) with a paired Student-t 95 % interval, per "
         "(dataset, protocol, K) and overall.",
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from sarfewshot import __version__
+from sarfewshot.cli.helpfmt import HelpFormatter
 from sarfewshot.errors import NonFiniteLossError, SarFewShotError
 
 SUBCOMMANDS = (
@@ -38,7 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"sarfewshot.cli.{name}").register(sub)
+    for each in iter_parsers(parser):
+        # One formatter everywhere: prose wraps to the terminal, indented examples stay as is.
+        each.formatter_class = HelpFormatter
     return parser
+
+
+def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from iter_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 EPILOG = """\
 examples:
@@ -52,7 +53,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume-from", metavar="CKPT", help="continue from this checkpoint")
     parser.add_argument("--list-methods", action="store_true", help="list the methods and exit")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", default=[])
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        default=[],
+        help="trailing config overrides, e.g. OPTIM.CLIP_GRAD 3.0",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -62,8 +69,14 @@ def _list_methods() -> int:
 
     for name in list_methods():
         doc = (get_method(name).__doc__ or "").strip().splitlines()
-        print(f"{name:15s} {doc[0] if doc else ''}")
+        print(f"{name:15s} {plain_text(doc[0]) if doc else ''}")
     return 0
+
+
+def plain_text(text: str) -> str:
+    """A docstring line without reST markup (``code``, :func:`name`) for the terminal."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
 
 
 def run(args: argparse.Namespace) -> int:
