@@ -888,9 +888,7 @@ class GridRunner:
     def _leaderboard(self, summary: GridSummary) -> None:
         from sarfewshot.results.aggregate import aggregate_records
         from sarfewshot.results.export import table_text, write_csv
-        from sarfewshot.results.records import iter_records
-
-        from sarfewshot.results.records import key_tuple
+        from sarfewshot.results.records import iter_records, key_tuple
 
         records = list(iter_records([self.output]))
         if not records:
