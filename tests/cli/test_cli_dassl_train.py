@@ -321,3 +321,14 @@ def test_no_progress_bar_between_iteration_lines(fake_root, tmp_path, capsys, mo
     captured = capsys.readouterr()
     assert "batch [" in captured.out
     assert "it/s" not in captured.err and "%|" not in captured.err
+
+
+def test_dassl_bridge_names_init_weights_not_a_flag(tmp_path):
+    from sarfewshot.errors import WeightsError
+    from sarfewshot.integrations.dassl import check_init_weights
+
+    cfg = setup_cfg(opts=["MODEL.INIT_WEIGHTS", str(tmp_path / "missing.pth")])
+    with pytest.raises(WeightsError, match=r"^MODEL.INIT_WEIGHTS .*missing.pth: file not found"):
+        check_init_weights(cfg)
+    (tmp_path / "there.pth").write_bytes(b"")
+    check_init_weights(setup_cfg(opts=["MODEL.INIT_WEIGHTS", str(tmp_path / "there.pth")]))
