@@ -2,13 +2,16 @@
 
 A regular (non-editable) install is built as a wheel, unpacked into a temporary folder and
 imported from a fresh interpreter whose working directory is outside the repository, so nothing
-can leak in from the checkout. The editable install of the test environment is checked too.
+can leak in from the checkout. The wheel is built from a copy of the source tree in the
+temporary folder, so setuptools' ``build/`` and ``*.egg-info`` never land in the checkout. The
+editable install of the test environment is checked too.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -55,14 +58,33 @@ def _check(lines: list[str], inside: Path) -> None:
     assert top == "no-top-level-trainers" or not Path(top).resolve().is_relative_to(REPO)
 
 
+# what a source tree copy leaves out: environments, build outputs, run folders, VCS data
+NOT_SOURCE = (".git", ".venv", "venv", ".ci-venv", "build", "dist", "*.egg-info", "__pycache__",
+              ".pytest_cache", ".ruff_cache", "runs", "output", ".sarfewshot_cache",
+              "sarfewshot-demo*", ".whl", ".gl")  # fmt: skip
+
+
+def _build_outputs() -> set[str]:
+    return {p.name for p in REPO.iterdir() if p.name == "build" or p.name.endswith(".egg-info")}
+
+
+def copy_source_tree(dest: Path) -> Path:
+    """A copy of the repository's sources to build from, outside the checkout."""
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*NOT_SOURCE), symlinks=True)
+    return dest
+
+
 @pytest.mark.slow
 def test_regular_install_from_wheel(tmp_path):
+    before = _build_outputs()
     wheel_dir = tmp_path / "wheel"
+    source = copy_source_tree(tmp_path / "src")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheel_dir), str(REPO)],
-        capture_output=True, text=True, check=False,
+         "-w", str(wheel_dir), str(source)],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
+    assert _build_outputs() == before, "building the wheel wrote into the checkout"
     if build.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip()[-300:]}")
     (wheel,) = wheel_dir.glob("sarfewshot-*.whl")

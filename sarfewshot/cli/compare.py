@@ -61,11 +61,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "compare",
         help="paired comparison of two backbones",
         description="Pair the cells both backbones have (same dataset, protocol, K, seed and "
-        "split file) and report acc(a) - acc(b) with a paired Student-t 95 %% interval, "
+        "split file) and report acc(a) - acc(b) with a paired Student-t 95 % interval, "
         "paired t-test and Wilcoxon p-values adjusted across the groups, per "
         "(dataset, protocol, K) and pooled.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
     parser.add_argument(

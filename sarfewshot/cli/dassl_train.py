@@ -10,7 +10,10 @@ Dassl's result block, so CoOp's ``parse_test_res.py`` and ``sarfewshot leaderboa
 Differences from Dassl 0.6.3's script: ``--seed 0`` is a real seed; an output folder that holds
 a finished run is skipped (exit 0) unless ``--force``, which trains again from scratch (the old
 log is kept; checkpoints are overwritten); ``--weights``/``--arch`` are shortcuts for
-``MODEL.INIT_WEIGHTS``/``MODEL.BACKBONE.ARCH``.
+``MODEL.INIT_WEIGHTS``/``MODEL.BACKBONE.ARCH``; ``--config-file``/``--dataset-config-file`` also
+take the bundled release files by their repository path or name (``configs/datasets/MSTAR_SOC.yaml``
+or ``MSTAR_SOC``) from any directory; a run that fails writes its error to ``log.txt`` too; the
+per-batch lines replace the tqdm bar (they would share a terminal line with it).
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from sarfewshot.errors import ConfigError
+from sarfewshot.errors import ConfigError, NonFiniteLossError, SarFewShotError, WeightsError
 
 EPILOG = """\
-examples (the SAR-JEPA release's configs ship in configs/):
+examples (the SAR-JEPA release's configs ship with the package: give their repository path,
+e.g. configs/datasets/MSTAR_SOC.yaml, or a bare name such as MSTAR_SOC, from any directory;
+an existing file of yours with that path wins):
   sarfewshot dassl-train --root DATA --seed 1 --trainer MIM_finetune \\
-      --dataset-config-file configs/datasets/MSTAR_SOC.yaml \\
+      --dataset-config-file MSTAR_SOC \\
       --config-file configs/trainers/MIM_finetune/vit_b16.yaml \\
       --output-dir output/MSTAR_SOC/MIM_finetune/vit_b16_10shots/seed1 \\
       DATASET.NUM_SHOTS 10 MODEL.INIT_WEIGHTS sarjepa.pth
@@ -66,8 +72,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-domains", nargs="+", help="DATASET.SOURCE_DOMAINS")
     p.add_argument("--target-domains", nargs="+", help="DATASET.TARGET_DOMAINS")
     p.add_argument("--transforms", nargs="+", help="INPUT.TRANSFORMS")
-    p.add_argument("--config-file", default="", help="method/trainer YAML")
-    p.add_argument("--dataset-config-file", default="", help="dataset YAML")
+    p.add_argument(
+        "--config-file",
+        default="",
+        help="method/trainer YAML: a file, or a bundled one such as "
+        "configs/trainers/MIM_linear/vit_b16.yaml or MIM_linear/vit_b16",
+    )
+    p.add_argument(
+        "--dataset-config-file",
+        default="",
+        help="dataset YAML: a file, or a bundled one such as configs/datasets/MSTAR_SOC.yaml "
+        "or MSTAR_SOC",
+    )
     p.add_argument("--trainer", default="", help="TRAINER.NAME")
     p.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME (a sarfewshot backbone)")
     p.add_argument("--head", default="", help="MODEL.HEAD.NAME")
@@ -139,9 +155,24 @@ def tee_stdout(path: Path) -> Iterator[None]:
         sys.stdout = _Tee(original, log)
         try:
             yield
+        except BaseException as exc:
+            # The CLI prints the error on stderr, which the tee does not copy: the log would
+            # otherwise end silently where the run stopped.
+            sys.stdout.flush()
+            log.write(failure_text(exc))
+            raise
         finally:
             sys.stdout.flush()
             sys.stdout = original
+
+
+def failure_text(exc: BaseException) -> str:
+    """What a failed run appends to its log: the one-line error, or the traceback of a bug."""
+    if isinstance(exc, (SarFewShotError, NonFiniteLossError)):
+        return f"error: {exc}\n"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted\n"
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def finished_log(output_dir: str | os.PathLike) -> Path | None:
@@ -194,6 +225,71 @@ def _clean_opts(args: argparse.Namespace) -> None:
     args.opts = opts
 
 
+def bundled_config(text: str, kind: str, flag: str) -> str:
+    """A YAML path for ``--config-file``/``--dataset-config-file``.
+
+    An existing file wins; otherwise ``text`` names a bundled release file by its repository
+    path (``configs/datasets/MSTAR_SOC.yaml``), its path under ``configs/<kind>/``
+    (``MIM_linear/vit_b16.yaml``) or its name (``MSTAR_SOC``, ``MIM_linear/vit_b16``,
+    ``MIM_linear`` when that folder holds one file).
+
+    Raises:
+        ConfigError: neither a file nor a bundled config, naming the flag and what is bundled.
+    """
+    if not text or os.path.isfile(text):
+        return text
+    from sarfewshot.configs import CONFIG_DIR
+
+    rel = Path(text).as_posix().removeprefix("./")
+    rel = rel.removeprefix("configs/")
+    for candidate in (CONFIG_DIR / kind / rel, CONFIG_DIR / rel):
+        for path in (candidate, candidate.with_name(candidate.name + ".yaml")):
+            if path.is_file():
+                return str(path)
+        found = sorted(candidate.glob("*.yaml")) if candidate.is_dir() else []
+        if len(found) == 1:
+            return str(found[0])
+    known = sorted(
+        p.relative_to(CONFIG_DIR).as_posix() for p in (CONFIG_DIR / kind).rglob("*.yaml")
+    )
+    raise ConfigError(
+        f"{flag} {text}: no such file, nor a bundled config; bundled: "
+        + ", ".join(f"configs/{k}" for k in known)
+    )
+
+
+def resolve_config_files(args: argparse.Namespace) -> None:
+    """Turn ``--config-file`` / ``--dataset-config-file`` names into paths (see above)."""
+    args.config_file = bundled_config(args.config_file, "trainers", "--config-file")
+    args.dataset_config_file = bundled_config(
+        args.dataset_config_file, "datasets", "--dataset-config-file"
+    )
+
+
+def weights_source(args: argparse.Namespace) -> str:
+    """Which setting gave ``MODEL.INIT_WEIGHTS`` (overrides > flags > YAML: the merge order)."""
+    if "MODEL.INIT_WEIGHTS" in args.opts[::2]:
+        return "MODEL.INIT_WEIGHTS"
+    if args.init_weights:
+        return "--weights"
+    for flag, path in (
+        ("--config-file", args.config_file),
+        ("--dataset-config-file", args.dataset_config_file),
+    ):
+        if path and "INIT_WEIGHTS" in Path(path).read_text(encoding="utf-8", errors="replace"):
+            return f"MODEL.INIT_WEIGHTS (from {flag} {path})"
+    return "MODEL.INIT_WEIGHTS"
+
+
+def check_weights(args: argparse.Namespace, cfg: Any) -> None:
+    """A missing checkpoint, named by the option the user set (not always ``--weights``)."""
+    from sarfewshot.models.checkpoint import RELEASE_WHERE
+
+    weights = str(cfg.MODEL.INIT_WEIGHTS or "")
+    if weights and not Path(weights).expanduser().is_file():
+        raise WeightsError(f"{weights_source(args)} {weights}: file not found ({RELEASE_WHERE})")
+
+
 def _check_args(args: argparse.Namespace) -> None:
     if args.eval_only and not args.model_dir:
         raise ConfigError(
@@ -235,7 +331,10 @@ def _train_or_test(args: argparse.Namespace, cfg: Any) -> None:
     dm.show_dataset_summary()
     # The log is this command's product: the trainer prints everything, and the tee (not the
     # trainer's own log file) writes it, so nothing is written twice.
-    trainer = build_trainer(cfg, dm, write_log=False, verbose=True, log_iterations=True)
+    # No tqdm bar: the per-batch lines say the same and would share its terminal line.
+    trainer = build_trainer(
+        cfg, dm, write_log=False, verbose=True, log_iterations=True, show_progress=False
+    )
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
@@ -253,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
 
     _clean_opts(args)
     _check_args(args)
+    resolve_config_files(args)
     cfg = setup_cfg(args=args)
     check_trainer(cfg.TRAINER.NAME)
     output_dir = str(cfg.OUTPUT_DIR)
@@ -264,5 +364,6 @@ def run(args: argparse.Namespace) -> int:
         print_args(args)
         print_cfg(cfg)
         print_env()
+        check_weights(args, cfg)
         _train_or_test(args, cfg)
     return 0

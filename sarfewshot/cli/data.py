@@ -17,11 +17,26 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `data` subcommand and its actions."""
-    parser = sub.add_parser("data", help="list, verify and synthesise datasets; share splits")
+    parser = sub.add_parser(
+        "data",
+        help="list, verify and synthesise datasets; share splits",
+        description="Dataset tools: list the dataset plug-ins, verify a dataset folder, write "
+        "the synthetic dataset, and export or import split files.",
+    )
     parser.set_defaults(func=run, data_parser=parser)
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    actions.add_parser("list", help="registered datasets, aliases and layouts")
-    verify = actions.add_parser("verify", help="count, decode and size-check a dataset folder")
+    actions.add_parser(
+        "list",
+        help="registered datasets, aliases and layouts",
+        description="Print every registered dataset with its aliases and the folder layout "
+        "it expects under --root.",
+    )
+    verify = actions.add_parser(
+        "verify",
+        help="count, decode and size-check a dataset folder",
+        description="List a dataset folder, count the images per split and class, decode "
+        "every image and report chip sizes; exit 1 on an unreadable file, 2 on a wrong layout.",
+    )
     verify.add_argument("--dataset", required=True, help="dataset name or alias (see data list)")
     verify.add_argument("--root", required=True, help="the dataset folder")
     verify.add_argument(
@@ -34,18 +49,41 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     verify.add_argument(
         "--no-decode", action="store_true", help="only list and count (skip decoding every image)"
     )
-    synth = actions.add_parser("synth", help="write the synthetic SAR dataset")
+    synth = actions.add_parser(
+        "synth",
+        help="write the synthetic SAR dataset",
+        description="Write the embedded SAR-like synthetic dataset as 8-bit PNG chips in "
+        "train/<class>/ and test/<class>/ folders (read it with --dataset synthetic).",
+    )
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--train-per-class", type=int, default=40, metavar="N")
-    synth.add_argument("--test-per-class", type=int, default=40, metavar="N")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--train-per-class", type=int, default=40, metavar="N", help="train chips per class"
+    )
+    synth.add_argument(
+        "--test-per-class", type=int, default=40, metavar="N", help="test chips per class"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=0, help="seed of the generator (default: 0, a real seed)"
+    )
     synth.add_argument("--size", type=int, default=128, help="chip size in pixels")
-    export = actions.add_parser("export-splits", help="bundle a split folder into one JSON file")
-    export.add_argument("--split-dir", required=True)
+    export = actions.add_parser(
+        "export-splits",
+        help="bundle a split folder into one JSON file",
+        description="Bundle every split file of a split folder into one JSON file, so another "
+        "lab can run on identical support sets.",
+    )
+    export.add_argument(
+        "--split-dir", required=True, help="split folder to read (e.g. runs/splits)"
+    )
     export.add_argument("--out", required=True, help="bundle file to write")
-    imp = actions.add_parser("import-splits", help="unpack a split bundle into a split folder")
+    imp = actions.add_parser(
+        "import-splits",
+        help="unpack a split bundle into a split folder",
+        description="Unpack a bundle written by export-splits into a split folder; a differing "
+        "existing split file stops the import unless --overwrite.",
+    )
     imp.add_argument("--in", dest="bundle", required=True, help="bundle file to read")
-    imp.add_argument("--split-dir", required=True)
+    imp.add_argument("--split-dir", required=True, help="split folder to write the files into")
     imp.add_argument("--overwrite", action="store_true", help="replace differing split files")
     return parser
 

@@ -1,5 +1,8 @@
 """``sarfewshot demo``: the whole toolkit on the embedded synthetic dataset, on a CPU.
 
+The default folder, ``sarfewshot-demo`` (``sarfewshot-demo-quick`` with ``--quick``), lies
+outside ``eval``'s default ``runs/``, so the demo's synthetic rows never mix into real runs.
+
 1. Generate the synthetic SAR-like dataset (``<output>/data``) unless it is there.
 2. Pretrain a tiny SAR-JEPA (``configs/pretrain/sarjepa_tiny.yaml``: iRPE ViT, patch 8, width 64,
    2 blocks, 64 px; 50 epochs of the 400 train images, without labels) in ``<output>/pretrain``.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 DEMO_ARCH = "irpe_vit_micro_patch8"  # the tiny SAR-JEPA's encoder geometry
 PRETRAIN_CONFIG = "sarjepa_tiny"
+DEFAULT_OUTPUT = "sarfewshot-demo"  # not under `eval`'s default `runs/`
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--output", help="demo folder (default: runs/demo, or runs/demo-quick with --quick)"
+        "--output",
+        help=f"demo folder (default: {DEFAULT_OUTPUT}, or {DEFAULT_OUTPUT}-quick with --quick)",
     )
     p.add_argument("--quick", action="store_true", help="a much smaller run (tests, first look)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda ...")
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     if args.pretrain_epochs is not None:
         plan = DemoPlan(**{**plan.__dict__, "pretrain_epochs": int(args.pretrain_epochs)})
-    out = Path(args.output or ("runs/demo-quick" if args.quick else "runs/demo"))
+    out = Path(args.output or (f"{DEFAULT_OUTPUT}-quick" if args.quick else DEFAULT_OUTPUT))
     start = time.perf_counter()
     data = make_data(out, plan)
     ckpt = pretrain_backbone(out, data, plan, args.device)

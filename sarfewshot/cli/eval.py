@@ -2,8 +2,9 @@
 
 Every (backbone, dataset, protocol, K, seed) cell writes one record under ``<output>/records``;
 cells with a record are skipped (``--force`` recomputes), so an interrupted grid resumes with
-the same command. At the end the leaderboard of the whole run folder is printed and written to
-``<output>/leaderboard.csv``.
+the same command. At the end the table of this command's cells (of every shard, when sharded)
+is printed, and the leaderboard of every record under the run folder is written to
+``<output>/leaderboard.csv`` (``sarfewshot leaderboard DIR`` prints that whole table).
 """
 
 from __future__ import annotations

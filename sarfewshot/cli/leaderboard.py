@@ -3,7 +3,8 @@
 Dassl-style run folders join automatically: in a DIR that holds no sarfewshot records, every
 ``log.txt`` with a Dassl result block is read as a record (``--dassl-logs`` reads them in every
 DIR, ``--no-dassl-logs`` never). Logs are not read next to records by default because a
-sarfewshot run folder's own logs describe the same cells as its records.
+sarfewshot run folder's own logs describe the same cells as its records. Run folders whose logs
+hold no result block (unfinished or failed runs) are skipped and named in a warning on stderr.
 """
 
 from __future__ import annotations
@@ -158,9 +159,12 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
-        rows = aggregate_records(records, include_diverged=args.include_diverged)
-    print_warnings(caught)
+        try:
+            records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
+            rows = aggregate_records(records, include_diverged=args.include_diverged)
+        finally:
+            # also when no result was found: the warnings (e.g. unfinished runs) say why
+            print_warnings(caught)
     print(table_text(rows, fmt=args.format), end="")
     for path in _write_files(args, rows):
         print(f"wrote {path}")

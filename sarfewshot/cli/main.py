@@ -13,9 +13,10 @@ import importlib
 import os
 import sys
 import traceback
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from sarfewshot import __version__
+from sarfewshot.cli.helpfmt import HelpFormatter
 from sarfewshot.errors import NonFiniteLossError, SarFewShotError
 
 SUBCOMMANDS = (
@@ -37,35 +38,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible few-shot SAR target recognition benchmarks.",
     )
     parser.add_argument("--version", action="version", version=f"sarfewshot {__version__}")
-    _add_debug(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        _add_debug(importlib.import_module(f"sarfewshot.cli.{name}").register(sub))
+        importlib.import_module(f"sarfewshot.cli.{name}").register(sub)
+    for each in iter_parsers(parser):
+        # One formatter everywhere: prose wraps to the terminal, indented examples stay as is.
+        each.formatter_class = HelpFormatter
+        _add_debug(each)
     return parser
 
 
-def _add_debug(parser: argparse.ArgumentParser, default: object = False) -> None:
-    # Accepted before or after the subcommand (and its own subcommands); SUPPRESS keeps an
-    # outer default from overwriting an inner --debug.
+def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser below it, depth first."""
+    yield parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
-                _add_debug(child)
-            default = argparse.SUPPRESS
+                yield from iter_parsers(child)
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    # Accepted before or after the subcommand; on a parser with subcommands SUPPRESS keeps its
+    # default from overwriting the subcommand's --debug.
+    nested = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=default,
+        default=argparse.SUPPRESS if nested else False,
         help="show the full Python traceback of an error (also SARFEWSHOT_DEBUG=1)",
     )
 
 
 def debug_enabled(args: argparse.Namespace | None = None) -> bool:
     """Whether ``--debug`` or ``SARFEWSHOT_DEBUG=1`` asks for tracebacks."""
-    return bool(getattr(args, "debug", False)) or os.environ.get("SARFEWSHOT_DEBUG", "") not in (
-        "",
-        "0",
-    )
+    flag = bool(getattr(args, "debug", False))
+    return flag or os.environ.get("SARFEWSHOT_DEBUG", "") not in ("", "0")
 
 
 def os_error_message(exc: OSError) -> str:

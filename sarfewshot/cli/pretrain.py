@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -68,7 +69,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="start afresh in an OUTPUT that holds a checkpoint (deletes its checkpoints and log)",
     )
     parser.add_argument("--list-methods", action="store_true", help="list the methods and exit")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", default=[])
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        default=[],
+        help="trailing config overrides, e.g. OPTIM.CLIP_GRAD 3.0",
+    )
     parser.set_defaults(func=run)
     _record_arguments(parser)
     return parser
@@ -97,8 +104,14 @@ def _list_methods() -> int:
 
     for name in list_methods():
         doc = (get_method(name).__doc__ or "").strip().splitlines()
-        print(f"{name:15s} {doc[0] if doc else ''}")
+        print(f"{name:15s} {plain_text(doc[0]) if doc else ''}")
     return 0
+
+
+def plain_text(text: str) -> str:
+    """A docstring line without reST markup (``code``, :func:`name`) for the terminal."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
 
 
 def run(args: argparse.Namespace) -> int:

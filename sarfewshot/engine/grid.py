@@ -735,6 +735,7 @@ class GridRunner:
         self.backbones: list[ResolvedBackbone] = []
         self.base_cfgs: dict[tuple[int, str, str], tuple[Any, str]] = {}
         self.cells: list[Cell] = []
+        self.command_keys: set[tuple] = set()  # every shard's cells: what the table shows
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -762,8 +763,12 @@ class GridRunner:
         self.backbones = [resolve_backbone(_canonical_backbone(b), img_size) for b in req.backbones]
         self._check_backbone_labels()
         self._build_cfgs()
+        from sarfewshot.results.records import key_tuple
+
         shard = req.shard if req.shard is not None else shard_from_env()
-        self.cells = select_shard(self._enumerate(), shard)
+        every = self._enumerate()
+        self.command_keys = {key_tuple(c.key) for c in every}
+        self.cells = select_shard(every, shard)
         return self.cells
 
     def _resolve_protocols(self) -> None:
@@ -1046,15 +1051,24 @@ class GridRunner:
     def _leaderboard(self, summary: GridSummary) -> None:
         from sarfewshot.results.aggregate import aggregate_records
         from sarfewshot.results.export import table_text, write_csv
-        from sarfewshot.results.records import iter_records
+        from sarfewshot.results.records import iter_records, key_tuple
 
-        rows = aggregate_records(list(iter_records([self.output])))
-        if not rows:
+        records = list(iter_records([self.output]))
+        if not records:
             return
-        summary.leaderboard_csv = write_csv(rows, self.output / "leaderboard.csv")
-        summary.table = table_text(rows)
-        self.print(summary.table)
-        self.print(f"leaderboard: {summary.leaderboard_csv}")
+        # The CSV is the folder's leaderboard; the table shows only this command's cells (all
+        # shards), so rows of other commands or of nested run folders do not leak into it.
+        summary.leaderboard_csv = write_csv(
+            aggregate_records(records), self.output / "leaderboard.csv"
+        )
+        mine = [r for r in records if key_tuple(r["key"]) in self.command_keys]
+        rows = aggregate_records(mine)
+        if rows:
+            summary.table = table_text(rows)
+            self.print(summary.table)
+        others = len(records) - len(mine)
+        extra = f" (also holds {others} record(s) of other commands)" if others else ""
+        self.print(f"leaderboard: {summary.leaderboard_csv}{extra}")
         problems = self._unfinished_cells()
         if problems:
             self.print(

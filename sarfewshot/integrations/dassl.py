@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -260,6 +261,19 @@ def dassl_dataset_names() -> dict[str, str]:
 # ----------------------------------------------------------------------------- trainers
 
 
+def check_init_weights(cfg: Any) -> None:
+    """A missing ``MODEL.INIT_WEIGHTS`` file, named by that key (Dassl has no ``--weights``).
+
+    Raises:
+        WeightsError: the file does not exist.
+    """
+    from sarfewshot.errors import WeightsError
+
+    weights = str(cfg.MODEL.INIT_WEIGHTS or "")
+    if weights and not Path(weights).expanduser().is_file():
+        raise WeightsError(f"MODEL.INIT_WEIGHTS {weights}: file not found")
+
+
 def _trainer_base() -> type:
     """The Dassl ``TrainerX`` subclass every bridged protocol derives from (built once)."""
     if "trainer" in _CLASSES:
@@ -317,6 +331,7 @@ def _trainer_base() -> type:
             """Build the protocol's trainer on the same data and adopt its models."""
             from sarfewshot.engine.registry import get_trainer
 
+            check_init_weights(self.cfg)
             inner = get_trainer(self.protocol)(
                 self.cfg, self.dm, save_checkpoints=False, write_log=False, verbose=False
             )

@@ -214,8 +214,13 @@ def parse_dassl_log(path: PathLike) -> dict[str, Any] | None:
 
 def find_dassl_logs(dirs: Iterable[PathLike]) -> list[Path]:
     """Every Dassl log under ``dirs``: ``log.txt``, or its newest ``log.txt-<time>`` sibling
-    that holds a result block (Dassl renames logs when a folder is reused)."""
+    that holds a result block (Dassl renames logs when a folder is reused).
+
+    Folders whose logs hold no result block (unfinished or failed runs) are named in one
+    :class:`DasslLogWarning`.
+    """
     found: list[Path] = []
+    unfinished: list[Path] = []
     for root in dirs:
         folders = sorted({p.parent for p in Path(root).rglob("log.txt*") if p.is_file()})
         for folder in folders:
@@ -223,7 +228,20 @@ def find_dassl_logs(dirs: Iterable[PathLike]) -> list[Path]:
             with_result = [p for p in candidates if _has_result(p)]
             if with_result:
                 found.append(with_result[-1])
+            else:
+                unfinished.append(folder)
+    if unfinished:
+        warnings.warn(_unfinished_message(unfinished), DasslLogWarning, stacklevel=2)
     return found
+
+
+def _unfinished_message(folders: Sequence[Path], shown: int = 5) -> str:
+    names = ", ".join(str(f) for f in folders[:shown])
+    more = f" and {len(folders) - shown} more" if len(folders) > shown else ""
+    return (
+        f"skipped {len(folders)} unfinished Dassl run folder(s) (log.txt without a result "
+        f"block): {names}{more}"
+    )
 
 
 def _has_result(path: Path) -> bool:

@@ -13,11 +13,13 @@ import pytest
 import torch
 import yaml
 
+from sarfewshot.cli.dassl_train import bundled_config
 from sarfewshot.cli.main import build_parser, main
 from sarfewshot.configs import config_path
 from sarfewshot.data.registry import get_dataset
 from sarfewshot.engine.config import setup_cfg
 from sarfewshot.engine.registry import get_trainer
+from sarfewshot.errors import ConfigError
 from sarfewshot.results.dassl_logs import parse_dassl_log, records_from_dassl_runs
 from tests.fakes import make_mstar_soc_tree
 
@@ -254,3 +256,79 @@ def test_trainer_must_be_a_trainerx(tmp_path, capsys):
     assert "feature protocol" in capsys.readouterr().err
     assert main(base + ["MIM_nothing"]) == 2
     assert "MIM_nothing" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- daily loop
+
+
+def test_release_configs_resolve_from_any_directory(fake_root, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    names = [
+        ("configs/datasets/MSTAR_SOC.yaml", "configs/trainers/MIM_linear/vit_b16.yaml"),
+        ("MSTAR_SOC", "MIM_linear/vit_b16"),
+    ]
+    for n, (dataset_file, method_file) in enumerate(names):
+        out = tmp_path / f"run{n}"
+        argv = ["dassl-train", "--root", str(fake_root), "--trainer", "MIM_linear",
+                "--dataset-config-file", dataset_file, "--config-file", method_file,
+                "--output-dir", str(out), "--seed", "1", "--no-train", *TINY]  # fmt: skip
+        assert main(argv) == 0
+        text = (out / "log.txt").read_text()
+        assert "\n  NAME: MSTAR_SOC\n" in text and "\n  NAME: adamw\n" in text
+    # a file of the user's own at that path wins over the bundled one
+    mine = elsewhere / "configs" / "datasets" / "MSTAR_SOC.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("DATASET:\n  NAME: SAR_ACD\n")
+    path = bundled_config("configs/datasets/MSTAR_SOC.yaml", "datasets", "--dataset-config-file")
+    assert setup_cfg(dataset_config_file=path).DATASET.NAME == "SAR_ACD"
+    with pytest.raises(ConfigError, match="--config-file MIM_nothing: .*MIM_linear/vit_b16"):
+        bundled_config("MIM_nothing", "trainers", "--config-file")
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        (["MODEL.INIT_WEIGHTS", "missing.pth"], "MODEL.INIT_WEIGHTS"),
+        (["--weights", "missing.pth"], "--weights"),
+    ],
+)
+def test_failed_run_logs_its_error_naming_the_option(fake_root, tmp_path, capsys, setting, named):
+    out = tmp_path / "run"
+    extra = setting if named == "--weights" else []
+    # a backbone that takes weights (it fails before anything is built)
+    opts = [*TINY, "MODEL.BACKBONE.NAME", "sarjepa", *(setting if named != "--weights" else [])]
+    assert dassl_train(fake_root, out, "MIM_linear", seed=1, extra=extra, opts=opts) == 2
+    err = capsys.readouterr().err
+    assert f"error: {named} missing.pth: file not found" in err
+    if named != "--weights":
+        assert "--weights" not in err
+    assert (out / "log.txt").read_text().splitlines()[-1] == err.strip()
+    # `leaderboard` names the unfinished run folder next to a finished one
+    assert dassl_train(fake_root, tmp_path / "done", "MIM_linear", seed=1) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 unfinished Dassl run folder(s)" in err and str(out) in err
+
+
+def test_no_progress_bar_between_iteration_lines(fake_root, tmp_path, capsys, monkeypatch):
+    import sarfewshot.engine.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "progress_enabled", lambda: True)  # as on a terminal
+    assert dassl_train(fake_root, tmp_path / "run", "MIM_linear", seed=1) == 0
+    captured = capsys.readouterr()
+    assert "batch [" in captured.out
+    assert "it/s" not in captured.err and "%|" not in captured.err
+
+
+def test_dassl_bridge_names_init_weights_not_a_flag(tmp_path):
+    from sarfewshot.errors import WeightsError
+    from sarfewshot.integrations.dassl import check_init_weights
+
+    cfg = setup_cfg(opts=["MODEL.INIT_WEIGHTS", str(tmp_path / "missing.pth")])
+    with pytest.raises(WeightsError, match=r"^MODEL.INIT_WEIGHTS .*missing.pth: file not found"):
+        check_init_weights(cfg)
+    (tmp_path / "there.pth").write_bytes(b"")
+    check_init_weights(setup_cfg(opts=["MODEL.INIT_WEIGHTS", str(tmp_path / "there.pth")]))

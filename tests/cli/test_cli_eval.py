@@ -170,3 +170,24 @@ def test_per_backbone_takes_arch_specs_with_commas():
     two = per_backbone(f"{spec};vit:patch=8,dim=192,depth=2", ["a", "b"], "--arch")
     assert two == [spec, "vit:patch=8,dim=192,depth=2"]
     assert per_backbone(f"b={spec}", ["a", "b"], "--arch") == [None, spec]
+
+
+def test_table_shows_only_the_commands_cells(root, tmp_path, capsys):
+    # records of another command in a nested folder (e.g. an old demo under runs/demo)
+    out = tmp_path / "runs"
+    assert main(_eval(root, out / "demo", "--shots", "1", "--protocol", "prototype")) == 0
+    capsys.readouterr()
+    argv = _eval(root, out, "--shots", "1,2", "--protocol", "knn", "--seeds", "1")
+    assert main([*argv[: -len(TAIL)], "--shard", "1/2", *TAIL]) == 0
+    first = capsys.readouterr().out
+    assert "prototype" not in first and "other commands" in first
+    assert "synthetic K=1" in first and "synthetic K=2" not in first
+    # the second shard's table shows the whole command's cells (both shards), nothing else
+    assert main([*argv[: -len(TAIL)], "--shard", "2/2", *TAIL]) == 0
+    second = capsys.readouterr().out
+    assert "synthetic K=1" in second and "synthetic K=2" in second
+    assert "prototype" not in second
+    # the folder's CSV and `sarfewshot leaderboard` keep everything
+    assert "prototype" in (out / "leaderboard.csv").read_text()
+    assert main(["leaderboard", str(out)]) == 0
+    assert "prototype" in capsys.readouterr().out
