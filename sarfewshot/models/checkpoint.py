@@ -53,22 +53,44 @@ PATCH_KEY = "patch_embed.proj.weight"
 STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 
 
-def _unpickling_reason(exc: BaseException) -> str:
-    text = str(exc)
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\n\n|$)", text, re.S)
-    return " ".join(match.group(1).split()) if match else text.splitlines()[0]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_GLOBAL = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
 
 
-def _refusal(path: Path, reason: str) -> str:
+def _unpickling_reason(exc: BaseException) -> tuple[str, str | None]:
+    """torch's own reason for refusing a file, and the global it refused (None if none).
+
+    torch's wording varies by version and case: an unknown global reads ``WeightsUnpickler
+    error: Unsupported global: GLOBAL mod.Name was not an allowed global ...``, a global of a
+    blocked module (``posix.system``: ``os.system`` pickled on Linux) reads ``Trying to load
+    unsupported GLOBAL posix.system whose module posix is blocked``. The ``GLOBAL <name>``
+    token is the stable part; without it the ``WeightsUnpickler error:`` detail is used, and
+    without that the whole message.
+    """
+    text = _ANSI.sub("", str(exc))
+    found = _GLOBAL.search(text)
+    if found:
+        start = text.rfind("\n", 0, found.start()) + 1
+        end = text.find("\n", found.end())
+        line = text[start : end if end >= 0 else len(text)]
+        line = re.sub(r"^.*WeightsUnpickler error:\s*", "", line.strip())
+        line = re.sub(r"^Unsupported global:\s*", "", line).split(" Please use")[0]
+        return " ".join(line.split()).rstrip("."), found.group(1)
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    reason = detail.group(1) if detail else text
+    return " ".join(reason.split()) or type(exc).__name__, None
+
+
+def _refusal(path: Path, reason: str, name: str | None) -> str:
     accepted = (
         "only tensors, plain containers and argparse.Namespace are accepted, and nothing in the "
         "file was run. Re-save the weights as a plain state dict "
         "(torch.save(model.state_dict(), ...)) in an environment you trust"
     )
-    if "global" in reason.lower():
+    if name:
         return (
-            f"refusing to load {path}: it needs arbitrary unpickling ({reason}), which could run "
-            f"code hidden in the file; {accepted}"
+            f"refusing to load {path}: it needs arbitrary unpickling of the disallowed global "
+            f"{name} (torch: {reason}), which could run code hidden in the file; {accepted}"
         )
     return f"refusing to load {path}: not a weights-only torch checkpoint ({reason}); {accepted}"
 
@@ -88,7 +110,7 @@ def safe_load(path: PathLike) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(_refusal(p, _unpickling_reason(exc))) from None
+        raise WeightsError(_refusal(p, *_unpickling_reason(exc))) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
         raise WeightsError(
             f"cannot read {p} as a torch checkpoint: {type(exc).__name__}: {exc}"
