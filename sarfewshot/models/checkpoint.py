@@ -242,18 +242,39 @@ def infer_vit_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return geo
 
 
+#: What each detected checkpoint family is, for messages (see :func:`detect_family`).
+FAMILY_LABELS = {
+    "irpe": "the iRPE ViT of the SAR-JEPA release (blocks.N.attn.rpe_k tables)",
+    "vit": "a plain timm ViT (absolute pos_embed, no iRPE tables)",
+    None: "an unrecognised architecture (neither an iRPE table nor an absolute pos_embed)",
+}
+
+
+def detect_family(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The model family a (prefix-stripped) state dict belongs to, from its keys alone.
+
+    ``"irpe"`` when it holds an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``), whatever
+    else it holds (the release's iRPE files carry an unused ``pos_embed``); else ``"vit"`` when it
+    has an absolute ``pos_embed`` (a timm / MAE / I-JEPA ViT); else None.
+    """
+    if RPE_TABLE_KEY in state_dict:
+        return "irpe"
+    if "pos_embed" in state_dict:
+        return "vit"
+    return None
+
+
 def infer_arch(state_dict: Mapping[str, torch.Tensor], in_chans: int = 1) -> ArchSpec:
     """The :class:`ArchSpec` a state dict was trained with.
 
-    Rule: an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``) means the iRPE ViT, whatever
-    else the file holds (the release's iRPE files carry an unused ``pos_embed``); otherwise an
-    absolute ``pos_embed`` means a plain timm ViT. A 3-channel patch embedding becomes
-    ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
+    The family comes from :func:`detect_family`, the geometry from the tensor shapes. A
+    3-channel patch embedding becomes ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
     """
-    if RPE_TABLE_KEY in state_dict:
-        family, geo = "irpe", infer_irpe_arch(state_dict)
-    elif "pos_embed" in state_dict:
-        family, geo = "vit", infer_vit_arch(state_dict)
+    family = detect_family(state_dict)
+    if family == "irpe":
+        geo = infer_irpe_arch(state_dict)
+    elif family == "vit":
+        geo = infer_vit_arch(state_dict)
     else:
         raise WeightsError(
             "cannot tell the architecture: the checkpoint has neither an iRPE table "
