@@ -662,6 +662,10 @@ class GridRunner:
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
         self.backbones = [resolve_backbone(_canonical_backbone(b), img_size) for b in req.backbones]
+        from sarfewshot.models.registry import describe_arch
+
+        for bb in self.backbones:  # which network each row is, before any cell runs
+            self.print(f"backbone {describe_arch(bb.info)}")
         self._check_backbone_labels()
         self._build_cfgs()
         shard = req.shard if req.shard is not None else shard_from_env()
@@ -941,6 +945,7 @@ def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
     section = {
         "name": bb.label,
         "arch": info.get("arch"),
+        "arch_source": info.get("arch_source"),
         "weights": info.get("weights"),
         "weights_sha256": info.get("weights_sha256"),
         "load_report": info.get("load"),

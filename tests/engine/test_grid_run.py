@@ -44,9 +44,12 @@ def _req(root: Path, out: Path, **kw) -> GridRequest:
 
 
 def _run(req: GridRequest):
+    """The summary and the printed lines after the per-backbone architecture lines."""
     lines: list[str] = []
     summary = run_grid(req, printer=lines.append)
-    return summary, lines
+    n = len(req.backbones)
+    assert all(line.startswith("backbone ") for line in lines[:n]), lines[:n]
+    return summary, lines[n:]
 
 
 def _metrics(out: Path) -> dict[str, dict]:
@@ -160,3 +163,28 @@ def test_other_config_in_the_same_folder_needs_force(root, tmp_path):
         _run(changed)
     changed.force = True
     assert _run(changed)[0].ran == 1
+
+
+def test_prepare_prints_each_backbones_arch_and_its_source(root, tmp_path):
+    import torch
+
+    from sarfewshot.engine.grid import GridRunner
+    from tests.models.modelkit import random_irpe_state, save_release_checkpoint
+
+    state = random_irpe_state(8, 32, 2, 2, 4.0, True, torch.Generator().manual_seed(0))
+    ckpt = save_release_checkpoint(tmp_path / "pt.pth", state, {})
+    backbones = [
+        BackboneRequest("sarjepa", str(ckpt), None),
+        BackboneRequest("random", None, ARCH),
+        BackboneRequest("random", None, None),
+    ]
+    lines: list[str] = []
+    GridRunner(_req(root, tmp_path / "runs", backbones=backbones), lines.append).prepare()
+    assert lines == [
+        "backbone sarjepa: arch irpe:patch=8,dim=32,depth=2,heads=2 (inferred from the "
+        f"checkpoint {ckpt})",
+        "backbone random@irpe_vit_micro_patch8: arch irpe:patch=8,dim=64,depth=2,heads=2 "
+        "(given by --arch / MODEL.BACKBONE.ARCH)",
+        "backbone random: arch irpe:patch=16,dim=768,depth=12,heads=12 (the registry default "
+        "for a weight-less backbone)",
+    ]
