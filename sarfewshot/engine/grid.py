@@ -5,7 +5,7 @@ Work is shared wherever the result cannot change:
 - each dataset's images are decoded and preprocessed once per preprocessing (the data layer's
   tensor cache, on disk under ``<output>/cache/images``) and indexed by every cell;
 - frozen-backbone features are computed once per (backbone weights, dataset listing,
-  preprocessing, input size) for the whole listing and cached as ``.npy`` under
+  preprocessing, input size, ``MODEL.PRECISION``) for the whole listing and cached as ``.npy`` under
   ``<output>/cache/features``; every feature-based cell of that backbone reads them, so the
   test-set features are shared by all of them;
 - split files live in ``<output>/splits`` (or ``DATASET.SPLIT_DIR``) and are reused.
@@ -412,7 +412,7 @@ class SharedData:
     """In-process and on-disk caches of decoded images and frozen features.
 
     Images: one tensor per (dataset, preprocessing), rows = listing train pool then test set.
-    Features: one float32 array per (backbone identity, dataset listing, preprocessing), same
+    Features: one float32 array per (backbone, listing, preprocessing, precision), same
     rows, saved as ``.npy`` (``allow_pickle=False``, written atomically) with a JSON manifest.
     """
 
@@ -440,31 +440,46 @@ class SharedData:
         return self._images[key]
 
     def features(
-        self, backbone: ResolvedBackbone, dataset: ResolvedDataset, spec: Any, batch_size: int
+        self,
+        backbone: ResolvedBackbone,
+        dataset: ResolvedDataset,
+        spec: Any,
+        batch_size: int,
+        precision: str = "fp32",
     ) -> np.ndarray:
         """Frozen features of every listed image (computed once per identity, then cached)."""
-        ident = feature_identity(backbone, dataset, spec)
+        ident = {**feature_identity(backbone, dataset, spec), "precision": precision}
         key = sha256_text(repr(sorted(ident.items())))[:20]
         if key in self._features:
             return self._features[key]
         path = self.cache_dir / "features" / f"{_safe(backbone.label)}-{dataset.name}-{key}.npy"
         feats = load_array(path, {"identity": ident}) if self.use_disk else None
         if feats is None:
-            feats = self._extract(backbone, dataset, spec, batch_size)
+            feats = self._extract(backbone, dataset, spec, batch_size, precision)
             if self.use_disk:
                 save_array(path, feats, {"identity": ident})
         self._features[key] = feats
         return feats
 
     def _extract(
-        self, backbone: ResolvedBackbone, dataset: ResolvedDataset, spec: Any, batch_size: int
+        self,
+        backbone: ResolvedBackbone,
+        dataset: ResolvedDataset,
+        spec: Any,
+        batch_size: int,
+        precision: str,
     ) -> np.ndarray:
         from sarfewshot.models.features import extract_features
 
         images = self.images(dataset, spec)
         model = backbone.factory()
         feats = extract_features(
-            model, images, batch_size=batch_size, device=self.device, progress=self.progress
+            model,
+            images,
+            batch_size=batch_size,
+            device=self.device,
+            progress=self.progress,
+            precision=precision,
         )
         del model
         feats = feats.numpy() if hasattr(feats, "numpy") else np.asarray(feats)
@@ -839,7 +854,8 @@ class GridRunner:
         images = shared.images(ds, spec) if REQUIRES_IMAGES in needs else None
         feats = None
         if REQUIRES_FEATURES in needs:
-            feats = shared.features(bb, ds, spec, int(cfg.DATALOADER.TEST.BATCH_SIZE))
+            batch, precision = int(cfg.DATALOADER.TEST.BATCH_SIZE), str(cfg.MODEL.PRECISION)
+            feats = shared.features(bb, ds, spec, batch, precision)
         data = cell_data(split, ds, needs, images, feats)
         data_s = time.perf_counter() - start
         ctx = CellContext(self.device, bb.factory, bars.on_epoch, self.progress)
@@ -861,7 +877,7 @@ class GridRunner:
                 "sha256": split.sha256(),
             }
         return make_record(
-            backbone=_backbone_section(bb),
+            backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
             dataset=_dataset_section(ds),
             split=split_info,
             protocol=cell.protocol,

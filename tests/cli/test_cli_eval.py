@@ -170,3 +170,22 @@ def test_per_backbone_takes_arch_specs_with_commas():
     two = per_backbone(f"{spec};vit:patch=8,dim=192,depth=2", ["a", "b"], "--arch")
     assert two == [spec, "vit:patch=8,dim=192,depth=2"]
     assert per_backbone(f"b={spec}", ["a", "b"], "--arch") == [None, spec]
+
+
+def test_precision_flag_reaches_the_config(root, tmp_path, capsys):
+    from sarfewshot.cli.eval import request_from_args
+    from sarfewshot.cli.main import build_parser
+    from sarfewshot.engine.grid import probe_cfg
+
+    def cfg_of(*extra: str, tail=TAIL):
+        argv = _eval(root, tmp_path, "--shots", "1", *extra, tail=tail)
+        return probe_cfg(request_from_args(build_parser().parse_args(argv)))
+
+    assert cfg_of().MODEL.PRECISION == "fp32"
+    assert cfg_of("--precision", "bf16").MODEL.PRECISION == "bf16"
+    # trailing KEY VALUE options are merged after the flags
+    tail = [*TAIL, "MODEL.PRECISION", "fp32"]
+    assert cfg_of("--precision", "bf16", tail=tail).MODEL.PRECISION == "fp32"
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args(_eval(root, tmp_path, "--shots", "1", "--precision", "fp16"))
+    assert err.value.code == 2 and "--precision" in capsys.readouterr().err

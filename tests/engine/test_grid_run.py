@@ -188,3 +188,23 @@ def test_prepare_prints_each_backbones_arch_and_its_source(root, tmp_path):
         "backbone random: arch irpe:patch=16,dim=768,depth=12,heads=12 (the registry default "
         "for a weight-less backbone)",
     ]
+
+
+def test_bf16_and_fp32_cells_never_merge(root, tmp_path):
+    out = tmp_path / "runs"
+    kw = dict(protocols=["knn"], shots=[1], seeds=[1])
+    _run(_req(root, out, **kw))
+    bf16 = _req(root, out, opts=[*FAST, "MODEL.PRECISION", "bf16"], **kw)
+    with pytest.raises(ConfigError, match="different config"):
+        _run(bf16)
+    (fp32_record,) = [json.loads(p.read_text()) for p in record_files(out)]
+    bf16.force = True
+    _run(bf16)
+    (bf16_record,) = [json.loads(p.read_text()) for p in record_files(out)]
+    assert fp32_record["config"]["MODEL"]["PRECISION"] == "fp32"
+    assert fp32_record["backbone"]["precision"] == "fp32"
+    assert bf16_record["config"]["MODEL"]["PRECISION"] == "bf16"
+    assert bf16_record["backbone"]["precision"] == "bf16"
+    assert fp32_record["config_sha256"] != bf16_record["config_sha256"]
+    manifests = sorted((out / "cache" / "features").glob("*.npy"))
+    assert len(manifests) == 2  # one feature cache per precision, neither reused for the other

@@ -236,3 +236,25 @@ def test_arch_source_and_its_description(tmp_path):
     assert "registry default for a weight-less backbone" in describe_arch(default)
     given = build_backbone("random", arch="irpe_vit_micro_patch8", img_size=32).backbone_info
     assert given["arch_source"] == "arch" and "given by --arch" in describe_arch(given)
+
+
+def test_feature_extraction_is_fp32_unless_bf16_is_asked(monkeypatch):
+    from sarfewshot.models.features import precision_context
+
+    net = build_backbone("random", arch="irpe_vit_micro_patch8", img_size=32, seed=0)
+    images = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    real, calls = torch.autocast, []
+
+    def spy(device_type, *args, **kwargs):
+        calls.append((device_type, kwargs.get("dtype")))
+        return real(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    fp32 = extract_features(net, images, progress=False)
+    precision_context("cuda")  # the GPU default builds no autocast either
+    assert calls == []
+    bf16 = extract_features(net, images, progress=False, precision="bf16")
+    assert calls == [("cpu", torch.bfloat16)] and bf16.dtype == torch.float32
+    assert 0 < (bf16 - fp32).abs().max().item() < 0.1  # really computed in bfloat16
+    with pytest.raises(ConfigError, match="MODEL.PRECISION"):
+        extract_features(net, images, progress=False, precision="fp16")
