@@ -69,7 +69,7 @@ class BackboneTrainer(TrainedProtocol, TrainerX):
         return torch_generator(int(self.cfg.SEED), self.name, "head")
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
-        """Cross-entropy step (bf16 autocast on CUDA); a non-finite loss stops the cell."""
+        """Cross-entropy step in ``MODEL.PRECISION``; a non-finite loss stops the cell."""
         inputs, labels = self.parse_batch_train(batch)
         with self.autocast():
             logits = self.model(inputs)

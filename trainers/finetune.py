@@ -6,9 +6,10 @@ Every weight is trainable; the head is ``Linear(D, C)`` with truncated-normal we
 as Dassl applies it, betas 0.9/0.999, batch 50, 40 epochs, 2 constant warm-up epochs at 1e-5,
 then cosine); no augmentation; the last-epoch model is tested.
 
-Reproducibility: on a CPU the same command gives the same numbers. On CUDA (bf16 autocast) some
-backward kernels accumulate in a non-deterministic order, so two fine-tune runs can differ
-slightly (seen on an H200: 4 of 4 fine-tune cells of a tiny grid changed in the last digits
+Precision: fp32 unless ``MODEL.PRECISION`` is ``bf16`` (``sarfewshot eval --precision bf16``).
+Reproducibility: on a CPU the same command gives the same numbers. On CUDA some backward kernels
+accumulate in a non-deterministic order, so two fine-tune runs can differ slightly (seen on an
+H200 under bf16 autocast: 4 of 4 fine-tune cells of a tiny grid changed in the last digits
 between reruns, every other protocol's cells were identical).
 """
 

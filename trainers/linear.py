@@ -9,9 +9,9 @@ With no augmentation, the frozen backbone maps each image to the same feature ev
 by default (``TRAINER.LINEAR.FEATURE_CACHE True``) the head trains on features computed once and
 cached by the grid. ``FEATURE_CACHE False`` (``--no-feature-cache``) re-runs the backbone on
 every batch instead; data order, head init and optimiser steps are identical, so both give the
-same accuracy (bit for bit on a CPU; on CUDA with bf16 autocast the backbone's kernels depend on
-the batch size, so the two can differ by rounding: seen on an H200, 3 of 4 tiny cells equal and
-one off by one test image).
+same accuracy (bit for bit on a CPU; on CUDA the backbone's kernels can depend on the batch
+size, so the two can differ by rounding: seen on an H200 under bf16 autocast, 3 of 4 tiny cells
+equal and one off by one test image).
 """
 
 from __future__ import annotations

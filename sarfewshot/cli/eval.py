@@ -23,6 +23,7 @@ examples:
       --dataset mstar --root DATA --shots 1,5 --protocol knn,prototype --seeds 1-3
   sarfewshot eval ... --shard 2/4            # the 2nd quarter of the cells (or SLURM arrays)
   sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
+  sarfewshot eval ... --precision bf16       # bfloat16 autocast (default fp32, as released)
 
 default seeds: 1-5 for finetune, 1-6 for linear (the release's counts), 1-5 otherwise.
 """
@@ -66,6 +67,14 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default="runs", help="run folder (default: runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--img-size", type=int, help="network input size (the preset's crop stays)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="numeric precision of fine-tuning, testing and feature extraction (config "
+        "MODEL.PRECISION, default fp32 as the release ran); bf16 runs them under bfloat16 "
+        "autocast on the device in use, CPU included. Part of the config hash: bf16 and fp32 "
+        "cells never merge",
+    )
     p.add_argument(
         "--no-feature-cache",
         action="store_true",
@@ -159,6 +168,9 @@ def request_from_args(args: argparse.Namespace):
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
+    if getattr(args, "precision", None):
+        # a flag goes before the trailing KEY VALUE options, which are merged last
+        opts = ["MODEL.PRECISION", args.precision, *opts]
     return GridRequest(
         backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],
         datasets=[d for d in split_list(args.dataset) if d],

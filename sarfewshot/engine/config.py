@@ -35,6 +35,8 @@ CfgExtension = Callable[[CfgNode], None]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Values of ``MODEL.PRECISION``.
+PRECISIONS = ("fp32", "bf16")
 
 #: argparse attribute -> config key, applied only when the attribute is set (not None / "").
 ARG_TO_KEY: dict[str, str] = {
@@ -161,6 +163,10 @@ def _model_defaults() -> CfgNode:
     node.BACKBONE.NAME = "sarjepa"
     node.BACKBONE.PRETRAINED = True
     node.BACKBONE.ARCH = ""
+    # SAR extension: numeric precision of fine-tuning, testing and feature extraction. fp32 is
+    # what the release ran; bf16 (autocast) is opt-in and, being in the config hash, never
+    # merges with fp32 cells.
+    node.PRECISION = "fp32"
     node.HEAD = CfgNode()
     node.HEAD.NAME = ""
     node.HEAD.HIDDEN_LAYERS = ()
@@ -451,6 +457,8 @@ def check_cfg(cfg: CfgNode) -> None:
         raise ConfigError(
             f"INPUT.SAR.AMPLITUDE must be linear or db, got {cfg.INPUT.SAR.AMPLITUDE!r}"
         )
+    if cfg.MODEL.PRECISION not in PRECISIONS:
+        raise ConfigError(f"MODEL.PRECISION must be fp32 or bf16, got {cfg.MODEL.PRECISION!r}")
 
 
 # ----------------------------------------------------------------------------- setup

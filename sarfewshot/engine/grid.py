@@ -5,7 +5,7 @@ Work is shared wherever the result cannot change:
 - each dataset's images are decoded and preprocessed once per preprocessing (the data layer's
   tensor cache, on disk under ``<output>/cache/images``) and indexed by every cell;
 - frozen-backbone features are computed once per (backbone weights, dataset listing,
-  preprocessing, input size) for the whole listing and cached as ``.npy`` under
+  preprocessing, input size, ``MODEL.PRECISION``) for the whole listing and cached as ``.npy`` under
   ``<output>/cache/features``; every feature-based cell of that backbone reads them, so the
   test-set features are shared by all of them;
 - split files live in ``<output>/splits`` (or ``DATASET.SPLIT_DIR``) and are reused.
@@ -462,7 +462,7 @@ class SharedData:
     """In-process and on-disk caches of decoded images and frozen features.
 
     Images: one tensor per (dataset, preprocessing), rows = listing train pool then test set.
-    Features: one float32 array per (backbone identity, dataset listing, preprocessing), same
+    Features: one float32 array per (backbone, listing, preprocessing, precision), same
     rows, saved as ``.npy`` (``allow_pickle=False``, written atomically) with a JSON manifest.
     """
 
@@ -503,10 +503,15 @@ class SharedData:
         return self._images[key]
 
     def features(
-        self, backbone: ResolvedBackbone, dataset: ResolvedDataset, spec: Any, batch_size: int
+        self,
+        backbone: ResolvedBackbone,
+        dataset: ResolvedDataset,
+        spec: Any,
+        batch_size: int,
+        precision: str = "fp32",
     ) -> np.ndarray:
         """Frozen features of every listed image (computed once per identity, then cached)."""
-        ident = feature_identity(backbone, dataset, spec)
+        ident = {**feature_identity(backbone, dataset, spec), "precision": precision}
         key = sha256_text(repr(sorted(ident.items())))[:20]
         if key in self._features:
             return self._features[key]
@@ -514,21 +519,31 @@ class SharedData:
         reuse = self.use_disk and not self.refresh
         feats = load_array(path, {"identity": ident}) if reuse else None
         if feats is None:
-            feats = self._extract(backbone, dataset, spec, batch_size)
+            feats = self._extract(backbone, dataset, spec, batch_size, precision)
             if self.use_disk:
                 save_array(path, feats, {"identity": ident})
         self._features[key] = feats
         return feats
 
     def _extract(
-        self, backbone: ResolvedBackbone, dataset: ResolvedDataset, spec: Any, batch_size: int
+        self,
+        backbone: ResolvedBackbone,
+        dataset: ResolvedDataset,
+        spec: Any,
+        batch_size: int,
+        precision: str,
     ) -> np.ndarray:
         from sarfewshot.models.features import extract_features
 
         images = self.images(dataset, spec)
         model = backbone.factory()
         feats = extract_features(
-            model, images, batch_size=batch_size, device=self.device, progress=self.progress
+            model,
+            images,
+            batch_size=batch_size,
+            device=self.device,
+            progress=self.progress,
+            precision=precision,
         )
         del model
         feats = feats.numpy() if hasattr(feats, "numpy") else np.asarray(feats)
@@ -761,6 +776,10 @@ class GridRunner:
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
         self.backbones = [resolve_backbone(_canonical_backbone(b), img_size) for b in req.backbones]
+        from sarfewshot.models.registry import describe_arch
+
+        for bb in self.backbones:  # which network each row is, before any cell runs
+            self.print(f"backbone {describe_arch(bb.info)}")
         self._check_backbone_labels()
         self._build_cfgs()
         from sarfewshot.results.records import key_tuple
@@ -974,7 +993,8 @@ class GridRunner:
         images = shared.images(ds, spec) if REQUIRES_IMAGES in needs else None
         feats = None
         if REQUIRES_FEATURES in needs:
-            feats = shared.features(bb, ds, spec, int(cfg.DATALOADER.TEST.BATCH_SIZE))
+            batch, precision = int(cfg.DATALOADER.TEST.BATCH_SIZE), str(cfg.MODEL.PRECISION)
+            feats = shared.features(bb, ds, spec, batch, precision)
         data = cell_data(split, ds, needs, images, feats)
         data_s = time.perf_counter() - start
         ctx = CellContext(self.device, bb.factory, bars.on_epoch, self.progress)
@@ -1019,7 +1039,7 @@ class GridRunner:
                 "support_counts": split.support_counts(),  # the real K per class
             }
         return make_record(
-            backbone=_backbone_section(bb),
+            backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
             dataset=_dataset_section(ds),
             split=split_info,
             protocol=cell.protocol,
@@ -1138,6 +1158,7 @@ def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
     section = {
         "name": bb.label,
         "arch": info.get("arch"),
+        "arch_source": info.get("arch_source"),
         "weights": info.get("weights"),
         "weights_sha256": info.get("weights_sha256"),
         "load_report": info.get("load"),

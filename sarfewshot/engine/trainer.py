@@ -18,8 +18,11 @@ Run options (keyword arguments or attributes set before ``train()``): ``save_che
 off auto-resume from ``OUTPUT_DIR``), ``write_log`` (append messages to
 ``<OUTPUT_DIR>/log.txt``), ``verbose`` (print messages; default ``cfg.VERBOSE``),
 ``show_progress`` (tqdm bars; default on unless ``SARFEWSHOT_NO_PROGRESS=1`` or stderr is not
-a terminal), ``log_iterations`` (a line every ``TRAIN.PRINT_FREQ`` batches), ``use_bf16``
-(bf16 autocast on CUDA) and ``callbacks`` (called with each epoch's summary dict).
+a terminal), ``log_iterations`` (a line every ``TRAIN.PRINT_FREQ`` batches) and ``callbacks``
+(called with each epoch's summary dict).
+
+Numeric precision comes from the config, ``MODEL.PRECISION``: ``fp32`` (the default, as the
+release ran) or ``bf16`` (forward passes under bfloat16 autocast on the trainer's device).
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ import os
 import sys
 import time
 from collections import OrderedDict
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, NonFiniteLossError, WeightsError
+from sarfewshot.models.features import check_precision, precision_context
 from sarfewshot.utils.io import atomic_write_bytes, atomic_write_text
 from sarfewshot.utils.seeding import seed_everything
 
@@ -324,7 +328,6 @@ class SimpleTrainer(TrainerBase):
     verbose: bool | None = None
     show_progress: bool | None = None
     log_iterations: bool = False
-    use_bf16: bool = True
 
     def __init__(self, cfg: Any, dm: Any = None, **options: Any) -> None:
         super().__init__()
@@ -352,8 +355,8 @@ class SimpleTrainer(TrainerBase):
     def _set_options(self, options: dict[str, Any]) -> None:
         allowed = ("save_checkpoints", "write_log", "verbose", "show_progress", "log_iterations")
         for key, value in options.items():
-            if key not in (*allowed, "use_bf16"):
-                raise TypeError(f"unknown trainer option {key!r}; known: {allowed + ('use_bf16',)}")
+            if key not in allowed:
+                raise TypeError(f"unknown trainer option {key!r}; known: {allowed}")
             setattr(self, key, value)
         if self.verbose is None:
             self.verbose = bool(self.cfg.VERBOSE)
@@ -368,6 +371,7 @@ class SimpleTrainer(TrainerBase):
             )
         if int(cfg.OPTIM.MAX_EPOCH) < 0:
             raise ConfigError(f"OPTIM.MAX_EPOCH must be >= 0, got {cfg.OPTIM.MAX_EPOCH}")
+        check_precision(str(cfg.MODEL.get("PRECISION", "fp32")))
 
     def _check_val_split(self) -> None:
         best_val = self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST
@@ -386,11 +390,14 @@ class SimpleTrainer(TrainerBase):
             with open(os.path.join(self.output_dir, LOG_FILE), "a", encoding="utf-8") as f:
                 f.write(message + "\n")
 
+    @property
+    def precision(self) -> str:
+        """``MODEL.PRECISION`` (``fp32`` when a foreign config lacks the key)."""
+        return str(self.cfg.MODEL.get("PRECISION", "fp32"))
+
     def autocast(self) -> AbstractContextManager:
-        """bf16 autocast on CUDA (when ``use_bf16``); fp32 elsewhere."""
-        if self.device.type == "cuda" and self.use_bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        """The forward passes' context: none for fp32, bf16 autocast on the device for bf16."""
+        return precision_context(self.device, self.precision)
 
     def build_data_loader(self) -> None:
         """Take the loaders from the given data manager, or build ``DataManager(cfg)``."""

@@ -350,7 +350,7 @@ def _trainer_base() -> type:
 
         @torch.no_grad()
         def model_inference(self, input: torch.Tensor) -> torch.Tensor:
-            """The protocol's logits (fp32 on CPU, bf16 autocast on CUDA)."""
+            """The protocol's logits, in float32 (computed in ``MODEL.PRECISION``)."""
             return self.sar_trainer.model_inference(input).float()
 
         def after_epoch(self) -> None:

@@ -1,8 +1,8 @@
 """Backbones: the iRPE ViT of SAR-JEPA, timm ViTs, checkpoint loading and the registry.
 
 Public entry points: :func:`build_backbone` (name -> module with ``forward_features(x) -> (B, D)``
-and ``num_features``), :func:`list_backbones`, :func:`backbone_status`, :func:`list_archs` and
-:func:`extract_features`.
+and ``num_features``), :func:`list_backbones`, :func:`backbone_status`, :func:`describe_arch`,
+:func:`list_archs` and :func:`extract_features`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sarfewshot.models.registry import (
     BackboneSpec,
     backbone_status,
     build_backbone,
+    describe_arch,
     get_backbone_spec,
     list_backbones,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "LoadReport",
     "backbone_status",
     "build_backbone",
+    "describe_arch",
     "extract_features",
     "get_backbone_spec",
     "list_archs",

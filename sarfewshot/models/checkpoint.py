@@ -57,22 +57,44 @@ PATCH_KEY = "patch_embed.proj.weight"
 STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 
 
-def _unpickling_reason(exc: BaseException) -> str:
-    text = str(exc)
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?: Please use|\n\n|$)", text, re.S)
-    return " ".join(match.group(1).split()) if match else text.splitlines()[0]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_GLOBAL = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
 
 
-def _refusal(path: Path, reason: str) -> str:
+def _unpickling_reason(exc: BaseException) -> tuple[str, str | None]:
+    """torch's own reason for refusing a file, and the global it refused (None if none).
+
+    torch's wording varies by version and case: an unknown global reads ``WeightsUnpickler
+    error: Unsupported global: GLOBAL mod.Name was not an allowed global ...``, a global of a
+    blocked module (``posix.system``: ``os.system`` pickled on Linux) reads ``Trying to load
+    unsupported GLOBAL posix.system whose module posix is blocked``. The ``GLOBAL <name>``
+    token is the stable part; without it the ``WeightsUnpickler error:`` detail is used, and
+    without that the whole message.
+    """
+    text = _ANSI.sub("", str(exc))
+    found = _GLOBAL.search(text)
+    if found:
+        start = text.rfind("\n", 0, found.start()) + 1
+        end = text.find("\n", found.end())
+        line = text[start : end if end >= 0 else len(text)]
+        line = re.sub(r"^.*WeightsUnpickler error:\s*", "", line.strip())
+        line = re.sub(r"^Unsupported global:\s*", "", line).split(" Please use")[0]
+        return " ".join(line.split()).rstrip("."), found.group(1)
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    reason = detail.group(1) if detail else text
+    return " ".join(reason.split()) or type(exc).__name__, None
+
+
+def _refusal(path: Path, reason: str, name: str | None) -> str:
     accepted = (
         "only tensors, plain containers and argparse.Namespace are accepted, and nothing in the "
         "file was run. Re-save the weights as a plain state dict "
         "(torch.save(model.state_dict(), ...)) in an environment you trust"
     )
-    if "global" in reason.lower():
+    if name:
         return (
-            f"refusing to load {path}: it needs arbitrary unpickling ({reason}), which could run "
-            f"code hidden in the file; {accepted}"
+            f"refusing to load {path}: it needs arbitrary unpickling of the disallowed global "
+            f"{name} (torch: {reason}), which could run code hidden in the file; {accepted}"
         )
     return f"refusing to load {path}: not a weights-only torch checkpoint ({reason}); {accepted}"
 
@@ -92,7 +114,7 @@ def safe_load(path: PathLike) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(_refusal(p, _unpickling_reason(exc))) from None
+        raise WeightsError(_refusal(p, *_unpickling_reason(exc))) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
         raise WeightsError(
             f"cannot read {p} as a torch checkpoint: {type(exc).__name__}: {exc}"
@@ -224,18 +246,39 @@ def infer_vit_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return geo
 
 
+#: What each detected checkpoint family is, for messages (see :func:`detect_family`).
+FAMILY_LABELS = {
+    "irpe": "the iRPE ViT of the SAR-JEPA release (blocks.N.attn.rpe_k tables)",
+    "vit": "a plain timm ViT (absolute pos_embed, no iRPE tables)",
+    None: "an unrecognised architecture (neither an iRPE table nor an absolute pos_embed)",
+}
+
+
+def detect_family(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The model family a (prefix-stripped) state dict belongs to, from its keys alone.
+
+    ``"irpe"`` when it holds an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``), whatever
+    else it holds (the release's iRPE files carry an unused ``pos_embed``); else ``"vit"`` when it
+    has an absolute ``pos_embed`` (a timm / MAE / I-JEPA ViT); else None.
+    """
+    if RPE_TABLE_KEY in state_dict:
+        return "irpe"
+    if "pos_embed" in state_dict:
+        return "vit"
+    return None
+
+
 def infer_arch(state_dict: Mapping[str, torch.Tensor], in_chans: int = 1) -> ArchSpec:
     """The :class:`ArchSpec` a state dict was trained with.
 
-    Rule: an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``) means the iRPE ViT, whatever
-    else the file holds (the release's iRPE files carry an unused ``pos_embed``); otherwise an
-    absolute ``pos_embed`` means a plain timm ViT. A 3-channel patch embedding becomes
-    ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
+    The family comes from :func:`detect_family`, the geometry from the tensor shapes. A
+    3-channel patch embedding becomes ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
     """
-    if RPE_TABLE_KEY in state_dict:
-        family, geo = "irpe", infer_irpe_arch(state_dict)
-    elif "pos_embed" in state_dict:
-        family, geo = "vit", infer_vit_arch(state_dict)
+    family = detect_family(state_dict)
+    if family == "irpe":
+        geo = infer_irpe_arch(state_dict)
+    elif family == "vit":
+        geo = infer_vit_arch(state_dict)
     else:
         raise WeightsError(
             "cannot tell the architecture: the checkpoint has neither an iRPE table "

@@ -1,4 +1,10 @@
-"""Batched feature extraction with a frozen backbone (linear probe, k-NN, plots)."""
+"""Batched feature extraction with a frozen backbone, and the numeric precision of evaluation.
+
+Evaluation runs in float32 by default on every device, as the SAR-JEPA release did. ``bf16``
+(config ``MODEL.PRECISION``, ``sarfewshot eval --precision bf16``) is an explicit opt-in: the
+forward passes run under ``torch.autocast`` with bfloat16 on the device in use (CUDA autocast on a
+GPU, CPU autocast on a CPU), so a bf16 cell is bf16 wherever it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,26 @@ import sys
 
 import torch
 from torch import nn
+
+from sarfewshot.engine.config import PRECISIONS
+from sarfewshot.errors import ConfigError
+
+
+def check_precision(precision: str, key: str = "MODEL.PRECISION") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ConfigError naming ``key``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{key} must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+def precision_context(
+    device: str | torch.device, precision: str = "fp32"
+) -> contextlib.AbstractContextManager:
+    """The context forward passes run in: nothing for fp32, bf16 autocast on ``device`` for bf16."""
+    if check_precision(precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
 
 from sarfewshot.utils.progress import heartbeat_iter
 
@@ -31,6 +57,7 @@ def extract_features(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Run ``model.forward_features`` over ``images`` in batches and return float32 features.
 
@@ -39,8 +66,9 @@ def extract_features(
             eval mode for the call (its train/eval mode is restored afterwards).
         images: ``(N, C, S, S)``; uint8 is scaled to [0, 1], float is used as is.
         batch_size: images per forward pass.
-        device: where to run; on CUDA the forward runs under bf16 autocast.
+        device: where to run.
         progress: show a progress bar (see :func:`progress_enabled`).
+        precision: ``fp32`` (default) or ``bf16`` (autocast; see :func:`precision_context`).
 
     Returns:
         ``(N, D)`` float32 features on the CPU.
@@ -60,11 +88,7 @@ def extract_features(
 
         starts = tqdm(starts, desc="features", unit="batch", leave=False)
     starts = heartbeat_iter(starts, "features", unit="batch")  # log lines when redirected
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    autocast = precision_context(device, precision)
     chunks = []
     try:
         with torch.inference_mode(), autocast:

@@ -1,15 +1,18 @@
 """The backbone registry: the SAR-JEPA release's ten weight files, ``random`` and ``timm:<name>``.
 
 Each :class:`BackboneSpec` states its default architecture, its checkpoint format rule, the file
-name looked up under ``$SARFEWSHOT_WEIGHTS`` and the keys allowed to be missing. Which ViT a file
-holds is decided from its keys (see :func:`sarfewshot.models.checkpoint.infer_arch`): an iRPE table
-means the iRPE ViT, else an absolute ``pos_embed`` means a plain timm ViT; a spec's ``family`` is
-the default used when no checkpoint says otherwise (the ``random`` baseline, ``--arch`` presets,
-the listing).
+name looked up under ``$SARFEWSHOT_WEIGHTS``, the keys allowed to be missing and the model
+families its checkpoints may hold (``accepts``). Which ViT a file holds is decided from its keys
+(see :func:`sarfewshot.models.checkpoint.detect_family`): an iRPE table means the iRPE ViT, else an
+absolute ``pos_embed`` means a plain timm ViT. A file of a family the name does not accept is
+refused unless ``--arch`` says what to build, so a row labelled ``sarjepa`` is never a plain ViT
+by accident. A spec's ``family`` is the default used when no checkpoint says otherwise (the
+``random`` baseline, ``--arch`` presets, the listing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -22,9 +25,11 @@ from sarfewshot.models.arch import ArchSpec, parse_arch
 from sarfewshot.models.build import construct, load_into
 from sarfewshot.models.checkpoint import (
     DEFAULT_PREFER,
+    FAMILY_LABELS,
     RELEASE_EXTRA_KEYS,
     RELEASE_HINT,
     RELEASE_WHERE,
+    detect_family,
     extract_state_dict,
     infer_arch,
     safe_load,
@@ -68,6 +73,8 @@ class BackboneSpec:
     ignore_unexpected: tuple[str, ...] = RELEASE_EXTRA_KEYS
     prefer: tuple[str, ...] = DEFAULT_PREFER
     needs_weights: bool = True
+    # checkpoint families (detect_family) loadable without --arch; others are refused
+    accepts: tuple[str, ...] = ("irpe",)
 
 
 BACKBONE_REGISTRY = Registry("backbone")
@@ -76,12 +83,19 @@ BACKBONE_REGISTRY = Registry("backbone")
 def _release(
     name: str, description: str, family: str = "irpe", aliases: tuple[str, ...] = (), **kw
 ) -> BackboneSpec:
+    # The plain-ViT baselines take either family: the release's files are plain ViTs, while
+    # this toolkit's pretraining of LoMaR and FG-MAE (method hog) writes the iRPE ViT.
     defaults = {
-        "irpe": ("irpe_vit_base_patch16", IRPE_RULE),
-        "timm": ("vit_base_patch16", PLAIN_RULE),
+        "irpe": ("irpe_vit_base_patch16", IRPE_RULE, ("irpe",)),
+        "timm": ("vit_base_patch16", PLAIN_RULE, ("vit", "irpe")),
     }
-    arch, rule = defaults[family]
-    fields = {"default_arch": arch, "checkpoint_format": rule, "expected_file": f"{name}.pth"}
+    arch, rule, accepts = defaults[family]
+    fields = {
+        "default_arch": arch,
+        "checkpoint_format": rule,
+        "expected_file": f"{name}.pth",
+        "accepts": accepts,
+    }
     fields.update(kw)
     spec = BackboneSpec(name=name, description=description, family=family, **fields)
     return BACKBONE_REGISTRY.register(name, aliases=aliases)(spec)
@@ -106,6 +120,7 @@ _release(
     default_arch="vit_base_patch16_nocls",
     checkpoint_format=IJEPA_RULE,
     pooling="avg",
+    accepts=("vit",),
     # one flat state dict (this toolkit's pretraining) also holds the EMA copy and the predictor
     ignore_unexpected=(*RELEASE_EXTRA_KEYS, "target_encoder.*", "predictor.*"),
 )
@@ -136,6 +151,7 @@ def _timm_spec(name: str) -> BackboneSpec:
         checkpoint_format="'model' / 'state_dict' / bare timm state dict; pos_embed interpolated",
         expected_file=None,
         needs_weights=False,
+        accepts=("vit",),
     )
 
 
@@ -202,35 +218,77 @@ def backbone_status(name: str, weights_dir: PathLike | None = None) -> dict:
         "arch": spec.default_arch,
         "pooling": spec.pooling,
         "expected_file": spec.expected_file,
+        "accepts": list(spec.accepts),
         "needs_weights": spec.needs_weights,
         "path": str(path) if path is not None else None,
         "found": found,
     }
 
 
-def _pick_arch(spec: BackboneSpec, arch: str | None, state_dict: dict | None) -> ArchSpec:
-    chosen = _pick_geometry(spec, arch, state_dict)
+ARCH_SOURCES = ("checkpoint", "arch", "name", "default")
+
+
+def _pick_arch(
+    spec: BackboneSpec, arch: str | None, state_dict: dict | None, path: Path | None
+) -> tuple[ArchSpec, str]:
+    chosen, source = _pick_geometry(spec, arch, state_dict, path)
     if spec.pooling == "avg" and chosen.family != "timm":
         chosen = dataclasses.replace(chosen, pool="avg")
-    return chosen
+    return chosen, source
 
 
-def _pick_geometry(spec: BackboneSpec, arch: str | None, state_dict: dict | None) -> ArchSpec:
+def _pick_geometry(
+    spec: BackboneSpec, arch: str | None, state_dict: dict | None, path: Path | None
+) -> tuple[ArchSpec, str]:
+    """The architecture to build and where it came from (one of :data:`ARCH_SOURCES`)."""
     if arch:
-        return parse_arch(arch)
+        return parse_arch(arch), "arch"
+    if spec.default_arch.startswith(TIMM_PREFIX):
+        return parse_arch(spec.default_arch), "name"  # a named timm model fixes its geometry
     if state_dict is None:
-        return parse_arch(spec.default_arch)
-    if spec.family == "timm" and spec.default_arch.startswith(TIMM_PREFIX):
-        return parse_arch(spec.default_arch)  # a named timm model fixes its own geometry
-    inferred = infer_arch(state_dict)
-    if inferred.family != ("irpe" if spec.family == "irpe" else "vit"):
-        logger.info(
-            "%s: the checkpoint's keys say %s ViT (default family %s); following the file",
-            spec.name,
-            inferred.family,
-            spec.family,
-        )
-    return inferred
+        return parse_arch(spec.default_arch), "default"
+    check_family(spec, state_dict, path)
+    return infer_arch(state_dict), "checkpoint"
+
+
+def _families_text(families: tuple[str, ...]) -> str:
+    return " or ".join(FAMILY_LABELS[f] for f in families)
+
+
+def check_family(spec: BackboneSpec, state_dict: dict, path: PathLike | None) -> None:
+    """Refuse a checkpoint whose model family (from its keys) ``spec`` does not accept.
+
+    Raises:
+        WeightsError: naming the file, the family the backbone name expects and the one found,
+            with the ``--arch`` that would build the file's architecture when it can be told.
+    """
+    found = detect_family(state_dict)
+    if found in spec.accepts:
+        return
+    hint = "pass --arch with the architecture to build"
+    if found is not None:
+        with contextlib.suppress(WeightsError):  # an odd width keeps the generic hint
+            hint = f"pass --arch {infer_arch(state_dict).to_string()} to build it anyway"
+    raise WeightsError(
+        f"{path}: backbone {spec.name!r} expects {_families_text(spec.accepts)}, but the file "
+        f"holds {FAMILY_LABELS[found]} (detected from its keys); refusing to build another model "
+        f"under this name. Use the backbone name of the file's model, or {hint}"
+    )
+
+
+def describe_arch(info: dict) -> str:
+    """One line: a backbone's resolved architecture and where it came from.
+
+    ``info`` is a ``backbone_info`` dict (``name``, ``arch``, ``arch_source``, ``weights``).
+    """
+    source = info.get("arch_source")
+    origin = {
+        "checkpoint": f"inferred from the checkpoint {info.get('weights')}",
+        "arch": "given by --arch / MODEL.BACKBONE.ARCH",
+        "name": f"the timm model named by {info.get('registry_name') or info.get('name')}",
+        "default": "the registry default for a weight-less backbone",
+    }.get(source, f"source {source!r}")
+    return f"{info.get('name')}: arch {info.get('arch')} ({origin})"
 
 
 def build_backbone(
@@ -248,14 +306,21 @@ def build_backbone(
         name: a registered name (:func:`list_backbones`) or ``timm:<model_name>``.
         weights: checkpoint path; default ``$SARFEWSHOT_WEIGHTS/<expected file>``.
         arch: preset or spec string (:mod:`sarfewshot.models.arch`); None infers the geometry
-            from the checkpoint (or uses the name's default when there is none).
+            from the checkpoint (or uses the name's default when there is none). Only with an
+            explicit ``arch`` does a name load a checkpoint of a family it does not accept.
         img_size: input side in pixels (sets the grid of plain ViTs' position embeddings).
         seed: seed of the random init (used as is by ``random`` and weightless timm models).
         weights_dir: overrides ``$SARFEWSHOT_WEIGHTS``.
         drop_path_rate: stochastic depth of the iRPE ViT (fine-tuning).
 
     Returns:
-        A module with ``forward_features(x) -> (B, D)``, ``num_features`` and ``backbone_info``.
+        A module with ``forward_features(x) -> (B, D)``, ``num_features`` and ``backbone_info``
+        (``arch_source``: ``checkpoint``, ``arch``, ``name`` or ``default``; see
+        :func:`describe_arch`).
+
+    Raises:
+        WeightsError: the weights are missing, unsafe or do not fit, or the checkpoint holds a
+            model family the name does not accept (:func:`check_family`) and no ``arch`` is given.
     """
     spec = get_backbone_spec(name)
     path = resolve_weights(spec, weights, weights_dir)
@@ -263,7 +328,7 @@ def build_backbone(
     if path is not None:
         digest = sha256_file(path)
         state_dict = extract_state_dict(safe_load(path), spec.prefer, source=path)
-    arch_spec = _pick_arch(spec, arch, state_dict)
+    arch_spec, arch_source = _pick_arch(spec, arch, state_dict, path)
     model = construct(arch_spec, img_size, seed, spec.name, drop_path_rate)
     report = None
     if state_dict is not None:
@@ -276,6 +341,7 @@ def build_backbone(
         "name": spec.name,
         "family": "irpe" if arch_spec.family == "irpe" else "timm",
         "arch": arch_spec.to_string(),
+        "arch_source": arch_source,
         "img_size": img_size,
         "num_features": int(model.num_features),
         "weights": str(path) if path is not None else None,

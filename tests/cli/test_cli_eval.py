@@ -191,3 +191,22 @@ def test_table_shows_only_the_commands_cells(root, tmp_path, capsys):
     assert "prototype" in (out / "leaderboard.csv").read_text()
     assert main(["leaderboard", str(out)]) == 0
     assert "prototype" in capsys.readouterr().out
+
+
+def test_precision_flag_reaches_the_config(root, tmp_path, capsys):
+    from sarfewshot.cli.eval import request_from_args
+    from sarfewshot.cli.main import build_parser
+    from sarfewshot.engine.grid import probe_cfg
+
+    def cfg_of(*extra: str, tail=TAIL):
+        argv = _eval(root, tmp_path, "--shots", "1", *extra, tail=tail)
+        return probe_cfg(request_from_args(build_parser().parse_args(argv)))
+
+    assert cfg_of().MODEL.PRECISION == "fp32"
+    assert cfg_of("--precision", "bf16").MODEL.PRECISION == "bf16"
+    # trailing KEY VALUE options are merged after the flags
+    tail = [*TAIL, "MODEL.PRECISION", "fp32"]
+    assert cfg_of("--precision", "bf16", tail=tail).MODEL.PRECISION == "fp32"
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args(_eval(root, tmp_path, "--shots", "1", "--precision", "fp16"))
+    assert err.value.code == 2 and "--precision" in capsys.readouterr().err

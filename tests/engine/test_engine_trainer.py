@@ -184,3 +184,38 @@ def test_best_val_without_val_split_and_no_test(tmp_path):
         _run(tmp_path, "TEST.FINAL_MODEL", "best_val")
     trainer, result = _run(tmp_path / "nt", "TEST.NO_TEST", "True", epochs=1)
     assert result is None and trainer.last_result is None
+
+
+class _AutocastSpy:
+    """Stands in for ``torch.autocast``: records the calls, or fails when entering is forbidden."""
+
+    def __init__(self, forbid: bool) -> None:
+        self.forbid, self.calls = forbid, []
+        self.real = torch.autocast
+
+    def __call__(self, device_type, *args, **kwargs):
+        if self.forbid:
+            raise AssertionError(f"autocast entered ({device_type})")
+        self.calls.append((device_type, kwargs.get("dtype")))
+        return self.real(device_type, *args, **kwargs)
+
+
+def test_fp32_by_default_on_every_device(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, epochs=1)
+    assert cfg.MODEL.PRECISION == "fp32"
+    monkeypatch.setattr(torch, "autocast", _AutocastSpy(forbid=True))
+    trainer, acc = _run(tmp_path, epochs=1)  # trains and tests without autocast
+    assert trainer.precision == "fp32" and acc is not None
+    trainer.device = torch.device("cuda")  # what a GPU run sees; the context is only built
+    with trainer.autocast():
+        pass
+
+
+def test_bf16_is_opt_in_and_autocasts_on_the_trainers_device(tmp_path, monkeypatch):
+    spy = _AutocastSpy(forbid=False)
+    monkeypatch.setattr(torch, "autocast", spy)
+    trainer, acc = _run(tmp_path, "MODEL.PRECISION", "bf16", epochs=1)
+    assert trainer.precision == "bf16" and acc is not None
+    assert spy.calls and set(spy.calls) == {("cpu", torch.bfloat16)}
+    with pytest.raises(ConfigError, match="MODEL.PRECISION"):
+        _cfg(tmp_path, "MODEL.PRECISION", "fp16")

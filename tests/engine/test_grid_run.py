@@ -44,9 +44,12 @@ def _req(root: Path, out: Path, **kw) -> GridRequest:
 
 
 def _run(req: GridRequest):
+    """The summary and the printed lines after the per-backbone architecture lines."""
     lines: list[str] = []
     summary = run_grid(req, printer=lines.append)
-    return summary, lines
+    n = len(req.backbones)
+    assert all(line.startswith("backbone ") for line in lines[:n]), lines[:n]
+    return summary, lines[n:]
 
 
 def _metrics(out: Path) -> dict[str, dict]:
@@ -187,3 +190,48 @@ def test_other_config_in_the_same_folder_needs_force(root, tmp_path):
         _run(changed)
     changed.force = True
     assert _run(changed)[0].ran == 1
+
+
+def test_prepare_prints_each_backbones_arch_and_its_source(root, tmp_path):
+    import torch
+
+    from sarfewshot.engine.grid import GridRunner
+    from tests.models.modelkit import random_irpe_state, save_release_checkpoint
+
+    state = random_irpe_state(8, 32, 2, 2, 4.0, True, torch.Generator().manual_seed(0))
+    ckpt = save_release_checkpoint(tmp_path / "pt.pth", state, {})
+    backbones = [
+        BackboneRequest("sarjepa", str(ckpt), None),
+        BackboneRequest("random", None, ARCH),
+        BackboneRequest("random", None, None),
+    ]
+    lines: list[str] = []
+    GridRunner(_req(root, tmp_path / "runs", backbones=backbones), lines.append).prepare()
+    assert lines == [
+        "backbone sarjepa: arch irpe:patch=8,dim=32,depth=2,heads=2 (inferred from the "
+        f"checkpoint {ckpt})",
+        "backbone random@irpe_vit_micro_patch8: arch irpe:patch=8,dim=64,depth=2,heads=2 "
+        "(given by --arch / MODEL.BACKBONE.ARCH)",
+        "backbone random: arch irpe:patch=16,dim=768,depth=12,heads=12 (the registry default "
+        "for a weight-less backbone)",
+    ]
+
+
+def test_bf16_and_fp32_cells_never_merge(root, tmp_path):
+    out = tmp_path / "runs"
+    kw = dict(protocols=["knn"], shots=[1], seeds=[1])
+    _run(_req(root, out, **kw))
+    bf16 = _req(root, out, opts=[*FAST, "MODEL.PRECISION", "bf16"], **kw)
+    with pytest.raises(ConfigError, match="different config"):
+        _run(bf16)
+    (fp32_record,) = [json.loads(p.read_text()) for p in record_files(out)]
+    bf16.force = True
+    _run(bf16)
+    (bf16_record,) = [json.loads(p.read_text()) for p in record_files(out)]
+    assert fp32_record["config"]["MODEL"]["PRECISION"] == "fp32"
+    assert fp32_record["backbone"]["precision"] == "fp32"
+    assert bf16_record["config"]["MODEL"]["PRECISION"] == "bf16"
+    assert bf16_record["backbone"]["precision"] == "bf16"
+    assert fp32_record["config_sha256"] != bf16_record["config_sha256"]
+    manifests = sorted((out / "cache" / "features").glob("*.npy"))
+    assert len(manifests) == 2  # one feature cache per precision, neither reused for the other

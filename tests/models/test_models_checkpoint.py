@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,12 @@ import torch
 
 from sarfewshot.errors import WeightsError
 from sarfewshot.models import build_backbone, safe_load
-from sarfewshot.models.checkpoint import extract_state_dict, infer_irpe_arch, strip_prefixes
+from sarfewshot.models.checkpoint import (
+    _unpickling_reason,
+    extract_state_dict,
+    infer_irpe_arch,
+    strip_prefixes,
+)
 from sarfewshot.models.vit_irpe import IRPEViT
 from tests.models.modelkit import (
     pretrain_extras,
@@ -73,6 +80,54 @@ def test_unsafe_pickle_is_refused_and_not_executed(tmp_path):
         with pytest.raises(WeightsError, match="refusing"):
             build_backbone("sarjepa", weights=path)
     assert not marker.exists()
+
+
+class _SystemPayload:
+    """Pickles as the global ``posix.system`` (``os.system``): would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_refusal_names_the_disallowed_global(tmp_path):
+    marker = tmp_path / "ran"
+    saved, raw = tmp_path / "saved.pth", tmp_path / "raw.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "args": _SystemPayload(marker)}, saved)
+    raw.write_bytes(pickle.dumps({"x": _SystemPayload(marker)}, protocol=2))
+    for path in (saved, raw):
+        with pytest.raises(WeightsError) as err:
+            safe_load(path)
+        text = str(err.value)
+        assert str(path) in text
+        assert re.search(r"disallowed global (posix|os)\.system", text), text
+        assert "Weights only load failed" not in text  # not torch's generic first line
+    assert not marker.exists()
+
+
+def test_unpickling_reason_reads_both_wordings():
+    blocked = pickle.UnpicklingError(
+        "Weights only load failed. In PyTorch 2.6, we changed the default.\n\n\n"
+        "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.\n\n"
+        "Check the documentation of torch.load"
+    )
+    assert _unpickling_reason(blocked) == (
+        "Trying to load unsupported GLOBAL posix.system whose module posix is blocked",
+        "posix.system",
+    )
+    unknown = pickle.UnpicklingError(
+        "Weights only load failed. This file can still be loaded.\n\t(1) In PyTorch 2.6...\n"
+        "\tWeightsUnpickler error: Unsupported global: GLOBAL pkg.Thing was not an allowed global"
+        " by default. Please use `torch.serialization.add_safe_globals([pkg.Thing])`.\n\nCheck"
+    )
+    assert _unpickling_reason(unknown) == (
+        "GLOBAL pkg.Thing was not an allowed global by default",
+        "pkg.Thing",
+    )
+    odd = pickle.UnpicklingError("Weights only load failed.\nsomething new\n  entirely")
+    assert _unpickling_reason(odd) == ("Weights only load failed. something new entirely", None)
 
 
 def test_missing_and_corrupt_files(tmp_path):

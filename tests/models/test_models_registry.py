@@ -11,6 +11,7 @@ from sarfewshot.errors import ConfigError, UnknownNameError, WeightsError
 from sarfewshot.models import (
     backbone_status,
     build_backbone,
+    describe_arch,
     extract_features,
     list_archs,
     list_backbones,
@@ -179,3 +180,81 @@ def test_pretraining_method_names_are_backbone_names():
     for method in list_methods():
         assert method in BACKBONE_REGISTRY, method
     assert BACKBONE_REGISTRY.get("hog").family == "irpe"
+
+
+def _timm_vit_tiny(path):
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    return path
+
+
+def test_registered_name_refuses_a_checkpoint_of_another_family(tmp_path):
+    path = _timm_vit_tiny(tmp_path / "vit_tiny.pth")
+    with pytest.raises(WeightsError) as err:
+        build_backbone("sarjepa", weights=path, img_size=32)
+    text = str(err.value)
+    assert str(path) in text and "'sarjepa'" in text
+    assert "expects the iRPE ViT of the SAR-JEPA release" in text
+    assert "holds a plain timm ViT" in text
+    assert "--arch vit:patch=16,dim=192,depth=12,heads=3" in text
+    # an explicit arch says what to build; a timm name and a plain-ViT baseline take the file
+    net = build_backbone("sarjepa", weights=path, arch="vit_tiny_patch16", img_size=32)
+    assert net.backbone_info["arch_source"] == "arch"
+    assert net.backbone_info["load"]["missing"] == 0
+    timm_net = build_backbone("timm:vit_tiny_patch16_224", weights=path, img_size=32)
+    assert timm_net.backbone_info["arch_source"] == "name"
+    assert timm_net.backbone_info["load"]["loaded"] == net.backbone_info["load"]["loaded"]
+    mae = build_backbone("mae", weights=path, img_size=32)
+    assert mae.backbone_info["arch_source"] == "checkpoint"
+
+
+def test_ijepa_refuses_irpe_and_every_name_refuses_an_unknown_layout(tmp_path):
+    state = random_irpe_state(8, 32, 2, 2, 4.0, True, torch.Generator().manual_seed(0))
+    irpe = save_release_checkpoint(tmp_path / "irpe.pth", state, {})
+    with pytest.raises(WeightsError, match=r"irpe\.pth: backbone 'ijepa' expects a plain timm"):
+        build_backbone("ijepa", weights=irpe, img_size=32)
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 1, 3, 3), "fc.weight": torch.zeros(2, 8)}, other)
+    for name in ("sarjepa", "mae"):
+        with pytest.raises(WeightsError, match=rf"resnet\.pth: backbone '{name}'.*unrecognised"):
+            build_backbone(name, weights=other, img_size=32)
+
+
+def test_arch_source_and_its_description(tmp_path):
+    state = random_irpe_state(8, 32, 2, 2, 4.0, True, torch.Generator().manual_seed(0))
+    path = save_release_checkpoint(tmp_path / "m.pth", state, {})
+    inferred = build_backbone("sarjepa", weights=path, img_size=32).backbone_info
+    assert inferred["arch_source"] == "checkpoint"
+    assert describe_arch(inferred) == (
+        f"sarjepa: arch irpe:patch=8,dim=32,depth=2,heads=2 (inferred from the checkpoint {path})"
+    )
+    default = build_backbone("random", img_size=32).backbone_info
+    assert default["arch_source"] == "default"
+    assert "registry default for a weight-less backbone" in describe_arch(default)
+    given = build_backbone("random", arch="irpe_vit_micro_patch8", img_size=32).backbone_info
+    assert given["arch_source"] == "arch" and "given by --arch" in describe_arch(given)
+
+
+def test_feature_extraction_is_fp32_unless_bf16_is_asked(monkeypatch):
+    from sarfewshot.models.features import precision_context
+
+    net = build_backbone("random", arch="irpe_vit_micro_patch8", img_size=32, seed=0)
+    images = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    real, calls = torch.autocast, []
+
+    def spy(device_type, *args, **kwargs):
+        calls.append((device_type, kwargs.get("dtype")))
+        return real(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    fp32 = extract_features(net, images, progress=False)
+    precision_context("cuda")  # the GPU default builds no autocast either
+    assert calls == []
+    bf16 = extract_features(net, images, progress=False, precision="bf16")
+    assert calls == [("cpu", torch.bfloat16)] and bf16.dtype == torch.float32
+    assert 0 < (bf16 - fp32).abs().max().item() < 0.1  # really computed in bfloat16
+    with pytest.raises(ConfigError, match="MODEL.PRECISION"):
+        extract_features(net, images, progress=False, precision="fp16")
