@@ -17,6 +17,7 @@ from torch import nn
 
 from sarfewshot.engine.config import PRECISIONS
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.progress import heartbeat_iter
 
 
 def check_precision(precision: str, key: str = "MODEL.PRECISION") -> str:
@@ -33,9 +34,6 @@ def precision_context(
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
-from sarfewshot.utils.progress import heartbeat_iter
 
 
 def progress_enabled(progress: bool = True) -> bool:
