@@ -1,0 +1,179 @@
+"""Recording: one record per cell (metrics, timings, split, execution), and the leaderboard."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from sarfewshot.engine.grid.config import cfg_dict
+from sarfewshot.engine.grid.data import Workspace, split_file
+from sarfewshot.engine.grid.plan import Cell, GridSummary, Printer
+from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
+
+
+def cell_label(cell: Cell, backbones: Sequence[ResolvedBackbone]) -> str:
+    """``backbone dataset protocol K=k seed=s``: how progress lines name a cell."""
+    return (
+        f"{backbones[cell.backbone].label} {cell.dataset} {cell.protocol} "
+        f"K={cell.shots} seed={cell.seed}"
+    )
+
+
+def cell_record(
+    ws: Workspace,
+    cell: Cell,
+    split: Any,
+    metrics: dict,
+    timings: dict,
+    error: str | None = None,
+    status: str = "ok",
+    execution: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The cell's record; ``execution`` says which executor ran it and in how large a group."""
+    from sarfewshot.results.records import make_record
+
+    ds, bb = ws.datasets[cell.dataset], ws.backbones[cell.backbone]
+    split_info = {"path": None, "sha256": None}
+    if split is not None:
+        split_info = {
+            "path": split_file(cell.cfg, ds, ws.output, split),
+            "sha256": split.sha256(),
+            "support_counts": split.support_counts(),  # the real K per class
+        }
+    return make_record(
+        backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
+        dataset=_dataset_section(ds),
+        split=split_info,
+        protocol=cell.protocol,
+        shots=cell.shots,
+        seed=cell.seed,
+        config=cfg_dict(cell.cfg),
+        config_sha256=cell.fingerprint,
+        metrics=metrics,
+        timings=timings,
+        device=_device_name(ws.device),
+        status=status,
+        error=error,
+        extra={"execution": execution or {"executor": "serial", "group_size": 1}},
+    )
+
+
+def failed_record(
+    ws: Workspace,
+    cell: Cell,
+    message: str,
+    seconds: float,
+    status: str = "failed",
+    execution: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A failed (or diverged) cell's record: the message, no metrics."""
+    try:
+        split = ws.split(cell)
+    except Exception:  # noqa: BLE001 - the failure itself may have been the split
+        split = None
+    return cell_record(ws, cell, split, {}, {"total_s": seconds}, message, status, execution)
+
+
+def debug_traceback() -> None:
+    """Print the current traceback under ``SARFEWSHOT_DEBUG=1`` (records keep one line)."""
+    if os.environ.get("SARFEWSHOT_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
+
+
+# ----------------------------------------------------------------------------- leaderboard
+
+
+def write_leaderboard(
+    output: Path,
+    command_keys: set[tuple],
+    summary: GridSummary,
+    printer: Printer,
+    unfinished: list[str],
+) -> None:
+    """Write the folder's leaderboard CSV and print this command's table and unfinished cells."""
+    from sarfewshot.results.aggregate import aggregate_records
+    from sarfewshot.results.export import table_text, write_csv
+    from sarfewshot.results.records import iter_records, key_tuple
+
+    records = list(iter_records([output]))
+    if not records:
+        return
+    # The CSV is the folder's leaderboard; the table shows only this command's cells (all
+    # shards), so rows of other commands or of nested run folders do not leak into it.
+    summary.leaderboard_csv = write_csv(aggregate_records(records), output / "leaderboard.csv")
+    mine = [r for r in records if key_tuple(r["key"]) in command_keys]
+    rows = aggregate_records(mine)
+    if rows:
+        summary.table = table_text(rows)
+        printer(summary.table)
+    others = len(records) - len(mine)
+    extra = f" (also holds {others} record(s) of other commands)" if others else ""
+    printer(f"leaderboard: {summary.leaderboard_csv}{extra}")
+    if unfinished:
+        printer(
+            f"{len(unfinished)} cell(s) of this command have no result (recorded; failed "
+            "cells are retried by the next run, diverged ones are not):"
+        )
+        for line in unfinished:
+            printer(f"  {line}")
+
+
+def unfinished_cells(
+    output: Path, cells: Sequence[Cell], backbones: Sequence[ResolvedBackbone]
+) -> list[str]:
+    """``label: status: reason`` of the cells whose record is failed or diverged."""
+    from sarfewshot.results.records import RecordError, read_record, record_path
+
+    lines = []
+    for cell in cells:
+        path = record_path(output, cell.key)
+        try:
+            record = read_record(path) if path.is_file() else None
+        except RecordError:
+            continue
+        if record is not None and record["status"] != "ok":
+            label = cell_label(cell, backbones)
+            lines.append(f"{label}: {record['status']}: {record['error']}")
+    return lines
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
+    info = bb.info
+    section = {
+        "name": bb.label,
+        "arch": info.get("arch"),
+        "arch_source": info.get("arch_source"),
+        "weights": info.get("weights"),
+        "weights_sha256": info.get("weights_sha256"),
+        "load_report": info.get("load"),
+        "registry_name": bb.request.name,
+        "num_features": bb.num_features,
+    }
+    if info.get("init_seed") is not None:
+        section["init_seed"] = info["init_seed"]
+    return section
+
+
+def _dataset_section(ds: ResolvedDataset) -> dict[str, Any]:
+    return {
+        "name": ds.name,
+        "root": str(ds.listing.root),
+        "listing_sha256": ds.listing_sha256,
+        "fingerprint": ds.fingerprint.to_dict() if ds.fingerprint is not None else None,
+        "num_classes": len(ds.listing.classnames),
+        "classnames": list(ds.listing.classnames),
+        "num_test": len(ds.listing.test),
+    }
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
