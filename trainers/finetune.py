@@ -24,6 +24,7 @@ from sarfewshot.engine.optim import build_lr_scheduler, build_optimizer
 from sarfewshot.engine.protocol import REQUIRES_IMAGES
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 from sarfewshot.trainers._backbone import BackboneTrainer, init_linear
+from sarfewshot.utils.seeding import torch_generator
 
 
 class FineTuneClassifier(nn.Module):
@@ -58,14 +59,22 @@ class FineTune(BackboneTrainer):
         """Fine-tuning trains on images."""
         return frozenset({REQUIRES_IMAGES})
 
+    @classmethod
+    def initial_model(cls, cfg: Any, backbone: nn.Module, num_classes: int) -> FineTuneClassifier:
+        """The cell's model before training: every weight trainable, the seeded head.
+
+        The grid's batched executor builds each seed's model with it too, so both paths start
+        from the same weights.
+        """
+        backbone.requires_grad_(True)
+        model = FineTuneClassifier(backbone, num_classes)
+        std = float(cfg.TRAINER.FINETUNE.HEAD_INIT_STD)
+        init_linear(model.head, std, torch_generator(int(cfg.SEED), cls.name, "head"))
+        return model
+
     def build_model(self) -> None:
         """Backbone + head on the device; AdamW over every parameter; Dassl's schedule."""
-        backbone = self.take_backbone()
-        backbone.requires_grad_(True)
-        self.model = FineTuneClassifier(backbone, self.num_classes)
-        init_linear(
-            self.model.head, float(self.cfg.TRAINER.FINETUNE.HEAD_INIT_STD), self.head_generator()
-        )
+        self.model = self.initial_model(self.cfg, self.take_backbone(), self.num_classes)
         self.model.to(self.device)
         self.optim = build_optimizer(self.model, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)

@@ -26,6 +26,7 @@ from sarfewshot.engine.optim import build_lr_scheduler, build_optimizer
 from sarfewshot.engine.protocol import REQUIRES_FEATURES, REQUIRES_IMAGES, CellContext, CellData
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 from sarfewshot.trainers._backbone import BackboneTrainer, init_linear
+from sarfewshot.utils.seeding import torch_generator
 
 
 def linear_head(dim: int, num_classes: int, eps: float = 1e-6) -> nn.Sequential:
@@ -88,20 +89,29 @@ class LinearProbe(BackboneTrainer):
             return {"feature_input": True, "feature_dim": int(data.train_features.shape[1])}
         return {"backbone": ctx.new_backbone()}
 
+    @classmethod
+    def initial_head(cls, cfg: Any, dim: int, num_classes: int) -> nn.Sequential:
+        """The cell's head before training (BatchNorm without affine, then the seeded linear).
+
+        The grid's batched executor builds each seed's head with it too.
+        """
+        head = linear_head(dim, num_classes, float(cfg.TRAINER.LINEAR.BN_EPS))
+        std = float(cfg.TRAINER.LINEAR.HEAD_INIT_STD)
+        init_linear(head[1], std, torch_generator(int(cfg.SEED), cls.name, "head"))
+        return head
+
     def build_model(self) -> None:
         """The head (on features) or backbone + head; AdamW over the head; Dassl's schedule."""
-        cfg = self.cfg.TRAINER.LINEAR
         if self.feature_input:
             if self._given_device:
                 self.device = torch.device(self._given_device)
             dim = int(self.feature_dim or self.train_loader_x.dataset[0]["img"].shape[-1])
-            head = linear_head(dim, self.num_classes, float(cfg.BN_EPS))
+            head = self.initial_head(self.cfg, dim, self.num_classes)
             self.model = head
         else:
             backbone = self.take_backbone()
-            head = linear_head(int(backbone.num_features), self.num_classes, float(cfg.BN_EPS))
+            head = self.initial_head(self.cfg, int(backbone.num_features), self.num_classes)
             self.model = FrozenBackboneClassifier(backbone, head)
-        init_linear(head[1], float(cfg.HEAD_INIT_STD), self.head_generator())
         self.model.to(self.device)
         self.optim = build_optimizer(head, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)

@@ -98,7 +98,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(root, tmp_path, monkeypatc
 
     monkeypatch.setattr(BackboneTrainer, "forward_backward", crash_on_seed_2)
     out = tmp_path / "runs"
-    summary, lines = _run(_req(root, out))
+    summary, lines = _run(_req(root, out, serial=True))  # the patch is on the serial path
     assert (summary.ran, summary.failed) == (8, 2)
     records = [json.loads(p.read_text()) for p in record_files(out)]
     failed = [r for r in records if r["status"] == "failed"]
@@ -126,7 +126,7 @@ def test_non_finite_loss_is_recorded_diverged_and_left_out(root, tmp_path, monke
 
     monkeypatch.setattr(BackboneTrainer, "forward_backward", nan_on_seed_2)
     out = tmp_path / "runs"
-    summary, lines = _run(_req(root, out))
+    summary, lines = _run(_req(root, out, serial=True))  # the patch is on the serial path
     assert (summary.ran, summary.failed) == (8, 2)
     records = [json.loads(p.read_text()) for p in record_files(out)]
     diverged = [r for r in records if r["status"] == "diverged"]

@@ -53,6 +53,8 @@ class GridRequest:
         dataset_options: extra keyword options passed to the dataset plug-ins.
         tensorboard: trained cells write per-epoch loss and LR event files under
             ``<output>/tensorboard/<cell id>``.
+        serial: run one cell at a time (the reference path) instead of training the seeds
+            of a (backbone, dataset, protocol, K) group together.
     """
 
     backbones: list[BackboneRequest]
@@ -72,6 +74,7 @@ class GridRequest:
     progress: bool | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     tensorboard: bool = False
+    serial: bool = False
 
 
 @dataclass

@@ -207,8 +207,12 @@ class GridRunner:
         )
 
     def executor(self, ws: Workspace) -> Executor:
-        """The executor that runs the pending cells."""
-        return SerialExecutor(ws)
+        """``SerialExecutor`` under ``serial`` (``--serial``), else the batched executor."""
+        if self.req.serial:
+            return SerialExecutor(ws)
+        from sarfewshot.engine.grid.batched import BatchedExecutor
+
+        return BatchedExecutor(ws)
 
     def run(self) -> GridSummary:
         """Run the pending cells, then aggregate every record of the run folder."""
