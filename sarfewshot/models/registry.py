@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "SARFEWSHOT_WEIGHTS"
 TIMM_PREFIX = "timm:"
+TORCHGEO_PREFIX = "torchgeo:"
 
 IRPE_RULE = (
     "release pretraining file {'model': state dict ('module.' prefix), 'epoch', 'args'} or a bare"
@@ -269,10 +270,26 @@ def _timm_spec(name: str) -> BackboneSpec:
     )
 
 
+def _torchgeo_spec(name: str) -> BackboneSpec:
+    body = name[len(TORCHGEO_PREFIX) :].strip()
+    return BackboneSpec(
+        name=f"{TORCHGEO_PREFIX}{body}",
+        description=f"torchgeo weights {body} (SAR bands; chip mapped to dB per channel)",
+        family="torchgeo",
+        default_arch=f"{TORCHGEO_PREFIX}{body}",
+        checkpoint_format="torchgeo's state dict of those weights (--weights PATH, else torchgeo)",
+        expected_file=None,
+        needs_weights=False,
+        accepts=(),
+    )
+
+
 def get_backbone_spec(name: str) -> BackboneSpec:
-    """The spec of a registered name or alias, or of ``timm:<model_name>``."""
+    """The spec of a registered name or alias, ``timm:<model_name>`` or ``torchgeo:<weights>``."""
     if name.lower().startswith(TIMM_PREFIX):
         return _timm_spec(name)
+    if name.lower().startswith(TORCHGEO_PREFIX):
+        return _torchgeo_spec(name)
     return BACKBONE_REGISTRY.get(name)
 
 
@@ -467,6 +484,8 @@ def build_backbone(
     """
     spec = get_backbone_spec(name)
     path = resolve_weights(spec, weights, weights_dir)
+    if spec.family == "torchgeo":
+        return _build_torchgeo(spec, path, img_size, seed)
     state_dict = digest = None
     dropped = 0
     if path is not None:
@@ -505,6 +524,25 @@ def build_backbone(
         "load": _load_counts(report, dropped),
         "input": adapter.describe() if adapter is not None else {"kind": "grey1", "channels": 1},
         "feature": spec.feature or _default_feature(arch_spec),
+    }
+    return model
+
+
+def _build_torchgeo(spec: BackboneSpec, path: Path | None, img_size: int, seed: int) -> nn.Module:
+    from sarfewshot.models.torchgeo_backbones import build_torchgeo
+
+    model, extra = build_torchgeo(spec.name, path, seed)
+    model.backbone_info = {
+        "name": spec.name,
+        "family": "torchgeo",
+        "arch": spec.default_arch,
+        "arch_source": "name",
+        "img_size": img_size,
+        "num_features": int(model.num_features),
+        "weights": str(path) if path is not None else spec.name,
+        "weights_sha256": sha256_file(path) if path is not None else None,
+        "seed": None,
+        **extra,
     }
     return model
 
