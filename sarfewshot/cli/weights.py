@@ -20,7 +20,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fetch = actions.add_parser("fetch", help="download NAME's weights into the hub cache")
+    fetch = actions.add_parser(
+        "fetch",
+        help="download NAME's weights into the hub cache",
+        description=(
+            "Download the weights of backbone NAME from its first Hugging Face source into the "
+            "Hugging Face cache, check a pinned sha256, and print the local path and the "
+            "--weights value that loads it."
+        ),
+    )
     fetch.add_argument("name", help="a registered backbone name (sarfewshot backbones)")
     fetch.set_defaults(func=run_fetch)
     return parser
