@@ -22,6 +22,10 @@ packages += ["sarfewshot.datasets", "sarfewshot.trainers", "sarfewshot.configs"]
 EXTRAS = {
     "plots": ["matplotlib"],
     "tensorboard": ["tensorboard"],
+    # --weights hf://OWNER/REPO/PATH and `sarfewshot weights fetch`
+    "hub": ["huggingface_hub>=0.20"],
+    # torchgeo:<weights> backbones (Sentinel-1 SSL4EO-S12 and other SAR-capable weights)
+    "torchgeo": ["torchgeo>=0.6"],
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.

@@ -12,8 +12,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="list backbones, their architectures and whether their weights are found",
         description=(
             "List the registered backbones with their default architecture, the weights file "
-            "each expects under $SARFEWSHOT_WEIGHTS (or --weights-dir) and whether it is there. "
-            "Any timm model also works as timm:<model_name>."
+            "each expects under $SARFEWSHOT_WEIGHTS (or --weights-dir), whether it is there, and "
+            "the known public sources of each (Hugging Face, Kaggle, BaiduYun). Any timm model "
+            "also works as timm:<model_name>; --weights also takes hf://OWNER/REPO/PATH[@REV]."
         ),
     )
     parser.add_argument(
@@ -33,6 +34,15 @@ def _found_cell(row: dict) -> str:
     if row["found"]:
         return "found"
     return "missing" if row["needs_weights"] else "optional"
+
+
+def _source_lines(rows: list[dict]) -> list[str]:
+    """One ``- names: sources`` line per distinct source list (release names share theirs)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for row in rows:
+        if row["sources"]:
+            groups.setdefault(tuple(row["sources"]), []).append(row["name"])
+    return [f"- {', '.join(names)}: {'; '.join(src)}" for src, names in groups.items()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"weights folder: {folder if folder is not None else '(not set: $SARFEWSHOT_WEIGHTS)'}")
     print(f"Where to get them: {RELEASE_WHERE}.")
+    print()
+    print("Known public sources (`sarfewshot weights fetch NAME` downloads the first hf: file):")
+    for line in _source_lines(rows):
+        print(line)
     print("With a checkpoint the architecture is inferred from its keys; --arch overrides it.")
     if args.archs:
         print()

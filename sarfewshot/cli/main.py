@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "pretrain",
     "data",
     "backbones",
+    "weights",
     "demo",
     "dassl_train",
 )

@@ -6,7 +6,11 @@ Three families of strings are accepted wherever an ``arch`` is asked for:
 - an iRPE spec ``"irpe:patch=8,dim=64,depth=2,heads=2[,cls=0][,mlp=4][,chans=1][,pool=avg]"``
   or a plain-ViT spec ``"vit:..."`` with the same fields (plain ViTs have an absolute position
   embedding and come from timm);
-- ``"timm:<model_name>"``: any timm model, created with ``in_chans=1`` and no head.
+- ``"timm:<model_name>"``: any timm model, created with ``in_chans=1`` and no head;
+- a HiViT spec ``"hivit:patch=16,dim=512,depths=2-2-20,heads=8[,stem_mlp=3][,chans=3]"``
+  (SARATR-X): ``depths`` lists the blocks per stage, the last stage being the main one;
+- a partial spec ``"heads=3"`` (fields only, no family): with a checkpoint, it fills in what
+  the weights cannot say and everything else is still inferred (:func:`parse_partial_arch`).
 
 A plain ViT with ``cls=0`` is read by mean pooling (I-JEPA encoders); with a class token the
 class token after the final norm is the feature, as for the iRPE ViT.
@@ -28,6 +32,9 @@ _FIELDS = {
     "cls": "class_token",
     "qkv_bias": "qkv_bias",
     "pool": "pool",
+    "fc_norm": "fc_norm",
+    "depths": "depths",
+    "stem_mlp": "stem_mlp_ratio",
 }
 
 
@@ -36,7 +43,10 @@ class ArchSpec:
     """Geometry of a backbone.
 
     ``family`` is ``"irpe"`` (this package's iRPE ViT), ``"vit"`` (timm VisionTransformer built
-    from these fields) or ``"timm"`` (a named timm model, ``timm_name``; the other fields unused).
+    from these fields), ``"hivit"`` (:class:`sarfewshot.models.hivit.HiViT`; ``depths`` per stage,
+    ``depth`` = the main stage's) or ``"timm"`` (a named timm model, ``timm_name``; the other
+    fields unused). ``fc_norm`` puts a fresh LayerNorm after the mean pooling (MAE fine-tuning
+    readout: SARMAE, SARATR-X) instead of the final norm on every token.
     """
 
     family: str = "irpe"
@@ -50,6 +60,9 @@ class ArchSpec:
     qkv_bias: bool = True
     timm_name: str | None = None
     pool: str | None = None
+    fc_norm: bool = False
+    depths: tuple[int, ...] = ()
+    stem_mlp_ratio: float = 3.0
 
     @property
     def global_pool(self) -> str:
@@ -62,6 +75,8 @@ class ArchSpec:
         """Canonical spec string; :func:`parse_arch` reads it back to an equal spec."""
         if self.family == "timm":
             return f"timm:{self.timm_name}"
+        if self.family == "hivit":
+            return self._hivit_string()
         parts = [
             f"patch={self.patch_size}",
             f"dim={self.embed_dim}",
@@ -78,7 +93,24 @@ class ArchSpec:
             parts.append("qkv_bias=0")
         if self.pool and self.pool != ("token" if self.class_token else "avg"):
             parts.append(f"pool={self.pool}")
+        if self.fc_norm:
+            parts.append("fc_norm=1")
         return f"{self.family}:" + ",".join(parts)
+
+    def _hivit_string(self) -> str:
+        parts = [
+            f"patch={self.patch_size}",
+            f"dim={self.embed_dim}",
+            "depths=" + "-".join(str(d) for d in self.depths),
+            f"heads={self.num_heads}",
+        ]
+        if self.mlp_ratio != 4.0:
+            parts.append(f"mlp={self.mlp_ratio:g}")
+        if self.stem_mlp_ratio != 3.0:
+            parts.append(f"stem_mlp={self.stem_mlp_ratio:g}")
+        if self.in_chans != 1:
+            parts.append(f"chans={self.in_chans}")
+        return "hivit:" + ",".join(parts)
 
     def irpe_kwargs(self) -> dict:
         """Keyword arguments of :class:`sarfewshot.models.vit_irpe.IRPEViT`."""
@@ -113,6 +145,11 @@ ARCH_PRESETS: dict[str, ArchSpec] = {
     "vit_small_patch16": _vit(16, 384, 12, 6),
     "vit_tiny_patch16": _vit(16, 192, 12, 3),
     "vit_base_patch16_nocls": _vit(16, 768, 12, 12, cls=False),
+    "vit_large_patch16": _vit(16, 1024, 24, 16),
+    # SARATR-X's encoder: HiViT-B (stem stages of 2 x 2 MLP blocks, 20 attention blocks)
+    "hivit_base_patch16": ArchSpec(
+        "hivit", 16, 512, 20, 8, in_chans=3, class_token=False, depths=(2, 2, 20)
+    ),
 }
 
 
@@ -123,13 +160,15 @@ def list_archs() -> list[str]:
 
 def _parse_value(field: str, text: str, spec: str):
     try:
-        if field == "mlp_ratio":
+        if field in ("mlp_ratio", "stem_mlp_ratio"):
             return float(text)
+        if field == "depths":
+            return tuple(int(d) for d in text.split("-"))
         if field == "pool":
             if text not in ("token", "avg"):
                 raise ValueError(text)
             return text
-        if field in ("class_token", "qkv_bias"):
+        if field in ("class_token", "qkv_bias", "fc_norm"):
             if text not in ("0", "1"):
                 raise ValueError(text)
             return text == "1"
@@ -138,7 +177,7 @@ def _parse_value(field: str, text: str, spec: str):
         raise ConfigError(f"arch {spec!r}: bad value {text!r} for {field}") from None
 
 
-def _parse_fields(family: str, body: str, spec: str) -> ArchSpec:
+def _field_values(body: str, spec: str) -> dict:
     values: dict = {}
     for item in filter(None, (p.strip() for p in body.split(","))):
         key, sep, text = item.partition("=")
@@ -149,15 +188,48 @@ def _parse_fields(family: str, body: str, spec: str) -> ArchSpec:
             )
         field = _FIELDS[key.strip()]
         values[field] = _parse_value(field, text.strip(), spec)
-    for required in ("patch_size", "embed_dim", "depth", "num_heads"):
-        if required not in values:
-            raise ConfigError(f"arch {spec!r}: missing field for {required}")
-    arch = ArchSpec(family=family, **values)
-    if arch.embed_dim % arch.num_heads:
+    return values
+
+
+def check_arch(arch: ArchSpec, spec: str) -> ArchSpec:
+    """``arch`` if its fields agree with each other, else a ConfigError naming ``spec``."""
+    if arch.num_heads < 1 or arch.embed_dim % arch.num_heads:
         raise ConfigError(f"arch {spec!r}: dim {arch.embed_dim} not divisible by heads")
     if arch.global_pool == "token" and not arch.class_token:
         raise ConfigError(f"arch {spec!r}: pool=token needs a class token")
     return arch
+
+
+def _parse_fields(family: str, body: str, spec: str) -> ArchSpec:
+    values = _field_values(body, spec)
+    depth_field = "depths" if family == "hivit" else "depth"
+    for required in ("patch_size", "embed_dim", depth_field, "num_heads"):
+        if required not in values:
+            raise ConfigError(f"arch {spec!r}: missing field for {required}")
+    if family == "hivit":
+        values["depth"] = values["depths"][-1]
+        values.setdefault("class_token", False)
+    return check_arch(ArchSpec(family=family, **values), spec)
+
+
+def is_partial_arch(spec: str | ArchSpec | None) -> bool:
+    """Whether ``spec`` is a partial arch (``"heads=3"``: fields without a family or preset)."""
+    if not isinstance(spec, str):
+        return False
+    text = spec.strip()
+    return bool(text) and ":" not in text and "=" in text and text.lower() not in ARCH_PRESETS
+
+
+def parse_partial_arch(spec: str) -> dict:
+    """The fields of a partial arch ``"heads=3[,mlp=4...]"`` as ArchSpec field values."""
+    return _field_values(spec.strip(), spec)
+
+
+def apply_partial_arch(arch: ArchSpec, fields: dict, spec: str) -> ArchSpec:
+    """``arch`` with the fields of a partial arch replacing its own, checked."""
+    if "depths" in fields and arch.family == "hivit":
+        fields = {**fields, "depth": fields["depths"][-1]}
+    return check_arch(dataclasses.replace(arch, **fields), spec)
 
 
 def parse_arch(spec: str | ArchSpec) -> ArchSpec:
@@ -173,9 +245,10 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
         if not body.strip():
             raise ConfigError(f"arch {spec!r}: give a timm model name after 'timm:'")
         return ArchSpec(family="timm", timm_name=body.strip())
-    if sep and family in ("irpe", "vit"):
+    if sep and family in ("irpe", "vit", "hivit"):
         return _parse_fields(family, body, text)
     raise ConfigError(
         f"unknown arch {spec!r}; use a preset ({', '.join(list_archs())}), "
-        "'irpe:patch=..,dim=..,depth=..,heads=..[,cls=0]', 'vit:...' or 'timm:<model_name>'"
+        "'irpe:patch=..,dim=..,depth=..,heads=..[,cls=0]', 'vit:...', 'hivit:...', "
+        "'timm:<model_name>', or with a checkpoint a partial 'heads=H'"
     )

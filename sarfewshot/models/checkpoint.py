@@ -55,6 +55,8 @@ RPE_TABLE_KEY = "blocks.0.attn.rpe_k.lookup_table_weight"
 PATCH_KEY = "patch_embed.proj.weight"
 # head counts of the standard ViT widths (plain-ViT weights do not reveal the head count)
 STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
+# SARMAE's pretraining file nests the MAE under this prefix beside optical / alignment modules
+SARMAE_PREFIX = "sar_encoder."
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -227,29 +229,89 @@ def infer_irpe_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return geo
 
 
-def infer_vit_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
+def standard_heads(dim: int, what: str, full_spec: str, heads: int | None = None) -> int:
+    """``heads`` if given, else the head count of a standard width (ViT-Ti/S/B/L/H, HiViT-B).
+
+    Raises:
+        WeightsError: for another width, asking for the partial ``--arch heads=H``.
+    """
+    if heads is not None:
+        return heads
+    if dim not in STANDARD_HEADS:
+        raise WeightsError(
+            f"{what}'s weights do not say its head count, and width {dim} is not a standard "
+            f'one ({sorted(STANDARD_HEADS)}); pass --arch heads=H (Python: arch="heads=H"; '
+            f"the rest is still inferred) or a full --arch {full_spec}"
+        )
+    return STANDARD_HEADS[dim]
+
+
+def infer_vit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
     """Geometry of a plain ViT (absolute ``pos_embed``).
 
-    Its weights do not reveal the head count, so it comes from the standard widths (ViT-Ti/S/B/
-    L/H: 192/3, 384/6, 768/12, 1024/16, 1280/16); any other width needs an explicit arch.
+    Its weights do not reveal the head count, so it comes from ``heads`` or the standard widths
+    (ViT-Ti/S/B/L/H: 192/3, 384/6, 768/12, 1024/16, 1280/16); any other width needs it given.
     """
     geo = _common_geometry(state_dict)
     dim = geo["embed_dim"]
-    if dim not in STANDARD_HEADS:
-        raise WeightsError(
-            f"a plain ViT's weights do not say its head count, and width {dim} is not a standard "
-            f"one ({sorted(STANDARD_HEADS)}); pass --arch vit:patch={geo['patch_size']},dim={dim},"
-            f"depth={geo['depth']},heads=H{'' if geo['class_token'] else ',cls=0'}"
-        )
-    geo["num_heads"] = STANDARD_HEADS[dim]
+    full = (
+        f"vit:patch={geo['patch_size']},dim={dim},depth={geo['depth']},heads=H"
+        f"{'' if geo['class_token'] else ',cls=0'}"
+    )
+    geo["num_heads"] = standard_heads(dim, "a plain ViT", full, heads)
     geo["global_pool"] = "token" if geo["class_token"] else "avg"
     return geo
+
+
+def _stage_layout(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Kind of each HiViT ``blocks.N``: ``stem`` (MLP only), ``merge`` or ``main`` (attention)."""
+    kinds = []
+    for i in _block_indices(state_dict):
+        if f"blocks.{i}.reduction.weight" in state_dict:
+            kinds.append("merge")
+        else:
+            kinds.append("main" if f"blocks.{i}.attn.qkv.weight" in state_dict else "stem")
+    return kinds
+
+
+def infer_hivit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
+    """Geometry of a HiViT (SARATR-X) from its keys: stages, widths, sub-patch grid, ratios."""
+    kinds = _stage_layout(state_dict)
+    if not kinds or kinds[-1] != "main" or "merge" not in kinds:
+        raise WeightsError("cannot infer the HiViT stages: blocks.N.* keys are not stem/merge/main")
+    cuts = [i for i, k in enumerate(kinds) if k == "merge"]
+    bounds = [-1, *cuts]
+    stems = [cuts[j] - bounds[j] - 1 for j in range(len(cuts))]
+    if any(n % 2 for n in stems) or "merge" in kinds[cuts[-1] + 1 :]:
+        raise WeightsError(f"HiViT stem stages of {stems} MLP blocks: expected an even count each")
+    depths = (*(n // 2 for n in stems), len(kinds) - cuts[-1] - 1)
+    conv = _need(state_dict, PATCH_KEY, "patch embedding")
+    dim = int(_need(state_dict, f"blocks.{len(kinds) - 1}.attn.qkv.weight", "width").shape[1])
+    main_fc1 = state_dict[f"blocks.{len(kinds) - 1}.mlp.fc1.weight"]
+    stem_fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
+    patch = int(conv.shape[-1]) * 2 ** len(cuts)
+    full = f"hivit:patch={patch},dim={dim},depths={'-'.join(map(str, depths))},heads=H"
+    return {
+        "patch_size": patch,
+        "in_chans": int(conv.shape[1]),
+        "embed_dim": dim,
+        "depth": depths[-1],
+        "depths": depths,
+        "num_heads": standard_heads(dim, "a HiViT", full, heads),
+        "mlp_ratio": float(main_fc1.shape[0]) / dim,
+        "stem_mlp_ratio": float(stem_fc1.shape[0]) / conv.shape[0] if stem_fc1 is not None else 3.0,
+        "qkv_bias": f"blocks.{len(kinds) - 1}.attn.qkv.bias" in state_dict,
+        "class_token": False,
+        "global_pool": "avg",
+    }
 
 
 #: What each detected checkpoint family is, for messages (see :func:`detect_family`).
 FAMILY_LABELS = {
     "irpe": "the iRPE ViT of the SAR-JEPA release (blocks.N.attn.rpe_k tables)",
     "vit": "a plain timm ViT (absolute pos_embed, no iRPE tables)",
+    "hivit": "a HiViT (SARATR-X: absolute_pos_embed, patch-merging blocks)",
+    "sarmae": "a SARMAE pretraining file (the ViT nested under sar_encoder.)",
     None: "an unrecognised architecture (neither an iRPE table nor an absolute pos_embed)",
 }
 
@@ -258,27 +320,50 @@ def detect_family(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The model family a (prefix-stripped) state dict belongs to, from its keys alone.
 
     ``"irpe"`` when it holds an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``), whatever
-    else it holds (the release's iRPE files carry an unused ``pos_embed``); else ``"vit"`` when it
-    has an absolute ``pos_embed`` (a timm / MAE / I-JEPA ViT); else None.
+    else it holds (the release's iRPE files carry an unused ``pos_embed``); ``"hivit"`` for an
+    ``absolute_pos_embed`` with patch-merging blocks (SARATR-X); ``"sarmae"`` for a ViT nested
+    under ``sar_encoder.`` (SARMAE); else ``"vit"`` when it has an absolute ``pos_embed`` (a timm /
+    MAE / I-JEPA ViT); else None.
     """
     if RPE_TABLE_KEY in state_dict:
         return "irpe"
+    merges = any(k.endswith(".reduction.weight") for k in state_dict)
+    if "absolute_pos_embed" in state_dict and merges:
+        return "hivit"
+    if f"{SARMAE_PREFIX}pos_embed" in state_dict:
+        return "sarmae"
     if "pos_embed" in state_dict:
         return "vit"
     return None
 
 
-def infer_arch(state_dict: Mapping[str, torch.Tensor], in_chans: int = 1) -> ArchSpec:
+def unwrap_sarmae(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ViT of a SARMAE file: the ``sar_encoder.`` keys without the prefix (others dropped)."""
+    n = len(SARMAE_PREFIX)
+    return {k[n:]: v for k, v in state_dict.items() if k.startswith(SARMAE_PREFIX)}
+
+
+def infer_arch(
+    state_dict: Mapping[str, torch.Tensor], in_chans: int = 1, heads: int | None = None
+) -> ArchSpec:
     """The :class:`ArchSpec` a state dict was trained with.
 
-    The family comes from :func:`detect_family`, the geometry from the tensor shapes. A
-    3-channel patch embedding becomes ``in_chans`` (1) since :func:`adapt_state_dict` sums it.
+    The family comes from :func:`detect_family`, the geometry from the tensor shapes; ``heads``
+    supplies the head count that plain-ViT and HiViT weights do not store. A 3-channel patch
+    embedding becomes ``in_chans`` (1) since :func:`adapt_state_dict` sums it; pass
+    ``in_chans=3`` to keep it (the model-specific input adaptation then replicates the chip).
     """
     family = detect_family(state_dict)
+    if family == "sarmae":
+        state_dict, family = unwrap_sarmae(state_dict), "vit"
     if family == "irpe":
         geo = infer_irpe_arch(state_dict)
+        if heads is not None:
+            geo["num_heads"] = heads
     elif family == "vit":
-        geo = infer_vit_arch(state_dict)
+        geo = infer_vit_arch(state_dict, heads)
+    elif family == "hivit":
+        geo = infer_hivit_arch(state_dict, heads)
     else:
         raise WeightsError(
             "cannot tell the architecture: the checkpoint has neither an iRPE table "
@@ -331,6 +416,8 @@ def adapt_state_dict(
         logger.info("summed the 3-channel patch embedding to 1 channel")
     if grid is not None and "pos_embed" in out:
         out["pos_embed"] = interpolate_pos_embed(out["pos_embed"], grid, num_prefix_tokens)
+    if grid is not None and "absolute_pos_embed" in out:  # HiViT: no prefix tokens
+        out["absolute_pos_embed"] = interpolate_pos_embed(out["absolute_pos_embed"], grid, 0)
     return out
 
 

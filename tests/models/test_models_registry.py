@@ -99,8 +99,11 @@ def test_ijepa_encoder_layout_is_mean_pooled(tmp_path):
     net = build_backbone("ijepa", weights=path, img_size=32).eval()
     x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        want = enc.forward_features(x).mean(dim=1)  # norm on every token, then mean
-        assert torch.allclose(net.forward_features(x), want, atol=1e-6)
+        # an I-JEPA file: the target (EMA) encoder is the one evaluated, as in the paper
+        want_target = target.forward_features(x).mean(dim=1)  # norm on every token, then mean
+        assert torch.allclose(net.forward_features(x), want_target, atol=1e-6)
+        want = enc.forward_features(x).mean(dim=1)
+    assert net.backbone_info["input"] == {"kind": "grey1", "channels": 1}  # 1-channel file
     assert "cls=0" in net.backbone_info["arch"]
     # one flat state dict, as this toolkit's pretraining writes it
     flat = {"encoder." + k: v for k, v in enc.state_dict().items()}
