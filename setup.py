@@ -25,7 +25,7 @@ EXTRAS = {
     # --weights hf://OWNER/REPO/PATH and `sarfewshot weights fetch`
     "hub": ["huggingface_hub>=0.20"],
     # torchgeo:<weights> backbones (Sentinel-1 SSL4EO-S12 and other SAR-capable weights)
-    "torchgeo": ["torchgeo>=0.6"],
+    "torchgeo": ["torchgeo>=0.6", "requests"],  # torchgeo imports requests without declaring it
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.

@@ -53,6 +53,9 @@ def test_added_chips_make_finished_cells_stale(mstar_copy, tmp_path, capsys):
     assert _eval(mstar_copy, out) == 0
     record = json.loads(record_files(out)[0].read_text())
     assert record["dataset"]["fingerprint"]["method"] == "content"
+    # the backbone section says how the chip was fed and which feature the head saw
+    assert record["backbone"]["input"] == {"kind": "grey1", "channels": 1}
+    assert record["backbone"]["feature"]
     test_dir = mstar_copy / "MSTAR_SOC" / "TEST" / "T72"
     shutil.copy(next(test_dir.iterdir()), test_dir / "extra_chip.jpeg")
     capsys.readouterr()

@@ -148,6 +148,8 @@ def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
         "name": bb.label,
         "arch": info.get("arch"),
         "arch_source": info.get("arch_source"),
+        "input": info.get("input"),  # the model's own input adaptation (channels, normalisation)
+        "feature": info.get("feature"),  # which tensor the classifier head receives
         "weights": info.get("weights"),
         "weights_sha256": info.get("weights_sha256"),
         "load_report": info.get("load"),
