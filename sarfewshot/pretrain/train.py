@@ -111,6 +111,7 @@ class Meter:
 
     loss: float = 0.0
     target_var: float = 0.0
+    grad_norm: float = 0.0
     steps: int = 0
     images: int = 0
     since: float = field(default_factory=time.perf_counter)
@@ -138,6 +139,8 @@ class Run:
     stop_requested: bool = False
     # True while the optimizer updates the weights: an interrupt there leaves no consistent state
     updating: bool = False
+    # rank 0's TensorBoard SummaryWriter (None: off, or another rank)
+    writer: Any = None
 
     @property
     def accum(self) -> int:
@@ -466,18 +469,31 @@ def forward_backward(run: Run, images: torch.Tensor, micro: int) -> dict[str, to
     return {k: v.detach() for k, v in out.items()}
 
 
-def optimizer_step(run: Run) -> None:
-    """Clip (optional), step, update the scaler, zero the grads, run the method's hook."""
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The global L2 norm of the (unscaled, already all-reduced) gradients."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+def optimizer_step(run: Run) -> float:
+    """Clip (optional), step, update the scaler, zero the grads, run the method's hook.
+
+    Returns the gradient norm before clipping (logged; the same on every rank after DDP's
+    all-reduce).
+    """
     clip = float(run.cfg.OPTIM.CLIP_GRAD)
+    run.scaler.unscale_(run.optimizer)  # a no-op unless fp16 loss scaling is on
     if clip > 0:
-        run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+        norm = torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+    else:
+        norm = grad_norm(run.module)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     hook = getattr(run.module, "after_step", None)
     if hook is not None:
         hook((run.pos.step + 1) / max(run.schedule.total, 1))
+    return float(norm)
 
 
 def _set_lr(run: Run) -> float:
@@ -492,6 +508,7 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
     stats = torch.tensor([meter.loss, meter.target_var], dtype=torch.float64)
     stats = all_reduce_mean(stats.to(run.info.device), run.info).cpu() / max(meter.steps, 1)
     loss, tvar = float(stats[0]), float(stats[1])
+    gnorm = meter.grad_norm / max(meter.steps, 1)
     if not math.isfinite(loss):
         raise SarFewShotError(
             f"pretraining loss is {loss} at step {run.pos.step}; lower OPTIM.BASE_LR or set "
@@ -505,11 +522,46 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
         "lr": lr,
         "img_s": meter.images * run.info.world_size / elapsed,
         "target_var": tvar,
+        "grad_norm": gnorm,
     }
     if run.info.is_main:
         with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        _write_tensorboard(run, record)
     return Meter()
+
+
+def _write_tensorboard(run: Run, record: dict[str, Any]) -> None:
+    if run.writer is None:
+        return
+    from sarfewshot.utils.tensorboard import write_scalars
+
+    names = ("loss", "lr", "target_var", "img_s", "grad_norm")
+    write_scalars(run.writer, record["step"], {k: record[k] for k in names}, prefix="pretrain/")
+    run.writer.flush()
+
+
+def open_tensorboard(run: Run) -> None:
+    """Rank 0: a SummaryWriter under ``<output>/tensorboard/`` when ``TRAIN.TENSORBOARD``.
+
+    A resumed run purges the events past its checkpoint's step, as ``log.jsonl`` drops its
+    lines. Without the tensorboard package the run goes on with a one-line note.
+    """
+    if not (run.info.is_main and run.cfg.TRAIN.TENSORBOARD):
+        return
+    from sarfewshot.utils.tensorboard import summary_writer
+
+    try:
+        run.writer = summary_writer(run.out / "tensorboard", purge_step=run.pos.step)
+    except ConfigError as exc:
+        print(f"note: no TensorBoard event files ({exc})", file=sys.stderr)
+
+
+def close_tensorboard(run: Run) -> None:
+    """Flush and close the event file (rank 0)."""
+    if run.writer is not None:
+        run.writer.close()
+        run.writer = None
 
 
 def _end_of_epoch(run: Run) -> None:
@@ -525,7 +577,16 @@ def _end_of_epoch(run: Run) -> None:
     save_checkpoint(run.out / CHECKPOINT_LAST, payload)
 
 
-def train_epoch(run: Run, bar: Any) -> None:
+def _report(run: Run, bar: Any, beat: Any, loss: float, lr: float) -> None:
+    """Advance the tqdm bar (terminal) or the heartbeat (redirected stdout)."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+    if beat is not None:
+        beat.update(run.pos.step, f"loss {loss:.4f}, lr {lr:.2e}")
+
+
+def train_epoch(run: Run, bar: Any, beat: Any = None) -> None:
     """Run the current epoch from its position, stopping early at ``max_steps``."""
     meter, lr = run.meter, run.schedule.at(run.pos.step)
     every = int(run.cfg.TRAIN.LOG_EVERY)
@@ -539,15 +600,14 @@ def train_epoch(run: Run, bar: Any) -> None:
         if micro != run.accum - 1:
             continue
         run.updating = True
-        optimizer_step(run)
+        norm = optimizer_step(run)
         run.pos.step += 1
         run.updating = False
         meter.loss += float(out["loss"])
         meter.target_var += float(out["target_var"])
+        meter.grad_norm += norm
         meter.steps += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(out['loss']):.4f}", lr=f"{lr:.2e}")
+        _report(run, bar, beat, float(out["loss"]), lr)
         if run.pos.step % every == 0 or run.pos.step >= run.max_steps:
             meter = run.meter = _log(run, meter, lr)
         if run.pos.step >= run.max_steps:
@@ -564,6 +624,15 @@ def _progress_bar(run: Run):
     from tqdm import tqdm
 
     return tqdm(total=run.max_steps, initial=run.pos.step, desc=f"pretrain {run.cfg.METHOD}")
+
+
+def _heartbeat(run: Run):
+    """One progress line per ``SARFEWSHOT_PROGRESS_INTERVAL`` seconds when stdout is a file."""
+    from sarfewshot.utils.progress import Heartbeat, heartbeat_wanted
+
+    if not (run.info.is_main and heartbeat_wanted()):
+        return None
+    return Heartbeat(f"pretrain {run.cfg.METHOD}", total=run.max_steps, unit="step")
 
 
 def _announce(run: Run) -> None:
@@ -637,12 +706,12 @@ def train(run: Run) -> Path:
         PretrainInterrupted: on Ctrl-C, after saving the last finished step.
     """
     run.module.train()
-    bar = _progress_bar(run)
+    bar, beat = _progress_bar(run), _heartbeat(run)
     try:
         epochs = int(run.cfg.OPTIM.EPOCHS)
         with _graceful_sigint(run):
             while run.pos.step < run.max_steps and run.pos.epoch < epochs:
-                train_epoch(run, bar)
+                train_epoch(run, bar, beat)
     except KeyboardInterrupt:
         raise PretrainInterrupted(save_interrupted(run), run.pos.step) from None
     finally:
@@ -721,8 +790,12 @@ def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
             run.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.out / "config.yaml", cfg.dump())
         _announce(run)
+        open_tensorboard(run)
         barrier(info)
-        return train(run)
+        try:
+            return train(run)
+        finally:
+            close_tensorboard(run)
     finally:
         cleanup(info)
 
