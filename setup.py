@@ -22,6 +22,10 @@ packages += ["sarfewshot.datasets", "sarfewshot.trainers", "sarfewshot.configs"]
 EXTRAS = {
     "plots": ["matplotlib"],
     "tensorboard": ["tensorboard"],
+    # streaming reads of the packed pretraining shards (the toolkit's own reader needs only tarfile)
+    "shards": ["webdataset"],
+    # --launcher slurm|local (eval job arrays, multi-node pretraining)
+    "slurm": ["submitit"],
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.

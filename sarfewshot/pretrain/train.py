@@ -54,7 +54,7 @@ from sarfewshot.pretrain.data import (
     AugmentSpec,
     EpochSampler,
     UnlabelledImages,
-    find_unlabelled_images,
+    build_unlabelled,
 )
 from sarfewshot.pretrain.distributed import (
     DistInfo,
@@ -180,8 +180,7 @@ def _dataset(cfg: CfgNode) -> UnlabelledImages:
         hflip=cfg.INPUT.HFLIP,
         contrast=cfg.INPUT.CONTRAST,
     )
-    files = find_unlabelled_images(list(cfg.DATA.ROOTS))
-    return UnlabelledImages(files, spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
+    return build_unlabelled(list(cfg.DATA.ROOTS), spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
 
 
 def _steps_per_epoch(cfg: CfgNode, sampler: EpochSampler, world: int) -> int:
