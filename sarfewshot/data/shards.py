@@ -25,6 +25,7 @@ shards and index. This module imports nothing from the model side.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 import json
 import os
@@ -117,8 +118,9 @@ class _ShardWriter:
     def __init__(self, folder: Path, number: int) -> None:
         self.name = f"shard-{number:06d}"
         self.path = folder / f"{self.name}.tar"
-        self.file = open(self.path, "wb")
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        # open across many add() calls; close() ends both
+        self.file = open(self.path, "wb")  # noqa: SIM115
+        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.rows: list[tuple[float, float, float]] = []
 
     def add(self, key: str, npy: bytes, meta: bytes, nominal: float | None) -> None:
@@ -329,10 +331,8 @@ class ShardReader:
         self._fds.clear()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 def iter_members(folder: str | Path) -> Iterable[tuple[str, bytes]]:
