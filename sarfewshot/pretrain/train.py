@@ -12,11 +12,14 @@ weights belong to), ``scaler``, ``args`` (an ``argparse.Namespace`` of plain val
 batch size) and ``config`` (the YAML text). Everything loads with ``torch.load(weights_only=True)``
 and ``argparse.Namespace`` allow-listed.
 
-Exact resume: the augmentation of image ``i`` in epoch ``e`` is drawn from ``(seed, e, i)``, the
-masks of micro-batch ``k`` of step ``s`` on rank ``r`` from ``(seed, r, s, k)``, the sampler's
-permutation from ``(seed, e)``, and the learning rate is a function of the step, so continuing
-from a checkpoint reproduces the uninterrupted run. Resuming drops the lines of ``log.jsonl``
-past the checkpoint's step, so the log holds each step once.
+Exact resume and any world size: the augmentation and the masks of image ``i`` in epoch ``e``
+are drawn from ``(seed, e, i)``, the sampler's permutation from ``(seed, e)`` (rank ``r`` of
+``R`` takes positions ``r, r + R, ...``), and the learning rate is a function of the step, so
+continuing from a checkpoint reproduces the uninterrupted run, and a global batch of ``B``
+gives the same update on one process as on ``R`` processes of ``B / R`` (up to the float
+rounding of DDP's gradient average). Exceptions: drop path (off in the presets) draws per
+micro-batch from ``(seed, rank, step, micro)``, and I-JEPA's block shapes per batch. Resuming
+drops the lines of ``log.jsonl`` past the checkpoint's step, so the log holds each step once.
 
 No lost work: a run refuses an output folder that already holds a checkpoint unless it resumes
 (``--resume``) or is told to start afresh (``--overwrite``, which deletes the old checkpoints and
@@ -420,8 +423,8 @@ def _log_step(line: str) -> int | None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _loader(run: Run) -> Iterator[torch.Tensor]:
-    """This epoch's remaining micro-batches (whole optimizer steps only)."""
+def _loader(run: Run) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """This epoch's remaining micro-batches (whole optimizer steps only), with their indices."""
     from torch.utils.data import DataLoader
 
     batch = int(run.cfg.DATA.BATCH_SIZE)
@@ -439,7 +442,10 @@ def _loader(run: Run) -> Iterator[torch.Tensor]:
         generator=torch_generator(run.cfg.SEED, "pretrain-loader", run.pos.epoch),
     )
     remaining = run.steps_per_epoch * run.accum - run.pos.micro
-    return islice(iter(loader), remaining)
+    # the sampler's order is a pure function of (seed, epoch, rank): the indices of batch k
+    order = run.sampler.indices()[run.sampler.start :]
+    for k, images in enumerate(islice(iter(loader), remaining)):
+        yield images, order[k * batch : (k + 1) * batch]
 
 
 def _autocast(run: Run):
@@ -448,17 +454,26 @@ def _autocast(run: Run):
     return torch.autocast(device_type="cuda", dtype=run.amp_dtype)
 
 
-def _set_generators(run: Run, micro: int) -> torch.Generator:
+def mask_generators(seed: int, epoch: int, indices: Sequence[int]) -> list[torch.Generator]:
+    """One generator per image, keyed on ``(seed, epoch, sample index)``: an image's masks do
+    not depend on its batch, rank or the world size."""
+    return [torch_generator(seed, "pretrain-mask", epoch, int(i)) for i in indices]
+
+
+def _set_generators(run: Run, micro: int, indices: Sequence[int]) -> list[torch.Generator]:
+    # drop path draws per batch (the encoder owns it): keyed on rank and step
     keys = (run.cfg.SEED, run.info.rank, run.pos.step, micro)
     if hasattr(run.module, "set_generator"):
         run.module.set_generator(torch_generator(*keys, "pretrain-droppath"))
-    return torch_generator(*keys, "pretrain-mask")
+    return mask_generators(run.cfg.SEED, run.pos.epoch, indices)
 
 
-def forward_backward(run: Run, images: torch.Tensor, micro: int) -> dict[str, torch.Tensor]:
+def forward_backward(
+    run: Run, images: torch.Tensor, micro: int, indices: Sequence[int]
+) -> dict[str, torch.Tensor]:
     """One micro-batch: forward under autocast, scaled backward (no DDP sync until the last)."""
     images = images.to(run.info.device, non_blocking=True)
-    gen = _set_generators(run, micro)
+    gen = _set_generators(run, micro, indices)
     last = micro == run.accum - 1
     sync = contextlib.nullcontext() if last or not run.info.distributed else run.model.no_sync()
     with sync:
@@ -589,11 +604,11 @@ def train_epoch(run: Run, bar: Any, beat: Any = None) -> None:
     """Run the current epoch from its position, stopping early at ``max_steps``."""
     meter, lr = run.meter, run.schedule.at(run.pos.step)
     every = int(run.cfg.TRAIN.LOG_EVERY)
-    for images in _loader(run):
+    for images, indices in _loader(run):
         micro = run.pos.micro % run.accum
         if micro == 0:
             lr = _set_lr(run)
-        out = forward_backward(run, images, micro)
+        out = forward_backward(run, images, micro, indices)
         meter.images += images.shape[0]
         run.pos.micro += 1
         if micro != run.accum - 1:
