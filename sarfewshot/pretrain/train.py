@@ -144,6 +144,8 @@ class Run:
     updating: bool = False
     # rank 0's TensorBoard SummaryWriter (None: off, or another rank)
     writer: Any = None
+    # training FLOPs per image (rank 0, TRAIN.COUNT_FLOPS; 0: not counted)
+    flops_per_image: float = 0.0
 
     @property
     def accum(self) -> int:
@@ -538,6 +540,13 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
         "target_var": tvar,
         "grad_norm": gnorm,
     }
+    if run.flops_per_image:
+        from sarfewshot.pretrain.flops import mfu
+
+        record["tflops"] = run.flops_per_image * record["img_s"] / 1e12
+        share = mfu(run.flops_per_image, record["img_s"], run.info.device)
+        if share is not None:
+            record["mfu"] = share
     if run.info.is_main:
         with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -550,8 +559,9 @@ def _write_tensorboard(run: Run, record: dict[str, Any]) -> None:
         return
     from sarfewshot.utils.tensorboard import write_scalars
 
-    names = ("loss", "lr", "target_var", "img_s", "grad_norm")
-    write_scalars(run.writer, record["step"], {k: record[k] for k in names}, prefix="pretrain/")
+    names = ("loss", "lr", "target_var", "img_s", "grad_norm", "tflops", "mfu")
+    values = {k: record[k] for k in names if k in record}
+    write_scalars(run.writer, record["step"], values, prefix="pretrain/")
     run.writer.flush()
 
 
@@ -656,7 +666,8 @@ def _announce(run: Run) -> None:
         f"pretrain {run.cfg.METHOD}: {len(run.dataset)} images, {run.info.world_size} process(es)"
         f" on {run.info.device}, {run.steps_per_epoch} steps/epoch, total batch "
         f"{run.total_batch}, lr {run.schedule.lr:.3g}, steps {run.pos.step}->{run.max_steps}, "
-        f"output {run.out}",
+        f"output {run.out}"
+        + (f", {run.flops_per_image / 1e9:.3g} GFLOP per image" if run.flops_per_image else ""),
         flush=True,
     )
 
@@ -721,6 +732,7 @@ def train(run: Run) -> Path:
     """
     run.module.train()
     bar, beat = _progress_bar(run), _heartbeat(run)
+    start, first = time.perf_counter(), run.pos.step
     try:
         epochs = int(run.cfg.OPTIM.EPOCHS)
         with _graceful_sigint(run):
@@ -735,8 +747,30 @@ def train(run: Run) -> Path:
     if run.info.is_main and (run.pos.micro or not last.is_file()):
         # stopped mid-epoch (max steps): the weights belong to the epoch in progress
         save_checkpoint(last, checkpoint_payload(run, run.pos.epoch))
+    _print_throughput(run, run.pos.step - first, time.perf_counter() - start)
     barrier(run.info)
     return last
+
+
+def count_flops(run: Run) -> None:
+    """Rank 0: training FLOPs per image of the model's geometry (``TRAIN.COUNT_FLOPS``)."""
+    if not (run.info.is_main and run.cfg.TRAIN.COUNT_FLOPS):
+        return
+    from sarfewshot.pretrain.flops import train_flops_per_image
+
+    run.flops_per_image = train_flops_per_image(run.cfg, run.module, run.info.device)
+
+
+def _print_throughput(run: Run, steps: int, seconds: float) -> None:
+    if not run.info.is_main or steps < 1 or seconds <= 0:
+        return
+    rate = steps * run.total_batch / seconds
+    text = f"throughput: {rate:.1f} images/s over {steps} step(s)"
+    if run.flops_per_image:
+        from sarfewshot.pretrain.flops import throughput_line
+
+        text += ", " + throughput_line(run.flops_per_image, rate, run.info.device)
+    print(text, flush=True)
 
 
 def existing_checkpoint(out: Path) -> Path | None:
@@ -803,6 +837,7 @@ def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
         if info.is_main:
             run.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.out / "config.yaml", cfg.dump())
+        count_flops(run)
         _announce(run)
         open_tensorboard(run)
         barrier(info)
