@@ -21,7 +21,7 @@ examples:
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --max-steps 30
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --resume
   torchrun --nproc_per_node=4 -m sarfewshot pretrain --config sarjepa_vit_b16 --data /data/sar
-  sarfewshot pretrain --config sarjepa_vit_b16 --data /data/shards --output runs/pt \
+  sarfewshot pretrain --config sarjepa_vit_b16 --data /data/shards --output runs/pt \\
       --launcher slurm --nodes 4 --gpus-per-node 8     # one 4-node torchrun job via submitit
 
 presets: sarjepa_vit_b16 is the release's recipe and numerics (float32, the release's init and
