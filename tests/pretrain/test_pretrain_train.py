@@ -85,7 +85,8 @@ def test_checkpoint_format_and_backbone_loading(chips, tmp_path):
     assert ckpt["model"]["decoder_pred.weight"].shape == (256, 32)  # 4 radii x 8 x 8
     assert not any(k.startswith("module.") for k in keys)
     log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
-    assert set(log[0]) == {"step", "epoch", "loss", "lr", "img_s", "target_var", "grad_norm"}
+    fields = {"step", "epoch", "loss", "lr", "img_s", "target_var", "grad_norm", "tflops"}
+    assert set(log[0]) == fields
 
     from sarfewshot.models.registry import build_backbone
 
