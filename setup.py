@@ -26,6 +26,10 @@ EXTRAS = {
     "hub": ["huggingface_hub>=0.20"],
     # torchgeo:<weights> backbones (Sentinel-1 SSL4EO-S12 and other SAR-capable weights)
     "torchgeo": ["torchgeo>=0.6", "requests"],  # torchgeo imports requests without declaring it
+    # streaming reads of the packed pretraining shards (the toolkit's own reader needs only tarfile)
+    "shards": ["webdataset"],
+    # --launcher slurm|local (eval job arrays, multi-node pretraining)
+    "slurm": ["submitit"],
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.

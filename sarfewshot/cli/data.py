@@ -6,6 +6,8 @@
 - ``data synth --out DIR``: write the embedded synthetic dataset (folder layout, 8-bit PNG).
 - ``data export-splits`` / ``data import-splits``: one JSON bundle of split files, so two labs can
   run on identical support sets.
+- ``data pack --data DIR [DIR ...] --out SHARDS/``: pack unlabelled chips into WebDataset tar
+  shards plus an index (``sarfewshot.data.shards``), read by ``pretrain --data SHARDS/``.
 """
 
 from __future__ import annotations
@@ -85,7 +87,24 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     imp.add_argument("--in", dest="bundle", required=True, help="bundle file to read")
     imp.add_argument("--split-dir", required=True, help="split folder to write the files into")
     imp.add_argument("--overwrite", action="store_true", help="replace differing split files")
+    _add_pack(actions)
     return parser
+
+
+def _add_pack(actions: argparse._SubParsersAction) -> None:
+    pack = actions.add_parser(
+        "pack",
+        help="pack pretraining chips into WebDataset tar shards",
+        description="Pack every image under the --data folders (the files pretrain --data "
+        "would read, in the same order) into WebDataset tar shards of one-channel chips "
+        "(8- and 16-bit kept as integers) plus index.json (counts, sizes, sha256). Packing the "
+        "same folders twice gives byte-identical files. Train with pretrain --data SHARDS/.",
+    )
+    pack.add_argument("--data", nargs="+", required=True, metavar="DIR", help="image folders")
+    pack.add_argument("--out", required=True, metavar="SHARDS", help="a new or empty folder")
+    pack.add_argument(
+        "--shard-size", default="1GB", help="largest shard size, e.g. 1GB, 256MB (default 1GB)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "synth": _synth,
         "export-splits": _export,
         "import-splits": _import,
+        "pack": _pack,
     }
     handler = handlers.get(getattr(args, "data_command", None))
     if handler is None:
@@ -209,4 +229,34 @@ def _import(args: argparse.Namespace) -> int:
 
     written = import_splits(args.bundle, args.split_dir, overwrite=args.overwrite)
     print(f"imported {len(written)} split file(s) into {args.split_dir}")
+    return 0
+
+
+def pack_sources(roots: list[str]) -> list[tuple[Any, str]]:
+    """The files ``pretrain --data ROOTS`` reads, in its order, with ``<root name>/<relpath>``."""
+    from pathlib import Path
+
+    from sarfewshot.pretrain.data import find_unlabelled_images
+
+    out = []
+    for root in roots:
+        base = Path(root).expanduser()
+        for path in find_unlabelled_images([base]):
+            out.append((path, f"{base.resolve().name}/{path.relative_to(base).as_posix()}"))
+    return out
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from sarfewshot.data.shards import pack_shards, parse_size
+    from sarfewshot.utils.progress import Heartbeat
+
+    size = parse_size(args.shard_size)
+    files = pack_sources(args.data)
+    beat = Heartbeat("pack", total=len(files), unit="chip")
+    index = pack_shards(files, args.out, size, on_sample=beat.update)
+    total = sum(s.tar_bytes for s in index.shards)
+    print(
+        f"packed {index.count} chips into {len(index.shards)} shard(s) ({total / 1e6:.1f} MB) "
+        f"in {args.out}; train with: sarfewshot pretrain --data {args.out} ..."
+    )
     return 0

@@ -22,6 +22,7 @@ examples:
   sarfewshot eval --backbone random --arch irpe_vit_micro_patch8 --img-size 32 \\
       --dataset mstar --root DATA --shots 1,5 --protocol knn,prototype --seeds 1-3
   sarfewshot eval ... --shard 2/4            # the 2nd quarter of the cells (or SLURM arrays)
+  sarfewshot eval ... --launcher slurm --array 4   # 4 Slurm jobs, job i runs --shard i/4
   sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
   sarfewshot eval ... --precision bf16       # bfloat16 autocast (default fp32, as released)
 
@@ -42,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_grid_arguments(p)
+    from sarfewshot.launch import add_launcher_arguments
+
+    add_launcher_arguments(p, pretrain=False)
     p.set_defaults(func=run)
     return p
 
@@ -201,5 +205,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the grid; exit status 1 when a cell failed (its failure is recorded)."""
     from sarfewshot.engine.grid import run_grid
 
+    if getattr(args, "launcher", None):
+        from sarfewshot.launch import launch_eval
+
+        return launch_eval(args)
+    if getattr(args, "array", None):
+        raise ConfigError("--array needs --launcher slurm or --launcher local")
     summary = run_grid(request_from_args(args))
     return 1 if summary.failed else 0

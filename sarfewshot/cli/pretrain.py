@@ -21,6 +21,8 @@ examples:
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --max-steps 30
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --resume
   torchrun --nproc_per_node=4 -m sarfewshot pretrain --config sarjepa_vit_b16 --data /data/sar
+  sarfewshot pretrain --config sarjepa_vit_b16 --data /data/shards --output runs/pt \\
+      --launcher slurm --nodes 4 --gpus-per-node 8     # one 4-node torchrun job via submitit
 
 presets: sarjepa_vit_b16 is the release's recipe and numerics (float32, the release's init and
 window drawing); sarjepa_vit_b16_fast trades those for speed (bf16, the toolkit's init).
@@ -69,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="start afresh in an OUTPUT that holds a checkpoint (deletes its checkpoints and log)",
     )
     parser.add_argument("--list-methods", action="store_true", help="list the methods and exit")
+    from sarfewshot.launch import add_launcher_arguments
+
+    add_launcher_arguments(parser, pretrain=True)
     parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
@@ -118,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     """Build the config from the flags and run the pretraining."""
     if args.list_methods:
         return _list_methods()
+    if getattr(args, "launcher", None):
+        from sarfewshot.launch import launch_pretrain
+
+        return launch_pretrain(args)
     from sarfewshot.pretrain.config import setup_pretrain_cfg
     from sarfewshot.pretrain.train import resolve_config, run_pretraining
 

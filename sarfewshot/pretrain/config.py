@@ -138,6 +138,8 @@ def get_pretrain_cfg_default() -> CfgNode:
     cfg.TRAIN.AMP = "bf16"
     cfg.TRAIN.SAVE_EVERY = 20  # epochs between checkpoint-<epoch>.pth files
     cfg.TRAIN.LOG_EVERY = 10  # optimizer steps between log lines
+    cfg.TRAIN.TENSORBOARD = True  # event files under OUTPUT_DIR/tensorboard (rank 0)
+    cfg.TRAIN.COUNT_FLOPS = True  # FLOPs per image once per geometry: TFLOP/s and MFU
     cfg.TRAIN.RESUME = ""  # a checkpoint path, or "auto" for OUTPUT_DIR/checkpoint-last.pth
     return cfg
 

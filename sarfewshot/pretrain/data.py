@@ -171,6 +171,53 @@ class UnlabelledImages(Dataset):
         raise DatasetError("none of the pretraining images can be read (--data)")
 
 
+class ShardImages(UnlabelledImages):
+    """:class:`UnlabelledImages` read from a packed shard folder (``sarfewshot data pack``).
+
+    Sample ``k`` of the shards is file ``k`` of the folder listing they were packed from, and
+    the augmentation is keyed the same way, so ``dataset[(k, epoch)]`` equals the folder
+    dataset's item.
+    """
+
+    def __init__(
+        self, folder: str | Path, spec: AugmentSpec, seed: int, percentile: float = 99.9
+    ) -> None:
+        from sarfewshot.data.shards import ShardReader
+
+        super().__init__([], spec, seed, percentile)
+        self.folder = Path(folder)
+        self.reader = ShardReader(folder)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def _read(self, index: int) -> torch.Tensor:
+        amplitude, nominal = self.reader.read(index)
+        arr = to_unit_range(amplitude, nominal, self.percentile)
+        return torch.from_numpy(np.ascontiguousarray(arr))[None]
+
+
+def build_unlabelled(
+    roots: Sequence[str | Path], spec: AugmentSpec, seed: int, percentile: float = 99.9
+) -> UnlabelledImages:
+    """Images under folders, or one packed shard folder (a folder holding ``index.json``).
+
+    Raises:
+        DatasetError: naming ``--data`` when a shard folder is mixed with other folders.
+    """
+    from sarfewshot.data.shards import is_shard_folder
+
+    shard_roots = [r for r in roots if is_shard_folder(Path(r).expanduser())]
+    if not shard_roots:
+        return UnlabelledImages(find_unlabelled_images(roots), spec, seed, percentile)
+    if len(roots) > 1:
+        raise DatasetError(
+            f"--data: {shard_roots[0]} is a packed shard folder; pass it alone (pack several "
+            "folders into one shard set with sarfewshot data pack --data DIR DIR ...)"
+        )
+    return ShardImages(Path(shard_roots[0]).expanduser(), spec, seed, percentile)
+
+
 class EpochSampler(Sampler):
     """A seeded, resumable, distributed sampler yielding ``(index, epoch)`` pairs.
 

@@ -13,14 +13,19 @@
 - Multi-block masks (I-JEPA): several target blocks and one context block; the context excludes
   every target patch.
 
-Generators are created by the caller (seeded from the run seed and the step, see
-``sarfewshot.pretrain.train``), so a resumed run draws the same masks.
+Generators are created by the caller, so a resumed run draws the same masks. ``generator`` is
+one ``torch.Generator`` for the batch, or a sequence of one generator per image: the pretraining
+loop passes generators keyed on ``(seed, epoch, sample index)``, so an image's windows and masked
+patches do not depend on the batch it lands in, the rank or the world size. I-JEPA's block
+shapes are drawn once per batch (from the first image's generator) and its context is cut to
+the batch's smallest, so I-JEPA alone stays batch-dependent.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 
@@ -41,15 +46,28 @@ class WindowMasks:
     mask: torch.Tensor
 
 
-def _rand(shape: tuple[int, ...], gen: torch.Generator | None) -> torch.Tensor:
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def _draw(fn, shape: tuple[int, ...], gen: Generators) -> torch.Tensor:
+    """``fn(shape, generator, device)``; with one generator per image, each draws its rows.
+
+    Per-image generators (keyed on the image, not the batch) make an image's mask independent
+    of which batch, rank or world size it lands in: ``shape[0]`` is then ``len(gen) * rows``.
+    """
+    if gen is None or isinstance(gen, torch.Generator):
+        return fn(shape, gen, gen.device if gen is not None else "cpu")
+    rows = shape[0] // len(gen)
+    return torch.cat([fn((rows, *shape[1:]), g, g.device) for g in gen])
+
+
+def _rand(shape: tuple[int, ...], gen: Generators) -> torch.Tensor:
     # Draws happen on the generator's device and are moved by the caller if needed.
-    device = gen.device if gen is not None else "cpu"
-    return torch.rand(shape, generator=gen, device=device)
+    return _draw(lambda s, g, d: torch.rand(s, generator=g, device=d), shape, gen)
 
 
-def _randint(high: int, shape: tuple[int, ...], gen: torch.Generator | None) -> torch.Tensor:
-    device = gen.device if gen is not None else "cpu"
-    return torch.randint(0, high, shape, generator=gen, device=device)
+def _randint(high: int, shape: tuple[int, ...], gen: Generators) -> torch.Tensor:
+    return _draw(lambda s, g, d: torch.randint(0, high, s, generator=g, device=d), shape, gen)
 
 
 def num_masked(count: int, ratio: float) -> int:
@@ -59,9 +77,7 @@ def num_masked(count: int, ratio: float) -> int:
     return int(count * ratio)
 
 
-def random_subset_mask(
-    rows: int, count: int, n_masked: int, gen: torch.Generator | None
-) -> torch.Tensor:
+def random_subset_mask(rows: int, count: int, n_masked: int, gen: Generators) -> torch.Tensor:
     """(rows, count) bool: exactly ``n_masked`` True per row, positions uniformly random."""
     order = _rand((rows, count), gen).argsort(dim=1)
     return order < n_masked
@@ -88,7 +104,7 @@ def check_windows(grid: int, window: int, num_windows: int, draw: str) -> None:
 
 
 def _window_offsets(
-    batch: int, span: int, num_windows: int, draw: str, gen: torch.Generator | None
+    batch: int, span: int, num_windows: int, draw: str, gen: Generators
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, nw) top rows and left columns of the windows, each in ``[0, span)``."""
     if draw == "uniform":
@@ -105,7 +121,7 @@ def local_window_masks(
     window: int = 7,
     num_windows: int = 4,
     ratio: float = 0.8,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     draw: str = "uniform",
 ) -> WindowMasks:
     """Draw per-image local windows and their masked patches.
@@ -148,7 +164,7 @@ class RandomMasks:
 
 
 def random_masks(
-    batch: int, num_patches: int, ratio: float = 0.75, generator: torch.Generator | None = None
+    batch: int, num_patches: int, ratio: float = 0.75, generator: Generators = None
 ) -> RandomMasks:
     """Mask a random ``int(N * ratio)`` patches per image (MAE's rule)."""
     n_mask = num_masked(num_patches, ratio)
@@ -177,7 +193,7 @@ def _block_shape(
     grid: int,
     scale: tuple[float, float],
     aspect: tuple[float, float],
-    gen: torch.Generator | None,
+    gen: Generators,
 ) -> tuple[int, int]:
     """Block (height, width) with area share in ``scale`` and aspect ratio in ``aspect``."""
     u = _rand((2,), gen).tolist()
@@ -202,7 +218,7 @@ def multiblock_masks(
     target_scale: tuple[float, float] = (0.15, 0.2),
     target_aspect: tuple[float, float] = (0.75, 1.5),
     context_scale: tuple[float, float] = (0.85, 1.0),
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> BlockMasks:
     """I-JEPA multi-block masks.
 
@@ -210,11 +226,14 @@ def multiblock_masks(
     The context block (aspect 1) minus every target block is the visible set; all images keep the
     smallest context count in the batch (the first indices in raster order), at least one patch.
     """
-    th, tw = _block_shape(grid, target_scale, target_aspect, generator)
-    ch, cw = _block_shape(grid, context_scale, (1.0, 1.0), generator)
+    per_image = generator is not None and not isinstance(generator, torch.Generator)
+    first = generator[0] if per_image else generator  # type: ignore[index]
+    th, tw = _block_shape(grid, target_scale, target_aspect, first)
+    ch, cw = _block_shape(grid, context_scale, (1.0, 1.0), first)
     targets, contexts = [], []
-    for _ in range(batch):
-        pos = _rand((num_targets + 1, 2), generator).tolist()
+    for i in range(batch):
+        gen_i = generator[i] if per_image else generator  # type: ignore[index]
+        pos = _rand((num_targets + 1, 2), gen_i).tolist()
         covered = torch.zeros(grid * grid, dtype=torch.bool)
         blocks = []
         for t in range(num_targets):

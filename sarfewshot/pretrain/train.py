@@ -12,11 +12,14 @@ weights belong to), ``scaler``, ``args`` (an ``argparse.Namespace`` of plain val
 batch size) and ``config`` (the YAML text). Everything loads with ``torch.load(weights_only=True)``
 and ``argparse.Namespace`` allow-listed.
 
-Exact resume: the augmentation of image ``i`` in epoch ``e`` is drawn from ``(seed, e, i)``, the
-masks of micro-batch ``k`` of step ``s`` on rank ``r`` from ``(seed, r, s, k)``, the sampler's
-permutation from ``(seed, e)``, and the learning rate is a function of the step, so continuing
-from a checkpoint reproduces the uninterrupted run. Resuming drops the lines of ``log.jsonl``
-past the checkpoint's step, so the log holds each step once.
+Exact resume and any world size: the augmentation and the masks of image ``i`` in epoch ``e``
+are drawn from ``(seed, e, i)``, the sampler's permutation from ``(seed, e)`` (rank ``r`` of
+``R`` takes positions ``r, r + R, ...``), and the learning rate is a function of the step, so
+continuing from a checkpoint reproduces the uninterrupted run, and a global batch of ``B``
+gives the same update on one process as on ``R`` processes of ``B / R`` (up to the float
+rounding of DDP's gradient average). Exceptions: drop path (off in the presets) draws per
+micro-batch from ``(seed, rank, step, micro)``, and I-JEPA's block shapes per batch. Resuming
+drops the lines of ``log.jsonl`` past the checkpoint's step, so the log holds each step once.
 
 No lost work: a run refuses an output folder that already holds a checkpoint unless it resumes
 (``--resume``) or is told to start afresh (``--overwrite``, which deletes the old checkpoints and
@@ -54,7 +57,7 @@ from sarfewshot.pretrain.data import (
     AugmentSpec,
     EpochSampler,
     UnlabelledImages,
-    find_unlabelled_images,
+    build_unlabelled,
 )
 from sarfewshot.pretrain.distributed import (
     DistInfo,
@@ -111,6 +114,7 @@ class Meter:
 
     loss: float = 0.0
     target_var: float = 0.0
+    grad_norm: float = 0.0
     steps: int = 0
     images: int = 0
     since: float = field(default_factory=time.perf_counter)
@@ -138,6 +142,10 @@ class Run:
     stop_requested: bool = False
     # True while the optimizer updates the weights: an interrupt there leaves no consistent state
     updating: bool = False
+    # rank 0's TensorBoard SummaryWriter (None: off, or another rank)
+    writer: Any = None
+    # training FLOPs per image (rank 0, TRAIN.COUNT_FLOPS; 0: not counted)
+    flops_per_image: float = 0.0
 
     @property
     def accum(self) -> int:
@@ -177,8 +185,7 @@ def _dataset(cfg: CfgNode) -> UnlabelledImages:
         hflip=cfg.INPUT.HFLIP,
         contrast=cfg.INPUT.CONTRAST,
     )
-    files = find_unlabelled_images(list(cfg.DATA.ROOTS))
-    return UnlabelledImages(files, spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
+    return build_unlabelled(list(cfg.DATA.ROOTS), spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
 
 
 def _steps_per_epoch(cfg: CfgNode, sampler: EpochSampler, world: int) -> int:
@@ -418,8 +425,8 @@ def _log_step(line: str) -> int | None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _loader(run: Run) -> Iterator[torch.Tensor]:
-    """This epoch's remaining micro-batches (whole optimizer steps only)."""
+def _loader(run: Run) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """This epoch's remaining micro-batches (whole optimizer steps only), with their indices."""
     from torch.utils.data import DataLoader
 
     batch = int(run.cfg.DATA.BATCH_SIZE)
@@ -437,7 +444,10 @@ def _loader(run: Run) -> Iterator[torch.Tensor]:
         generator=torch_generator(run.cfg.SEED, "pretrain-loader", run.pos.epoch),
     )
     remaining = run.steps_per_epoch * run.accum - run.pos.micro
-    return islice(iter(loader), remaining)
+    # the sampler's order is a pure function of (seed, epoch, rank): the indices of batch k
+    order = run.sampler.indices()[run.sampler.start :]
+    for k, images in enumerate(islice(iter(loader), remaining)):
+        yield images, order[k * batch : (k + 1) * batch]
 
 
 def _autocast(run: Run):
@@ -446,17 +456,26 @@ def _autocast(run: Run):
     return torch.autocast(device_type="cuda", dtype=run.amp_dtype)
 
 
-def _set_generators(run: Run, micro: int) -> torch.Generator:
+def mask_generators(seed: int, epoch: int, indices: Sequence[int]) -> list[torch.Generator]:
+    """One generator per image, keyed on ``(seed, epoch, sample index)``: an image's masks do
+    not depend on its batch, rank or the world size."""
+    return [torch_generator(seed, "pretrain-mask", epoch, int(i)) for i in indices]
+
+
+def _set_generators(run: Run, micro: int, indices: Sequence[int]) -> list[torch.Generator]:
+    # drop path draws per batch (the encoder owns it): keyed on rank and step
     keys = (run.cfg.SEED, run.info.rank, run.pos.step, micro)
     if hasattr(run.module, "set_generator"):
         run.module.set_generator(torch_generator(*keys, "pretrain-droppath"))
-    return torch_generator(*keys, "pretrain-mask")
+    return mask_generators(run.cfg.SEED, run.pos.epoch, indices)
 
 
-def forward_backward(run: Run, images: torch.Tensor, micro: int) -> dict[str, torch.Tensor]:
+def forward_backward(
+    run: Run, images: torch.Tensor, micro: int, indices: Sequence[int]
+) -> dict[str, torch.Tensor]:
     """One micro-batch: forward under autocast, scaled backward (no DDP sync until the last)."""
     images = images.to(run.info.device, non_blocking=True)
-    gen = _set_generators(run, micro)
+    gen = _set_generators(run, micro, indices)
     last = micro == run.accum - 1
     sync = contextlib.nullcontext() if last or not run.info.distributed else run.model.no_sync()
     with sync:
@@ -466,18 +485,31 @@ def forward_backward(run: Run, images: torch.Tensor, micro: int) -> dict[str, to
     return {k: v.detach() for k, v in out.items()}
 
 
-def optimizer_step(run: Run) -> None:
-    """Clip (optional), step, update the scaler, zero the grads, run the method's hook."""
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The global L2 norm of the (unscaled, already all-reduced) gradients."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+def optimizer_step(run: Run) -> float:
+    """Clip (optional), step, update the scaler, zero the grads, run the method's hook.
+
+    Returns the gradient norm before clipping (logged; the same on every rank after DDP's
+    all-reduce).
+    """
     clip = float(run.cfg.OPTIM.CLIP_GRAD)
+    run.scaler.unscale_(run.optimizer)  # a no-op unless fp16 loss scaling is on
     if clip > 0:
-        run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+        norm = torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip)
+    else:
+        norm = grad_norm(run.module)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     hook = getattr(run.module, "after_step", None)
     if hook is not None:
         hook((run.pos.step + 1) / max(run.schedule.total, 1))
+    return float(norm)
 
 
 def _set_lr(run: Run) -> float:
@@ -492,6 +524,7 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
     stats = torch.tensor([meter.loss, meter.target_var], dtype=torch.float64)
     stats = all_reduce_mean(stats.to(run.info.device), run.info).cpu() / max(meter.steps, 1)
     loss, tvar = float(stats[0]), float(stats[1])
+    gnorm = meter.grad_norm / max(meter.steps, 1)
     if not math.isfinite(loss):
         raise SarFewShotError(
             f"pretraining loss is {loss} at step {run.pos.step}; lower OPTIM.BASE_LR or set "
@@ -505,11 +538,54 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
         "lr": lr,
         "img_s": meter.images * run.info.world_size / elapsed,
         "target_var": tvar,
+        "grad_norm": gnorm,
     }
+    if run.flops_per_image:
+        from sarfewshot.pretrain.flops import mfu
+
+        record["tflops"] = run.flops_per_image * record["img_s"] / 1e12
+        share = mfu(run.flops_per_image, record["img_s"], run.info.device)
+        if share is not None:
+            record["mfu"] = share
     if run.info.is_main:
         with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        _write_tensorboard(run, record)
     return Meter()
+
+
+def _write_tensorboard(run: Run, record: dict[str, Any]) -> None:
+    if run.writer is None:
+        return
+    from sarfewshot.utils.tensorboard import write_scalars
+
+    names = ("loss", "lr", "target_var", "img_s", "grad_norm", "tflops", "mfu")
+    values = {k: record[k] for k in names if k in record}
+    write_scalars(run.writer, record["step"], values, prefix="pretrain/")
+    run.writer.flush()
+
+
+def open_tensorboard(run: Run) -> None:
+    """Rank 0: a SummaryWriter under ``<output>/tensorboard/`` when ``TRAIN.TENSORBOARD``.
+
+    A resumed run purges the events past its checkpoint's step, as ``log.jsonl`` drops its
+    lines. Without the tensorboard package the run goes on with a one-line note.
+    """
+    if not (run.info.is_main and run.cfg.TRAIN.TENSORBOARD):
+        return
+    from sarfewshot.utils.tensorboard import summary_writer
+
+    try:
+        run.writer = summary_writer(run.out / "tensorboard", purge_step=run.pos.step)
+    except ConfigError as exc:
+        print(f"note: no TensorBoard event files ({exc})", file=sys.stderr)
+
+
+def close_tensorboard(run: Run) -> None:
+    """Flush and close the event file (rank 0)."""
+    if run.writer is not None:
+        run.writer.close()
+        run.writer = None
 
 
 def _end_of_epoch(run: Run) -> None:
@@ -525,29 +601,37 @@ def _end_of_epoch(run: Run) -> None:
     save_checkpoint(run.out / CHECKPOINT_LAST, payload)
 
 
-def train_epoch(run: Run, bar: Any) -> None:
+def _report(run: Run, bar: Any, beat: Any, loss: float, lr: float) -> None:
+    """Advance the tqdm bar (terminal) or the heartbeat (redirected stdout)."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+    if beat is not None:
+        beat.update(run.pos.step, f"loss {loss:.4f}, lr {lr:.2e}")
+
+
+def train_epoch(run: Run, bar: Any, beat: Any = None) -> None:
     """Run the current epoch from its position, stopping early at ``max_steps``."""
     meter, lr = run.meter, run.schedule.at(run.pos.step)
     every = int(run.cfg.TRAIN.LOG_EVERY)
-    for images in _loader(run):
+    for images, indices in _loader(run):
         micro = run.pos.micro % run.accum
         if micro == 0:
             lr = _set_lr(run)
-        out = forward_backward(run, images, micro)
+        out = forward_backward(run, images, micro, indices)
         meter.images += images.shape[0]
         run.pos.micro += 1
         if micro != run.accum - 1:
             continue
         run.updating = True
-        optimizer_step(run)
+        norm = optimizer_step(run)
         run.pos.step += 1
         run.updating = False
         meter.loss += float(out["loss"])
         meter.target_var += float(out["target_var"])
+        meter.grad_norm += norm
         meter.steps += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(out['loss']):.4f}", lr=f"{lr:.2e}")
+        _report(run, bar, beat, float(out["loss"]), lr)
         if run.pos.step % every == 0 or run.pos.step >= run.max_steps:
             meter = run.meter = _log(run, meter, lr)
         if run.pos.step >= run.max_steps:
@@ -566,6 +650,15 @@ def _progress_bar(run: Run):
     return tqdm(total=run.max_steps, initial=run.pos.step, desc=f"pretrain {run.cfg.METHOD}")
 
 
+def _heartbeat(run: Run):
+    """One progress line per ``SARFEWSHOT_PROGRESS_INTERVAL`` seconds when stdout is a file."""
+    from sarfewshot.utils.progress import Heartbeat, heartbeat_wanted
+
+    if not (run.info.is_main and heartbeat_wanted()):
+        return None
+    return Heartbeat(f"pretrain {run.cfg.METHOD}", total=run.max_steps, unit="step")
+
+
 def _announce(run: Run) -> None:
     if not run.info.is_main:
         return
@@ -573,7 +666,8 @@ def _announce(run: Run) -> None:
         f"pretrain {run.cfg.METHOD}: {len(run.dataset)} images, {run.info.world_size} process(es)"
         f" on {run.info.device}, {run.steps_per_epoch} steps/epoch, total batch "
         f"{run.total_batch}, lr {run.schedule.lr:.3g}, steps {run.pos.step}->{run.max_steps}, "
-        f"output {run.out}",
+        f"output {run.out}"
+        + (f", {run.flops_per_image / 1e9:.3g} GFLOP per image" if run.flops_per_image else ""),
         flush=True,
     )
 
@@ -637,12 +731,13 @@ def train(run: Run) -> Path:
         PretrainInterrupted: on Ctrl-C, after saving the last finished step.
     """
     run.module.train()
-    bar = _progress_bar(run)
+    bar, beat = _progress_bar(run), _heartbeat(run)
+    start, first = time.perf_counter(), run.pos.step
     try:
         epochs = int(run.cfg.OPTIM.EPOCHS)
         with _graceful_sigint(run):
             while run.pos.step < run.max_steps and run.pos.epoch < epochs:
-                train_epoch(run, bar)
+                train_epoch(run, bar, beat)
     except KeyboardInterrupt:
         raise PretrainInterrupted(save_interrupted(run), run.pos.step) from None
     finally:
@@ -652,8 +747,30 @@ def train(run: Run) -> Path:
     if run.info.is_main and (run.pos.micro or not last.is_file()):
         # stopped mid-epoch (max steps): the weights belong to the epoch in progress
         save_checkpoint(last, checkpoint_payload(run, run.pos.epoch))
+    _print_throughput(run, run.pos.step - first, time.perf_counter() - start)
     barrier(run.info)
     return last
+
+
+def count_flops(run: Run) -> None:
+    """Rank 0: training FLOPs per image of the model's geometry (``TRAIN.COUNT_FLOPS``)."""
+    if not (run.info.is_main and run.cfg.TRAIN.COUNT_FLOPS):
+        return
+    from sarfewshot.pretrain.flops import train_flops_per_image
+
+    run.flops_per_image = train_flops_per_image(run.cfg, run.module, run.info.device)
+
+
+def _print_throughput(run: Run, steps: int, seconds: float) -> None:
+    if not run.info.is_main or steps < 1 or seconds <= 0:
+        return
+    rate = steps * run.total_batch / seconds
+    text = f"throughput: {rate:.1f} images/s over {steps} step(s)"
+    if run.flops_per_image:
+        from sarfewshot.pretrain.flops import throughput_line
+
+        text += ", " + throughput_line(run.flops_per_image, rate, run.info.device)
+    print(text, flush=True)
 
 
 def existing_checkpoint(out: Path) -> Path | None:
@@ -720,9 +837,14 @@ def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
         if info.is_main:
             run.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.out / "config.yaml", cfg.dump())
+        count_flops(run)
         _announce(run)
+        open_tensorboard(run)
         barrier(info)
-        return train(run)
+        try:
+            return train(run)
+        finally:
+            close_tensorboard(run)
     finally:
         cleanup(info)
 

@@ -13,8 +13,9 @@ from typing import Any, Mapping
 from sarfewshot.errors import ConfigError
 
 
-def summary_writer(logdir: str | Path) -> Any:
-    """A ``SummaryWriter`` writing into ``logdir``.
+def summary_writer(logdir: str | Path, purge_step: int | None = None) -> Any:
+    """A ``SummaryWriter`` writing into ``logdir`` (``purge_step``: hide earlier events from
+    that step on, for a resumed run).
 
     Raises:
         ConfigError: the ``tensorboard`` package is not installed (names the extra).
@@ -25,7 +26,7 @@ def summary_writer(logdir: str | Path) -> Any:
         raise ConfigError(
             "--tensorboard needs the tensorboard package: pip install 'sarfewshot[tensorboard]'"
         ) from None
-    return SummaryWriter(log_dir=str(logdir))
+    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step or None)
 
 
 def write_scalars(writer: Any, step: int, values: Mapping[str, Any], prefix: str = "") -> None:

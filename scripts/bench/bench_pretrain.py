@@ -2,6 +2,8 @@
 
 One step = target computation, forward of encoder and predictor, backward, AdamW step, on random
 images already on the device (data loading excluded). bf16 autocast on CUDA, float32 on CPU.
+Prints the achieved TFLOP/s from ``torch.utils.flop_counter`` (training FLOPs per image counted
+once) and, on a GPU of ``sarfewshot.pretrain.flops.BF16_PEAK_TFLOPS``, the MFU.
 
 Usage:
     python scripts/bench/bench_pretrain.py                       # tiny SAR-JEPA on the CPU
@@ -28,6 +30,7 @@ import torch
 
 from sarfewshot.configs import config_path
 from sarfewshot.pretrain.config import setup_pretrain_cfg
+from sarfewshot.pretrain.flops import throughput_line, train_flops_per_image
 from sarfewshot.pretrain.methods import build_pretrain_model
 from sarfewshot.utils.seeding import torch_generator
 
@@ -111,6 +114,8 @@ def main() -> None:
         f"{size}px batch {batch} | {'bf16' if amp else 'fp32'} | threads {torch.get_num_threads()}"
     )
     print(f"step {sec * 1000:.1f} ms | {batch / sec:.1f} images/s per training step")
+    flops = train_flops_per_image(cfg, model, device)
+    print(f"achieved {throughput_line(flops, batch / sec, device)}")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
 

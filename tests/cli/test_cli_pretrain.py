@@ -66,10 +66,10 @@ def _interrupt_first_step(monkeypatch):
 
     real = train_mod.forward_backward
 
-    def forward_backward(run, images, micro):
+    def forward_backward(run, images, micro, *rest):
         if run.pos.step == 1:
             raise KeyboardInterrupt
-        return real(run, images, micro)
+        return real(run, images, micro, *rest)
 
     monkeypatch.setattr(train_mod, "forward_backward", forward_backward)
 

@@ -85,7 +85,8 @@ def test_checkpoint_format_and_backbone_loading(chips, tmp_path):
     assert ckpt["model"]["decoder_pred.weight"].shape == (256, 32)  # 4 radii x 8 x 8
     assert not any(k.startswith("module.") for k in keys)
     log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
-    assert set(log[0]) == {"step", "epoch", "loss", "lr", "img_s", "target_var"}
+    fields = {"step", "epoch", "loss", "lr", "img_s", "target_var", "grad_norm", "tflops"}
+    assert set(log[0]) == fields
 
     from sarfewshot.models.registry import build_backbone
 
@@ -187,13 +188,13 @@ def _interrupt_at(monkeypatch, step: int, micro: int = 0, how: str = "raise") ->
 
     real = train_mod.forward_backward
 
-    def forward_backward(run, images, m):
+    def forward_backward(run, images, m, *rest):
         if run.pos.step == step and m == micro and not getattr(run, "_hit", False):
             run._hit = True
             if how == "raise":
                 raise KeyboardInterrupt
             signal.raise_signal(signal.SIGINT)
-        return real(run, images, m)
+        return real(run, images, m, *rest)
 
     monkeypatch.setattr(train_mod, "forward_backward", forward_backward)
 

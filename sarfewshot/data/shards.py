@@ -1,0 +1,346 @@
+"""Packed shards of one-channel SAR chips: WebDataset tar files plus an index.
+
+A million loose files make a million-entry listing and a million ``open`` calls per epoch. Packed
+shards replace them with a few large files:
+
+- ``shard-000000.tar``, ``shard-000001.tar``, ...: POSIX (ustar) tar files in the WebDataset
+  layout. Sample ``k`` (0-based, in the order of the source listing) is two members named by
+  its 9-digit key: ``<key>.npy`` (the chip's amplitude as a NumPy array: ``uint8`` for 8-bit
+  chips, ``uint16`` for 16-bit chips, which stay 16-bit, ``float32`` for float data) and
+  ``<key>.json`` (``{"source": "<root>/<relative path>", "nominal_max": 255.0 | 65535.0 |
+  null}``). ``webdataset.WebDataset`` or plain ``tarfile`` read them sequentially.
+- ``shard-000000.idx``: a little-endian float64 table, three columns per sample (byte offset
+  of the ``.npy`` data in the tar, its size, the nominal maximum or 0 for none), so a reader
+  seeks straight to any sample: random access in ``(seed, epoch)`` permutation order without
+  scanning tar headers.
+- ``index.json``: format, version, the total count, the source roots' names, and per shard its
+  file names, sample count, byte sizes and sha256 checksums. Opening a shard folder reads only
+  this file: O(number of shards), no per-file listing.
+
+Packing is reproducible: members are written in listing order with fixed metadata (mtime 0,
+uid/gid 0, no user names, mode 0644), so packing the same folder twice gives byte-identical
+shards and index. This module imports nothing from the model side.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from sarfewshot.errors import ConfigError, DatasetError
+
+FORMAT = "sarfewshot-shards"
+VERSION = 1
+INDEX_NAME = "index.json"
+KEY_DIGITS = 9
+# two member headers, the end-of-archive blocks and the padding to a whole tar record
+_MARGIN = 2 * 512 + 1024 + tarfile.RECORDSIZE
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``1GB`` -> 10**9, ``512MiB`` -> 2**29, ``4096`` -> 4096.
+
+    Raises:
+        ConfigError: naming ``--shard-size`` for anything else or a size below 1 byte.
+    """
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise ConfigError(f"--shard-size {text!r}: use a size such as 1GB, 256MB or 512MiB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard of the index."""
+
+    tar: str
+    idx: str
+    count: int
+    tar_bytes: int
+    tar_sha256: str
+    idx_sha256: str
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """The parsed ``index.json`` of a shard folder."""
+
+    folder: Path
+    count: int
+    shards: tuple[ShardInfo, ...]
+    roots: tuple[str, ...]
+
+
+def encode_chip(amplitude: np.ndarray, nominal_max: float | None) -> bytes:
+    """The ``.npy`` bytes of a chip in its storage dtype (8- and 16-bit stay integers)."""
+    arr = np.asarray(amplitude)
+    if nominal_max == 255.0 and np.array_equal(arr, np.round(arr)):
+        arr = arr.astype(np.uint8)
+    elif nominal_max == 65535.0 and np.array_equal(arr, np.round(arr)):
+        arr = arr.astype(np.uint16)
+    else:
+        arr = arr.astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_chip(data: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_chip`: a float32 (H, W) amplitude array."""
+    return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    # fixed metadata: identical bytes whoever packs, whenever
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _ShardWriter:
+    """Appends samples to ``shard-NNNNNN.tar`` and its offset table."""
+
+    def __init__(self, folder: Path, number: int) -> None:
+        self.name = f"shard-{number:06d}"
+        self.path = folder / f"{self.name}.tar"
+        # open across many add() calls; close() ends both
+        self.file = open(self.path, "wb")  # noqa: SIM115
+        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        self.rows: list[tuple[float, float, float]] = []
+
+    def add(self, key: str, npy: bytes, meta: bytes, nominal: float | None) -> None:
+        info = _tarinfo(f"{key}.npy", len(npy))
+        header = len(info.tobuf(tarfile.USTAR_FORMAT, self.tar.encoding, self.tar.errors))
+        self.rows.append((float(self.tar.offset + header), float(len(npy)), float(nominal or 0)))
+        self.tar.addfile(info, io.BytesIO(npy))
+        self.tar.addfile(_tarinfo(f"{key}.json", len(meta)), io.BytesIO(meta))
+
+    @property
+    def size(self) -> int:
+        return self.tar.offset
+
+    def close(self) -> ShardInfo:
+        self.tar.close()
+        self.file.close()
+        idx = self.path.with_suffix(".idx")
+        idx.write_bytes(np.asarray(self.rows, dtype="<f8").tobytes())
+        from sarfewshot.utils.io import sha256_file
+
+        return ShardInfo(
+            tar=self.path.name,
+            idx=idx.name,
+            count=len(self.rows),
+            tar_bytes=self.path.stat().st_size,
+            tar_sha256=sha256_file(self.path),
+            idx_sha256=sha256_file(idx),
+        )
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; packing writes into a new or empty folder")
+
+
+def pack_shards(
+    files: Sequence[tuple[Path, str]],
+    out: str | Path,
+    shard_size: int = 10**9,
+    reader: Callable[[Path], tuple[np.ndarray, float | None]] | None = None,
+    on_sample: Callable[[int], None] | None = None,
+) -> ShardIndex:
+    """Pack ``files`` (path, name to record as its source) into shards under ``out``.
+
+    Args:
+        files: the chips in sample order.
+        out: a new or empty folder.
+        shard_size: a shard is closed before it would grow past this many bytes.
+        reader: path -> (amplitude, nominal maximum); default :func:`sarfewshot.data.io.read_sar`.
+        on_sample: called with the number of samples packed so far (progress).
+
+    Raises:
+        ConfigError: ``out`` is not empty. DatasetError: no files, or an unreadable one (named).
+    """
+    out = Path(out)
+    if not files:
+        raise DatasetError("nothing to pack: no image files under --data")
+    _check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    read = reader or _read_chip
+    shards: list[ShardInfo] = []
+    writer: _ShardWriter | None = None
+    for k, (path, source) in enumerate(files):
+        amplitude, nominal = read(Path(path))
+        npy = encode_chip(amplitude, nominal)
+        meta = json.dumps({"nominal_max": nominal, "source": source}, sort_keys=True).encode()
+        if writer is not None and writer.size + len(npy) + len(meta) + _MARGIN > shard_size:
+            shards.append(writer.close())
+            writer = None
+        writer = writer or _ShardWriter(out, len(shards))
+        writer.add(f"{k:0{KEY_DIGITS}d}", npy, meta, nominal)
+        if on_sample is not None:
+            on_sample(k + 1)
+    shards.append(writer.close())  # type: ignore[union-attr]
+    roots = sorted({source.split("/", 1)[0] for _, source in files})
+    return _write_index(out, shards, roots)
+
+
+def _read_chip(path: Path) -> tuple[np.ndarray, float | None]:
+    from sarfewshot.data.io import read_sar
+
+    img = read_sar(path)
+    return img.amplitude, img.nominal_max
+
+
+def _write_index(out: Path, shards: list[ShardInfo], roots: Sequence[str]) -> ShardIndex:
+    from sarfewshot.utils.io import atomic_write_json
+
+    count = sum(s.count for s in shards)
+    atomic_write_json(
+        out / INDEX_NAME,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "count": count,
+            "roots": list(roots),
+            "shards": [s.__dict__ for s in shards],
+        },
+    )
+    return ShardIndex(folder=out, count=count, shards=tuple(shards), roots=tuple(roots))
+
+
+def is_shard_folder(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a shard ``index.json``."""
+    return (Path(path) / INDEX_NAME).is_file()
+
+
+def read_index(folder: str | Path) -> ShardIndex:
+    """Parse ``folder/index.json``.
+
+    Raises:
+        DatasetError: naming the file when it is missing, not JSON, or not a shard index.
+    """
+    path = Path(folder) / INDEX_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise ValueError(f"format {data.get('format')!r} version {data.get('version')!r}")
+        shards = tuple(ShardInfo(**s) for s in data["shards"])
+        count = int(data["count"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(f"{path} is not a readable {FORMAT} index: {exc}") from None
+    if count != sum(s.count for s in shards) or count < 1:
+        raise DatasetError(f"{path}: count {count} does not match its shards' counts")
+    return ShardIndex(Path(folder), count, shards, tuple(data.get("roots", ())))
+
+
+def verify_shards(folder: str | Path) -> list[str]:
+    """Check every shard file against the index's sizes and sha256; returns the problems."""
+    from sarfewshot.utils.io import sha256_file
+
+    index = read_index(folder)
+    problems = []
+    for s in index.shards:
+        for name, digest in ((s.tar, s.tar_sha256), (s.idx, s.idx_sha256)):
+            path = index.folder / name
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+            elif sha256_file(path) != digest:
+                problems.append(f"{path}: sha256 differs from {INDEX_NAME}")
+    return problems
+
+
+class ShardReader:
+    """Random access to the samples of a shard folder (sample ``k`` in packing order).
+
+    Opening reads ``index.json`` only; a shard's offset table is read the first time one of its
+    samples is asked for, by the process (or DataLoader worker) that asks. Reads use
+    ``os.pread``, so forked workers never share a file position.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.index = read_index(folder)
+        counts = [s.count for s in self.index.shards]
+        self.starts = np.cumsum([0, *counts]).tolist()
+        self._tables: dict[int, np.ndarray] = {}
+        self._fds: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self.index.count
+
+    def __getstate__(self) -> dict:
+        # open descriptors do not travel to spawned workers; each reopens what it reads
+        return {**self.__dict__, "_tables": {}, "_fds": {}}
+
+    def locate(self, k: int) -> tuple[int, int]:
+        """(shard number, position in that shard) of sample ``k``."""
+        if not 0 <= k < self.index.count:
+            raise IndexError(f"sample {k} outside 0..{self.index.count - 1}")
+        shard = bisect.bisect_right(self.starts, k) - 1
+        return shard, k - self.starts[shard]
+
+    def _table(self, shard: int) -> np.ndarray:
+        if shard not in self._tables:
+            info = self.index.shards[shard]
+            path = self.index.folder / info.idx
+            table = np.fromfile(path, dtype="<f8")
+            if table.size != 3 * info.count:
+                raise DatasetError(f"{path}: {table.size // 3} rows, the index says {info.count}")
+            self._tables[shard] = table.reshape(info.count, 3)
+        return self._tables[shard]
+
+    def _fd(self, shard: int) -> int:
+        if shard not in self._fds:
+            path = self.index.folder / self.index.shards[shard].tar
+            try:
+                self._fds[shard] = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:
+                raise DatasetError(f"cannot open shard {path}: {exc.strerror}") from None
+        return self._fds[shard]
+
+    def read(self, k: int) -> tuple[np.ndarray, float | None]:
+        """Sample ``k``: (float32 amplitude (H, W), nominal maximum or None)."""
+        shard, pos = self.locate(k)
+        offset, size, nominal = self._table(shard)[pos]
+        data = os.pread(self._fd(shard), int(size), int(offset))
+        if len(data) != int(size):
+            path = self.index.folder / self.index.shards[shard].tar
+            raise DatasetError(f"{path} is truncated at sample {k} (re-pack or re-copy it)")
+        return decode_chip(data), (float(nominal) or None)
+
+    def close(self) -> None:
+        """Close the open shard files."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+
+def iter_members(folder: str | Path) -> Iterable[tuple[str, bytes]]:
+    """Every (member name, bytes) of every shard in order, read with plain ``tarfile``."""
+    index = read_index(folder)
+    for s in index.shards:
+        with tarfile.open(index.folder / s.tar, mode="r") as tar:
+            for member in tar:
+                f = tar.extractfile(member)
+                if f is not None:
+                    yield member.name, f.read()

@@ -1,0 +1,85 @@
+"""``--launcher local|slurm`` through submitit: eval job arrays and multi-node pretraining jobs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from sarfewshot.cli.main import main
+from sarfewshot.datasets.synthetic import generate_synthetic
+from sarfewshot.errors import ConfigError
+from sarfewshot.launch import shard_namespaces, strip_launch_flags, torchrun_command
+from sarfewshot.results.records import read_record, record_files
+
+TINY = ["--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size", "32"]
+TAIL = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "2"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    return generate_synthetic(
+        out, n_train_per_class=6, n_test_per_class=3, size=64, progress_bar=False
+    )
+
+
+def _eval(root: Path, out: Path, *extra: str) -> list[str]:
+    grid = ["--shots", "1,2", "--protocol", "knn,prototype", "--seeds", "1-2"]
+    where = ["--dataset", "synthetic", "--root", str(root), "--output", str(out)]
+    return ["eval", *TINY, *where, *grid, *extra, *TAIL]
+
+
+def test_local_array_jobs_merge_into_the_full_grid(root, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "runs"
+    assert main(_eval(root, out, "--launcher", "local", "--array", "2")) == 0
+    text = capsys.readouterr().out
+    assert "submitted 2 eval job(s) (local)" in text
+    assert "job 1/2: 4 cell(s) ran, 0 failed" in text and "job 2/2: 4 cell(s) ran" in text
+    files = record_files(out)
+    assert len(files) == 8 and all(read_record(f)["status"] == "ok" for f in files)
+    # the unsharded command finds every cell of its grid done
+    assert main(_eval(root, out)) == 0
+    assert "8 cells already done, 0 to run" in capsys.readouterr().out
+
+
+def test_launcher_flag_errors(root, tmp_path, capsys):
+    assert main(_eval(root, tmp_path / "r", "--array", "2")) == 2
+    assert "--array needs --launcher" in capsys.readouterr().err
+    ns = argparse.Namespace(shard="1/2", launcher="local", array=2)
+    with pytest.raises(ConfigError, match="--array and --shard"):
+        shard_namespaces(ns, 2)
+
+
+def test_pretrain_job_is_one_torchrun_per_node():
+    raw = ["--config", "x", "--launcher", "slurm", "--nodes=4", "--gpus-per-node", "8",
+           "--output", "o", "OPTIM.EPOCHS", "2"]  # fmt: skip
+    argv = strip_launch_flags(raw)
+    assert argv == ["--config", "x", "--output", "o", "OPTIM.EPOCHS", "2"]
+    cmd = torchrun_command(argv, 4, 8, 2, "node001", 29500)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert {"--nnodes=4", "--nproc-per-node=8", "--node-rank=2", "--master-addr=node001"} <= set(
+        cmd
+    )
+    assert cmd[-len(argv) - 2 :] == ["sarfewshot", "pretrain", *argv]
+    assert "--standalone" in torchrun_command(argv, 1, 2, 0, "node001", 29500)
+
+
+def test_local_pretrain_job_runs_torchrun(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("submitit")
+    from tests.pretrain.synthetic_sar import write_chips
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    chips = tmp_path / "chips"
+    write_chips(chips, n=8, size=72)
+    out = tmp_path / "pt"
+    argv = ["pretrain", "--config", "sarjepa_tiny", "--data", str(chips), "--output", str(out),
+            "--max-steps", "1", "--batch-size", "4", "--launcher", "local", "--gpus-per-node",
+            "1", "OPTIM.EPOCHS", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "submitted pretraining job" in capsys.readouterr().out
+    assert (out / "checkpoint-last.pth").is_file()
+    assert list((out / "submitit").glob("*_log.out"))

@@ -1,0 +1,111 @@
+"""Packed shards: reproducible bytes, the WebDataset layout, 16-bit chips, the index, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sarfewshot.cli.main import main
+from sarfewshot.data.io import read_sar
+from sarfewshot.data.shards import (
+    ShardReader,
+    pack_shards,
+    parse_size,
+    read_index,
+    verify_shards,
+)
+from sarfewshot.errors import ConfigError, DatasetError
+
+
+@pytest.fixture()
+def chips(tmp_path) -> Path:
+    """Six 8-bit and two 16-bit PNG chips of varied sizes, one in a nested folder."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "chips"
+    (root / "a" / "deep").mkdir(parents=True)
+    (root / "b").mkdir()
+    for i in range(6):
+        arr = rng.integers(0, 256, (40 + i, 48), dtype=np.uint8)
+        Image.fromarray(arr).save(root / ("a/deep" if i == 0 else "a") / f"c{i}.png")
+    for i in range(2):
+        arr = rng.integers(0, 65536, (32, 36), dtype=np.uint16)
+        Image.fromarray(arr).save(root / "b" / f"w{i}.png")
+    return root
+
+
+def _pack(chips: Path, out: Path, size: str = "12KB") -> int:
+    return main(["data", "pack", "--data", str(chips), "--out", str(out), "--shard-size", size])
+
+
+def test_packing_twice_gives_byte_identical_files(chips, tmp_path):
+    assert _pack(chips, tmp_path / "s1") == 0
+    assert _pack(chips, tmp_path / "s2") == 0
+    names = sorted(p.name for p in (tmp_path / "s1").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "s2").iterdir())
+    assert len([n for n in names if n.endswith(".tar")]) > 1  # 12 KB splits the 8 chips
+    for name in names:
+        assert (tmp_path / "s1" / name).read_bytes() == (tmp_path / "s2" / name).read_bytes()
+
+
+def test_shards_hold_every_chip_in_listing_order_with_16_bit_kept(chips, tmp_path):
+    _pack(chips, tmp_path / "s")
+    index = read_index(tmp_path / "s")
+    assert index.count == 8 and sum(s.count for s in index.shards) == 8
+    members = []
+    for shard in index.shards:
+        with tarfile.open(tmp_path / "s" / shard.tar) as tar:
+            for m in tar:
+                assert (m.mtime, m.uid, m.gid, m.uname, m.mode) == (0, 0, 0, "", 0o644)
+                members.append((m.name, tar.extractfile(m).read()))
+    keys = [name for name, _ in members]
+    assert keys[:4] == ["000000000.npy", "000000000.json", "000000001.npy", "000000001.json"]
+    sources = [json.loads(b)["source"] for n, b in members if n.endswith(".json")]
+    assert sources[0] == "chips/a/c1.png" and sources[-1] == "chips/b/w1.png"
+    arrays = [np.load(io.BytesIO(b)) for n, b in members if n.endswith(".npy")]
+    assert arrays[0].dtype == np.uint8 and arrays[-1].dtype == np.uint16
+    want = np.asarray(Image.open(chips / "b" / "w1.png"))
+    assert np.array_equal(arrays[-1], want)  # 16-bit values unquantised
+    reader = ShardReader(tmp_path / "s")
+    amp, nominal = reader.read(7)
+    assert nominal == 65535.0 and np.array_equal(amp, read_sar(chips / "b" / "w1.png").amplitude)
+    assert verify_shards(tmp_path / "s") == []
+
+
+def test_webdataset_reads_the_shards(chips, tmp_path):
+    wds = pytest.importorskip("webdataset")
+    _pack(chips, tmp_path / "s")
+    index = read_index(tmp_path / "s")
+    urls = [str(tmp_path / "s" / s.tar) for s in index.shards]
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
+    assert [s["__key__"] for s in samples] == [f"{k:09d}" for k in range(8)]
+    assert np.load(io.BytesIO(samples[7]["npy"])).dtype == np.uint16
+
+
+def test_checksums_catch_a_changed_shard(chips, tmp_path):
+    _pack(chips, tmp_path / "s")
+    shard = tmp_path / "s" / read_index(tmp_path / "s").shards[0].tar
+    data = bytearray(shard.read_bytes())
+    data[600] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert verify_shards(tmp_path / "s") == [f"{shard}: sha256 differs from index.json"]
+
+
+def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
+    for bad in ("1 parsec", "0", "GB"):
+        with pytest.raises(ConfigError, match="--shard-size"):
+            parse_size(bad)
+    assert parse_size("1GB") == 10**9 and parse_size("2MiB") == 2 * 2**20
+    _pack(chips, tmp_path / "s")
+    assert _pack(chips, tmp_path / "s") == 2
+    assert "is not empty" in capsys.readouterr().err
+    (tmp_path / "s" / "index.json").write_text("{}")
+    with pytest.raises(DatasetError, match="index.json is not a readable"):
+        read_index(tmp_path / "s")
+    with pytest.raises(DatasetError, match="nothing to pack"):
+        pack_shards([], tmp_path / "empty")
