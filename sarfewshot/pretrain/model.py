@@ -135,14 +135,7 @@ def release_init(model: IRPEViT, gen: torch.Generator | None) -> None:
         if model.cls_token is not None:
             nn.init.normal_(model.cls_token, std=0.02, generator=gen)
         for module in model.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight, generator=gen)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, IRPEKeys):
+            if not _xavier_linear_or_norm(module, gen) and isinstance(module, IRPEKeys):
                 module.reset_parameters(gen)
 
 
@@ -289,18 +282,30 @@ def _timm_blocks(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.Modul
     return nn.ModuleList(TimmBlock(dim, heads, mlp_ratio, qkv_bias=True) for _ in range(depth))
 
 
+def _xavier_linear_or_norm(module: nn.Module, gen: torch.Generator | None) -> bool:
+    """Xavier-uniform weight and zero bias for a Linear, ones / zeros for a LayerNorm.
+
+    Returns whether ``module`` was one of them (the caller handles the other kinds).
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight, generator=gen)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+        return True
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+        return True
+    return False
+
+
 def _init_linear_norm(module: nn.Module, gen: torch.Generator | None) -> None:
     """Xavier-uniform linear weights, zero biases, unit norms (MAE's decoder init)."""
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight, generator=gen)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
+            if _xavier_linear_or_norm(m, gen):
+                continue
+            if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight.view(m.weight.shape[0], -1), generator=gen)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
