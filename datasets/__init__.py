@@ -1,6 +1,7 @@
 """Dataset plug-ins, one module per dataset; importing this package registers them all."""
 
 from sarfewshot.datasets import (  # noqa: F401
+    atrnet_star,
     folder,
     fusar_ship,
     mstar_raw,

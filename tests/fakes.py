@@ -264,3 +264,72 @@ def make_mstar_raw_tree(root: Path, seed: int = 0) -> dict:
                 _count(expected, "train" if dep == 17 else "test", folder)
     (root / "17_DEG" / "BMP2" / "readme.txt").write_text("not a raw file")
     return expected
+
+
+# A few of the 40 ATRNet-STAR type folders, with the release's odd spellings (apostrophe,
+# space, lower case); the plug-in accepts a subset of the 40.
+ATRNET_FAKE_CLASSES = (
+    "Buick_Excelle_GT",
+    "Chang'an_CS75_Plus",
+    "Chery_Arrizo 5",
+    "Great_Wall_poer",
+)
+ATRNET_MSTAR_FOLDERS = ("BMP2", "BRDM_2", "T72")  # SOC-50 adds the MSTAR classes
+ATRNET_FOLDERS = {  # setting folder -> its per-condition test folders test_<subset>
+    "SOC_40classes": (),
+    "SOC_50classes": (),
+    "EOC_scene": ("urban", "factory", "woodland"),
+    "EOC_depression": ("30", "45", "60"),
+    "EOC_azimuth": ("60", "120", "180", "240", "300"),
+    "EOC_band": (),
+    "EOC_pol": ("VV", "HV", "VH"),
+}
+
+
+def _atrnet_chip(path: Path, rng: np.random.Generator, serial: int) -> None:
+    write_image(path, chip(rng))
+    # the release puts an annotation beside every chip; readers must skip it
+    xml = f"<annotation><filename>{path.name}</filename><id>{serial}</id></annotation>"
+    path.with_suffix(".xml").write_text(xml)
+
+
+def make_atrnet_star_tree(
+    root: Path,
+    layout: str = "bench",
+    folders: tuple = tuple(ATRNET_FOLDERS),
+    n_train: int = 3,
+    n_test: int = 1,
+    seed: int = 0,
+) -> dict:
+    """ATRNet-STAR setting folders ``<folder>/train|test[_<subset>]/<type>/*.tif`` (+ ``.xml``).
+
+    ``layout``: ``"bench"`` writes the setting folders in ``root`` (the extracted archive, as
+    ATRBench reads it), ``"hf"`` under ``root/Ground_Range/Amplitude_8bit`` (the Hugging Face
+    dataset). In an EOC folder with per-condition test folders, ``test`` holds the union of them.
+
+    Returns:
+        ``{folder: {"train": {class folder: n}, "test": {...}, "test_<subset>": {...}}}``.
+    """
+    rng = np.random.default_rng(seed)
+    base = root / "Ground_Range" / "Amplitude_8bit" if layout == "hf" else root
+    if layout not in ("bench", "hf"):
+        raise ValueError(f"layout {layout!r}: bench or hf")
+    expected: dict = {}
+    for folder in folders:
+        subsets = ATRNET_FOLDERS[folder]
+        mstar = ATRNET_MSTAR_FOLDERS if folder == "SOC_50classes" else ()
+        counts: dict = {"train": {}, "test": {}}
+        for cname in ATRNET_FAKE_CLASSES + mstar:
+            for j in range(n_train):
+                _atrnet_chip(base / folder / "train" / cname / f"X_HH_15_{j}_{j:06d}.tif", rng, j)
+                _count(counts, "train", cname)
+            for sub in subsets or ("",):
+                for j in range(n_test):
+                    name = f"KU_VV_30_{sub or 0}_{j:06d}.tif"
+                    targets = ["test"] + ([f"test_{sub}"] if sub else [])
+                    for split in targets:
+                        counts.setdefault(split, {})
+                        _atrnet_chip(base / folder / split / cname / name, rng, j)
+                        _count(counts, split, cname)
+        expected[folder] = counts
+    return expected

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 
@@ -29,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     actions.add_parser(
         "list",
-        help="registered datasets, aliases and layouts",
+        help="registered datasets, aliases, layouts and settings",
         description="Print every registered dataset with its aliases and the folder layout "
-        "it expects under --root.",
+        "it expects under --root, then the options and settings of the plug-ins that have them.",
     )
     verify = actions.add_parser(
         "verify",
@@ -134,6 +135,12 @@ def _list(args: argparse.Namespace) -> int:
         aliases = [a for a in DATASET_REGISTRY.aliases(name) if a != name.lower()]
         rows.append((name, ", ".join(aliases), getattr(get_dataset(name), "layout", "")))
     print(tabulate(rows, headers=("dataset", "aliases", "layout")))
+    for name in list_datasets():  # plug-ins that describe their options and settings
+        cls = get_dataset(name)
+        if getattr(cls, "options_help", ""):
+            print(f"\n{name} options: {cls.options_help}")
+        if callable(getattr(cls, "settings_text", None)):
+            print(f"{name} settings:\n" + textwrap.indent(cls.settings_text(), "  "))
     return 0
 
 

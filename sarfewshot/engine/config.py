@@ -131,6 +131,8 @@ def _dataset_defaults() -> CfgNode:
     node.SAR.SAMPLE_MODE = "measured"
     node.SAR.SAMPLE_FORMAT = "decibel"
     node.SAR.EXTRA_CLASSES = False  # class folders outside a fixed class list: refused unless set
+    node.SAR.ATRNET_SETTING = "soc40"  # ATRNet-STAR: the ATRBench setting (soc40, eoc_scene, ...)
+    node.SAR.ATRNET_TEST_SUBSET = ""  # ATRNet-STAR EOC: one test_<subset> folder instead of test
     return node
 
 

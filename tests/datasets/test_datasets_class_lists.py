@@ -1,4 +1,5 @@
-"""Fixed class lists (mstar_soc, fusar_ship, sar_acd): unknown folders refused unless opted in."""
+"""Fixed class lists (mstar_soc, fusar_ship, sar_acd, atrnet_star): unknown folders refused
+unless opted in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 import pytest
 
 from sarfewshot.data.build import build_listing, build_split, dataset_options
+from sarfewshot.datasets.atrnet_star import ATRNET_CLASSES
 from sarfewshot.datasets.fusar_ship import FUSAR_CLASSES
 from sarfewshot.datasets.mstar_soc import MSTAR_CLASSES
 from sarfewshot.datasets.sar_acd import SAR_ACD_CLASSES
@@ -19,6 +21,11 @@ TREES = {
     "mstar_soc": (fakes.make_mstar_soc_tree, ("MSTAR_SOC/TRAIN", "MSTAR_SOC/TEST"), MSTAR_CLASSES),
     "fusar_ship": (fakes.make_fusar_tree, ("New_FUSAR/Train", "New_FUSAR/Val"), FUSAR_CLASSES),
     "sar_acd": (fakes.make_sar_acd_tree, ("SAR_ACD/images",), SAR_ACD_CLASSES),
+    "atrnet_star": (
+        lambda root: fakes.make_atrnet_star_tree(root, folders=("SOC_40classes",)),
+        ("SOC_40classes/train", "SOC_40classes/test"),
+        ATRNET_CLASSES,
+    ),
 }
 
 

@@ -1,0 +1,231 @@
+"""ATRNet-STAR (Liu et al., TPAMI 2026): 40 civilian vehicle types, about 200 K chips, and the
+ATRBench settings, read from the ground-range 8-bit amplitude release.
+
+Layout (as published, one folder per ATRBench setting, each with pre-split train and test sets):
+``<setting folder>/train|test/<type>/*.tif`` (an ``.xml`` annotation beside each chip is
+ignored). ``root`` may be the folder holding the setting folders (``Ground_Range/Amplitude_8bit``
+of the Hugging Face dataset, or the extracted archive), the dataset root above
+``Ground_Range/Amplitude_8bit``, or the setting folder itself.
+
+Settings (option ``setting``, ``DATASET.SAR.ATRNET_SETTING``), from the ATRBench README and its
+scripts (:data:`SETTINGS`): ``soc40`` (random 7:3 split, ``SOC_40classes``), ``soc50``
+(``SOC_50classes``: 40 types plus the ten MSTAR classes), ``eoc_scene`` (simple scenes ->
+complex), ``eoc_depression`` (15 deg -> 30/45/60), ``eoc_azimuth`` (0-60 deg -> the rest),
+``eoc_band`` (X -> Ku), ``eoc_band_inverse`` (Ku -> X: the same folder with train and test
+swapped, the README's "inverse" row) and ``eoc_polarization`` (HH -> VV/HV/VH). The EOC folders
+also hold per-condition test folders ``test_<subset>``; option ``test_subset``
+(``DATASET.SAR.ATRNET_TEST_SUBSET``) evaluates on one of them instead of the whole ``test``.
+Each (setting, subset) has its own split name (``atrnet_star_<setting>[_test<subset>]``), so
+their split files never collide. Records carry the dataset name ``atrnet_star`` whatever the
+setting, so each setting needs its own run folder (``eval`` refuses to mix them: the config
+differs).
+
+Class list: the 40 type folders (:data:`ATRNET_CLASSES`, spelled as in the release, sorted as
+ATRBench's ``ImageFolder`` numbers them); ``soc50`` adds :data:`MSTAR_CLASSES`. Folder names match
+in any case and punctuation; another folder is an error unless ``extra_classes``
+(``DATASET.SAR.EXTRA_CLASSES``) keeps it. Chips are 128 x 128 with the target off centre (random
+offsets), so the crop is the whole chip. 20 % of each train class is the validation pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from sarfewshot.data.base import Listing
+from sarfewshot.data.listing import (
+    FixedClassDataset,
+    class_folder_items,
+    find_child_dir,
+    make_listing,
+    require_child_dir,
+    require_root,
+)
+from sarfewshot.data.registry import DATASET_REGISTRY
+from sarfewshot.datasets.mstar_soc import MSTAR_CLASSES
+from sarfewshot.errors import ConfigError, DatasetError
+
+# The 40 type folders of the release (brand_type), in Python's sorted order.
+ATRNET_CLASSES = (
+    "Buick_Excelle_GT",
+    "Buick_GL8",
+    "CNHTC_HOWO",
+    "Chang'an_CS75_Plus",
+    "Chang'an_Starlight_4500",
+    "Changfeng_Cheetah_CFA6473C",
+    "Changlin_8228-5",
+    "Chery_Arrizo 5",
+    "Chery_qq3",
+    "Chevrolet_Blazer_1998",
+    "Dongfeng_Duolika",
+    "Dongfeng_EQ6608LTV",
+    "Dongfeng_Forthing_Lingzhi",
+    "Dongfeng_Tianjin_DFH2200B",
+    "Dongfeng_Tianjin_KR230",
+    "FAW_J6P",
+    "FAW_Jiabao_T51",
+    "Foton_BJ1045V9JB5-54",
+    "Great_Wall_Voleex_C50",
+    "Great_Wall_poer",
+    "Hawtai_EV160B",
+    "Hongqi_CA7180A3E",
+    "Hongqi_h5",
+    "Huanghai_N1",
+    "Hyundai_HLF25_II",
+    "JAC_Junling",
+    "JINBEI_SY5033XJH",
+    "Jeep_Patriot",
+    "Lincoln_MKC",
+    "Lveco_Proud_2009",
+    "MAXUS_V80",
+    "Mitsubishi_Outlander_2003",
+    "SDLG_ZL40F",
+    "SHACMAN_DeLong_M3000",
+    "SHACMAN_DeLong_X3000",
+    "WAW_Aochi_1800",
+    "WAW_Aochi_Hongrui",
+    "Wuling_Rongguang_V",
+    "Yangzi_YZK6590XCA",
+    "Yutong_ZK6120HY1",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One ATRBench setting: its folder, which sub-folders are train and test, its test subsets."""
+
+    folder: str
+    what: str
+    train: str = "train"
+    test: str = "test"
+    subsets: tuple[str, ...] = ()  # per-condition test folders test_<subset>
+    mstar: bool = False  # the ten MSTAR classes join the 40 types
+
+
+SETTINGS = {
+    "soc40": Setting("SOC_40classes", "40 types, random 7:3 split"),
+    "soc50": Setting("SOC_50classes", "40 types + 10 MSTAR classes", mstar=True),
+    "eoc_scene": Setting(
+        "EOC_scene",
+        "sandstone, bare soil -> city, factory, woodland",
+        subsets=("urban", "factory", "woodland"),
+    ),
+    "eoc_depression": Setting(
+        "EOC_depression", "15 deg -> 30, 45, 60 deg", subsets=("30", "45", "60")
+    ),
+    "eoc_azimuth": Setting(
+        "EOC_azimuth", "0-60 deg -> 60-360 deg", subsets=("60", "120", "180", "240", "300")
+    ),
+    "eoc_band": Setting("EOC_band", "X band -> Ku band"),
+    "eoc_band_inverse": Setting("EOC_band", "Ku band -> X band", train="test", test="train"),
+    "eoc_polarization": Setting("EOC_pol", "HH -> VV, HV, VH", subsets=("VV", "HV", "VH")),
+}
+HF_PATH = ("Ground_Range", "Amplitude_8bit")
+
+
+def settings_text() -> str:
+    """One line per setting for listings: name, folder, what changes between train and test."""
+    lines = []
+    for name, s in SETTINGS.items():
+        subsets = f"; test_subset {', '.join(s.subsets)}" if s.subsets else ""
+        swap = f" ({s.train} <-> {s.test} swapped)" if s.train != "train" else ""
+        lines.append(f"{name}: {s.folder}{swap}, {s.what}{subsets}")
+    return "\n".join(lines)
+
+
+@DATASET_REGISTRY.register("atrnet_star", aliases=("atrnet", "ATRNet-STAR", "atrbench"))
+class ATRNetSTAR(FixedClassDataset):
+    """ATRNet-STAR ground-range amplitude chips under one ATRBench setting."""
+
+    name = "atrnet_star"
+    val_fraction = 0.2
+    crop_size = 128
+    title = "ATRNet-STAR"
+    classes = ATRNET_CLASSES
+    layout = (
+        "[Ground_Range/Amplitude_8bit/]<setting folder>/train|test/<type>/*.tif (root: the "
+        "folder holding SOC_40classes/, EOC_scene/, ...)"
+    )
+    options_help = (
+        "setting (DATASET.SAR.ATRNET_SETTING, default soc40), test_subset "
+        "(DATASET.SAR.ATRNET_TEST_SUBSET), extra_classes (DATASET.SAR.EXTRA_CLASSES)"
+    )
+
+    def __init__(self, root, setting: str = "soc40", test_subset: str = "", **options) -> None:
+        super().__init__(root, setting=setting, test_subset=test_subset, **options)
+        self.setting = str(setting).strip().lower().replace("-", "_")
+        if self.setting not in SETTINGS:
+            raise ConfigError(
+                f"ATRNet-STAR setting {setting!r} (DATASET.SAR.ATRNET_SETTING / --option "
+                f"setting=...) is not one of {sorted(SETTINGS)}"
+            )
+        self.test_subset = str(test_subset or "").strip()
+        allowed = SETTINGS[self.setting].subsets
+        if self.test_subset and self.test_subset.lower() not in [s.lower() for s in allowed]:
+            raise ConfigError(
+                f"ATRNet-STAR test_subset {test_subset!r} (DATASET.SAR.ATRNET_TEST_SUBSET) is "
+                f"not one of setting {self.setting}'s {list(allowed) or 'none'}"
+            )
+        if self.spec.mstar:
+            self.classes = ATRNET_CLASSES + MSTAR_CLASSES
+
+    @staticmethod
+    def settings_text() -> str:
+        """The settings, one per line (shown by ``sarfewshot data list``)."""
+        return settings_text()
+
+    @classmethod
+    def options_from_cfg(cls, cfg) -> dict:
+        """Plug-in options from ``DATASET.SAR.ATRNET_SETTING``, ``ATRNET_TEST_SUBSET`` and
+        ``EXTRA_CLASSES``."""
+        sar = getattr(cfg.DATASET, "SAR", None)
+        return {
+            **super().options_from_cfg(cfg),
+            "setting": getattr(sar, "ATRNET_SETTING", "soc40"),
+            "test_subset": getattr(sar, "ATRNET_TEST_SUBSET", ""),
+        }
+
+    @property
+    def spec(self) -> Setting:
+        """The chosen ATRBench setting."""
+        return SETTINGS[self.setting]
+
+    @property
+    def split_name(self) -> str:
+        """Split folder and random-stream name of this setting (and test subset)."""
+        subset = f"_test{self.test_subset.lower()}" if self.test_subset else ""
+        return f"{self.name}_{self.setting}{subset}"
+
+    def _setting_dir(self) -> Path:
+        root = require_root(self.root, self.layout)
+        if root.name.lower() == self.spec.folder.lower():
+            return root
+        for base in (root, _descend(root, HF_PATH)):
+            found = find_child_dir(base, self.spec.folder) if base is not None else None
+            if found is not None:
+                return found
+        raise DatasetError(
+            f"dataset root {self.root} has no {self.spec.folder} folder (ATRNet-STAR setting "
+            f"{self.setting}); expected {self.layout}"
+        )
+
+    def list(self) -> Listing:
+        """Train and test chips of the setting, with the fixed class list checked."""
+        base = self._setting_dir()
+        test_name = f"test_{self.test_subset}" if self.test_subset else self.spec.test
+        train_dir = require_child_dir(base, self.spec.train, self.root, self.layout)
+        test_dir = require_child_dir(base, test_name, self.root, self.layout)
+        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
+        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
+        unknown = sorted({c for _, c in test} - {c for _, c in train})
+        if not train or unknown:
+            problem = "no class folders" if not train else f"no train folder for {unknown}"
+            raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
+        return make_listing(base, train, test, preferred=self.classes)
+
+
+def _descend(root: Path, parts: tuple[str, ...]) -> Path | None:
+    node: Path | None = root
+    for part in parts:
+        node = find_child_dir(node, part) if node is not None else None
+    return node

@@ -1,0 +1,109 @@
+"""ATRNet-STAR: every layout, every ATRBench setting, test subsets, class list, config keys."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from sarfewshot.cli.main import main
+from sarfewshot.data.build import build_listing, build_split, dataset_options, split_name
+from sarfewshot.datasets.atrnet_star import ATRNET_CLASSES, SETTINGS
+from sarfewshot.engine.config import get_cfg_default
+from sarfewshot.errors import ConfigError, DatasetError
+from tests import fakes
+
+
+def _counts(items) -> dict:
+    return dict(Counter(d.classname for d in items))
+
+
+def _canonical(counts: dict) -> dict:
+    # the fake's folder names -> the plug-in's class names (the MSTAR spelling BRDM_2 -> BRDM2)
+    return {{"BRDM_2": "BRDM2"}.get(k, k): v for k, v in counts.items()}
+
+
+@pytest.mark.parametrize("layout", ["bench", "hf"])
+def test_every_layout_lists_the_same_soc40_chips(tmp_path, layout):
+    expected = fakes.make_atrnet_star_tree(tmp_path, layout, folders=("SOC_40classes",))
+    ds, listing = build_listing("atrnet_star", tmp_path)
+    assert ds.setting == "soc40" and ds.crop_size == 128 and ds.val_fraction == 0.2
+    assert listing.classnames == [c for c in ATRNET_CLASSES if c in fakes.ATRNET_FAKE_CLASSES]
+    assert _counts(listing.train) == expected["SOC_40classes"]["train"]  # .xml files skipped
+    assert _counts(listing.test) == expected["SOC_40classes"]["test"]
+    assert all(d.impath.endswith(".tif") and (listing.root / d.impath).is_file()
+               for d in listing.train + listing.test)  # fmt: skip
+    setting_dir = listing.root
+    _, direct = build_listing("atrnet", setting_dir)  # root may be the setting folder itself
+    assert direct.sha256() == listing.sha256()
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_each_setting_reads_its_own_folders(tmp_path, setting):
+    expected = fakes.make_atrnet_star_tree(tmp_path, "hf")
+    spec = SETTINGS[setting]
+    ds, listing = build_listing("atrnet_star", tmp_path, setting=setting)
+    truth = expected[spec.folder]
+    assert listing.root.name == spec.folder
+    assert _counts(listing.train) == _canonical(truth[spec.train])
+    assert _counts(listing.test) == _canonical(truth[spec.test])
+    assert split_name(ds) == f"atrnet_star_{setting}"
+
+
+def test_band_inverse_swaps_train_and_test(tmp_path):
+    fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_band",), n_train=3, n_test=1)
+    _, band = build_listing("atrnet_star", tmp_path, setting="eoc_band")
+    _, inverse = build_listing("atrnet_star", tmp_path, setting="EOC-band_inverse")
+    assert [d.impath for d in band.train] == [d.impath for d in inverse.test]
+    assert [d.impath for d in band.test] == [d.impath for d in inverse.train]
+
+
+def test_soc50_adds_the_mstar_classes(tmp_path):
+    fakes.make_atrnet_star_tree(tmp_path, folders=("SOC_50classes", "SOC_40classes"))
+    _, listing = build_listing("atrnet_star", tmp_path, setting="soc50")
+    assert listing.classnames[-3:] == ["BMP2", "BRDM2", "T72"]  # after the 40 types
+    fakes.add_class_folder(tmp_path / "SOC_40classes" / "train", "BRDM_2")
+    with pytest.raises(DatasetError, match="BRDM_2 is not one of the ATRNet-STAR"):
+        build_listing("atrnet_star", tmp_path, setting="soc40")  # only soc50 has MSTAR
+
+
+def test_test_subset_reads_one_condition_with_its_own_split_name(tmp_path):
+    expected = fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_depression",), n_test=2)
+    ds, listing = build_listing("atrnet_star", tmp_path, setting="eoc_depression", test_subset=45)
+    assert _counts(listing.test) == expected["EOC_depression"]["test_45"]
+    assert all(d.impath.startswith("test_45/") for d in listing.test)
+    assert split_name(ds) == "atrnet_star_eoc_depression_test45"
+    with pytest.raises(ConfigError, match=r"test_subset '20'.*\['30', '45', '60'\]"):
+        build_listing("atrnet_star", tmp_path, setting="eoc_depression", test_subset="20")
+    with pytest.raises(ConfigError, match="not one of setting soc40's none"):
+        build_listing("atrnet_star", tmp_path, test_subset="45")
+
+
+def test_bad_setting_and_missing_setting_folder(tmp_path):
+    fakes.make_atrnet_star_tree(tmp_path, folders=("SOC_40classes",))
+    with pytest.raises(ConfigError, match=r"setting 'soc10'.*ATRNET_SETTING.*eoc_azimuth"):
+        build_listing("atrnet_star", tmp_path, setting="soc10")
+    with pytest.raises(DatasetError, match=r"no EOC_pol folder \(ATRNet-STAR setting eoc_pol"):
+        build_listing("atrnet_star", tmp_path, setting="eoc_polarization")
+
+
+def test_config_keys_choose_the_setting_and_the_split_folder(tmp_path):
+    fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_pol",), n_train=3)
+    cfg = get_cfg_default()
+    cfg.DATASET.NAME, cfg.DATASET.ROOT = "atrnet_star", str(tmp_path)
+    cfg.OUTPUT_DIR, cfg.DATASET.NUM_SHOTS, cfg.SEED = str(tmp_path / "out"), 1, 1
+    cfg.DATASET.SAR.ATRNET_SETTING = "eoc_polarization"
+    cfg.DATASET.SAR.ATRNET_TEST_SUBSET = "VV"
+    assert dataset_options("atrnet_star", cfg) == {"setting": "eoc_polarization",
+                                                   "test_subset": "VV"}  # fmt: skip
+    _, listing, split = build_split(cfg)
+    assert {d.impath.split("/")[0] for d in split.test} == {"test_VV"}
+    assert (tmp_path / "out" / "splits" / "atrnet_star_eoc_polarization_testvv").is_dir()
+
+
+def test_data_list_shows_atrnet_star_and_its_settings(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "atrnet_star" in out and "DATASET.SAR.ATRNET_SETTING" in out
+    for name, spec in SETTINGS.items():
+        assert f"  {name}: {spec.folder}" in out
