@@ -91,11 +91,21 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="trained cells (finetune, linear) write per-epoch loss and LR TensorBoard event "
         "files under OUTPUT/tensorboard/ (needs the tensorboard extra)",
     )
-    p.add_argument(
+    executor = p.add_mutually_exclusive_group()
+    executor.add_argument(
         "--serial",
-        action="store_true",
-        help="run one cell at a time (the reference path); by default the seeds of each "
-        "(backbone, dataset, finetune/linear, K) group train together as one stacked model",
+        dest="serial",
+        action="store_const",
+        const=True,
+        help="run one cell at a time (the reference path; the default on a CPU)",
+    )
+    executor.add_argument(
+        "--batched",
+        dest="serial",
+        action="store_const",
+        const=False,
+        help="train the seeds of each (backbone, dataset, finetune/linear, K) group together as "
+        "one stacked model (the default on CUDA)",
     )
     p.add_argument("--config", help="a CoOp-style YAML merged over every protocol's preset")
     p.add_argument("--shard", help="run the i-th of n shards of the cells, e.g. 1/4")
@@ -197,7 +207,7 @@ def request_from_args(args: argparse.Namespace):
         opts=opts,
         shard=parse_shard(args.shard) if args.shard else None,
         tensorboard=bool(getattr(args, "tensorboard", False)),
-        serial=bool(getattr(args, "serial", False)),
+        serial=getattr(args, "serial", None),
     )
 
 

@@ -85,3 +85,35 @@ def test_seed_memory_counts_weights_and_activations():
     weights = (10 * 20 + 20 + 20 * 5 + 5) * 4
     activations = (4 * 20 + 4 * 5 + 4 * 5) * 4  # both layers and the Sequential's output
     assert need == 4 * weights + 2 * activations
+
+
+def test_the_default_executor_follows_the_device(tmp_path):
+    from sarfewshot.engine.grid.batched import BatchedExecutor
+    from sarfewshot.engine.grid.executors import SerialExecutor
+    from sarfewshot.engine.grid.runner import GridRunner
+
+    class _Ws:
+        device = "cpu"
+
+    def runner(serial):
+        req = GridRequest(backbones=[], datasets=[], shots=[1], output=tmp_path, serial=serial)
+        return GridRunner(req)
+
+    # stacking was measured slower than one cell at a time on a CPU (docs/performance.md)
+    assert isinstance(runner(None).executor(_Ws()), SerialExecutor)
+    assert isinstance(runner(False).executor(_Ws()), BatchedExecutor)
+    _Ws.device = "cuda:0"
+    assert isinstance(runner(None).executor(_Ws()), BatchedExecutor)
+    assert isinstance(runner(True).executor(_Ws()), SerialExecutor)
+
+
+def test_eval_flags_choose_the_executor():
+    from sarfewshot.cli.eval import request_from_args
+    from sarfewshot.cli.main import build_parser
+
+    base = ["eval", "--backbone", "random", "--dataset", "synthetic", "--shots", "1"]
+    serial = [
+        request_from_args(build_parser().parse_args([*base, *f])).serial
+        for f in ([], ["--serial"], ["--batched"])
+    ]
+    assert serial == [None, True, False]

@@ -53,8 +53,10 @@ class GridRequest:
         dataset_options: extra keyword options passed to the dataset plug-ins.
         tensorboard: trained cells write per-epoch loss and LR event files under
             ``<output>/tensorboard/<cell id>``.
-        serial: run one cell at a time (the reference path) instead of training the seeds
-            of a (backbone, dataset, protocol, K) group together.
+        serial: True runs one cell at a time (the reference path); False trains the seeds
+            of a (backbone, dataset, protocol, K) group together as one stacked model; None
+            (default) picks by device: batched on CUDA, serial on a CPU, where stacking was
+            measured slower (docs/performance.md).
     """
 
     backbones: list[BackboneRequest]
@@ -74,7 +76,7 @@ class GridRequest:
     progress: bool | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     tensorboard: bool = False
-    serial: bool = False
+    serial: bool | None = None
 
 
 @dataclass

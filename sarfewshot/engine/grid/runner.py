@@ -207,8 +207,11 @@ class GridRunner:
         )
 
     def executor(self, ws: Workspace) -> Executor:
-        """``SerialExecutor`` under ``serial`` (``--serial``), else the batched executor."""
-        if self.req.serial:
+        """``SerialExecutor`` under ``--serial`` (and by default on a CPU), else batched."""
+        serial = self.req.serial
+        if serial is None:
+            serial = not str(ws.device).startswith("cuda")
+        if serial:
             return SerialExecutor(ws)
         from sarfewshot.engine.grid.batched import BatchedExecutor
 
