@@ -35,9 +35,7 @@ from pathlib import Path
 from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
     FixedClassDataset,
-    class_folder_items,
     find_child_dir,
-    make_listing,
     require_child_dir,
     require_root,
 )
@@ -215,13 +213,7 @@ class ATRNetSTAR(FixedClassDataset):
         test_name = f"test_{self.test_subset}" if self.test_subset else self.spec.test
         train_dir = require_child_dir(base, self.spec.train, self.root, self.layout)
         test_dir = require_child_dir(base, test_name, self.root, self.layout)
-        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
-        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
-        unknown = sorted({c for _, c in test} - {c for _, c in train})
-        if not train or unknown:
-            problem = "no class folders" if not train else f"no train folder for {unknown}"
-            raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
-        return make_listing(base, train, test, preferred=self.classes)
+        return self.train_test_listing(base, train_dir, test_dir)
 
 
 def _descend(root: Path, parts: tuple[str, ...]) -> Path | None:

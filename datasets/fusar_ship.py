@@ -15,14 +15,11 @@ from __future__ import annotations
 from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
     FixedClassDataset,
-    class_folder_items,
-    make_listing,
     require_child_dir,
     require_root,
     resolve_root,
 )
 from sarfewshot.data.registry import DATASET_REGISTRY
-from sarfewshot.errors import DatasetError
 
 FUSAR_CLASSES = (
     "Bridges",
@@ -56,10 +53,4 @@ class FUSARShip(FixedClassDataset):
         base = resolve_root(require_root(self.root, self.layout), "New_FUSAR")
         train_dir = require_child_dir(base, "Train", self.root, self.layout)
         test_dir = require_child_dir(base, "Val", self.root, self.layout)
-        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
-        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
-        unknown = sorted({c for _, c in test} - {c for _, c in train})
-        if not train or unknown:
-            problem = "no class folders" if not train else f"no train folder for {unknown}"
-            raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
-        return make_listing(base, train, test, preferred=FUSAR_CLASSES)
+        return self.train_test_listing(base, train_dir, test_dir)

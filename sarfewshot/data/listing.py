@@ -150,6 +150,21 @@ class FixedClassDataset(SARDataset):
         label = f"{self.title} ({self.name})" if self.title else self.name
         return fixed_classes(label, self.classes, split_dir, self.allow_extra)
 
+    def train_test_listing(self, base: Path, train_dir: Path, test_dir: Path) -> Listing:
+        """The listing of ``train_dir/<class>/`` (pool) and ``test_dir/<class>/`` (test set).
+
+        Raises:
+            DatasetError: the train folder has no class folder, or a test class has no train
+                folder (the class lists are checked by :meth:`class_mapper`).
+        """
+        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
+        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
+        unknown = sorted({c for _, c in test} - {c for _, c in train})
+        if not train or unknown:
+            problem = "no class folders" if not train else f"no train folder for {unknown}"
+            raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
+        return make_listing(base, train, test, preferred=self.classes)
+
 
 def require_root(root: Path, layout: str) -> Path:
     """Return ``root`` when it is a folder, else raise ``DatasetError`` naming it and the layout."""
