@@ -84,7 +84,13 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="linear re-runs the frozen backbone every epoch; no features are cached on disk",
     )
-    p.add_argument("--force", action="store_true", help="recompute cells that have a record")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute the command's cells that have a record (also cells computed on another "
+        "version of the dataset folder), rebuilding the image and feature caches they use and "
+        "redrawing split files drawn from an older listing",
+    )
     p.add_argument(
         "--tensorboard",
         action="store_true",
