@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,7 +94,7 @@ def write_leaderboard(
     unfinished: list[str],
 ) -> None:
     """Write the folder's leaderboard CSV and print this command's table and unfinished cells."""
-    from sarfewshot.results.aggregate import aggregate_records
+    from sarfewshot.results.aggregate import VersionConflictWarning, aggregate_records
     from sarfewshot.results.export import table_text, write_csv
     from sarfewshot.results.records import iter_records, key_tuple
 
@@ -102,9 +103,13 @@ def write_leaderboard(
         return
     # The CSV is the folder's leaderboard; the table shows only this command's cells (all
     # shards), so rows of other commands or of nested run folders do not leak into it.
-    summary.leaderboard_csv = write_csv(aggregate_records(records), output / "leaderboard.csv")
     mine = [r for r in records if key_tuple(r["key"]) in command_keys]
-    rows = aggregate_records(mine)
+    rows = aggregate_records(mine)  # warns about this command's version conflicts
+    with warnings.catch_warnings():
+        # the folder-wide rows repeat those warnings; their rows carry the marks anyway
+        warnings.simplefilter("ignore", VersionConflictWarning)
+        folder_rows = aggregate_records(records)
+    summary.leaderboard_csv = write_csv(folder_rows, output / "leaderboard.csv")
     if rows:
         summary.table = table_text(rows)
         printer(summary.table)
