@@ -8,21 +8,10 @@ from pathlib import Path
 import pytest
 
 from sarfewshot.cli.main import main
-from sarfewshot.datasets.synthetic import generate_synthetic
 from sarfewshot.errors import ConfigError
 from sarfewshot.launch import shard_namespaces, strip_launch_flags, torchrun_command
 from sarfewshot.results.records import read_record, record_files
-
-TINY = ["--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size", "32"]
-TAIL = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "2"]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    return generate_synthetic(
-        out, n_train_per_class=6, n_test_per_class=3, size=64, progress_bar=False
-    )
+from tests.cli.conftest import TAIL, TINY
 
 
 def _eval(root: Path, out: Path, *extra: str) -> list[str]:
