@@ -28,7 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from sarfewshot.data.base import Datum, Listing
 from sarfewshot.errors import SplitError
@@ -326,6 +326,14 @@ def load_split(path: PathLike, listing: Listing) -> FewShotSplit:
     return split
 
 
+def _listing_of(path: Path) -> str | None:
+    """The listing sha256 a split file was drawn from (None when the file is unreadable)."""
+    try:
+        return split_from_dict(_read_json(path), str(path)).listing_sha256
+    except SplitError:
+        return None
+
+
 def _check_same_draw(split: FewShotSplit, path: Path, val_fraction: float) -> None:
     if abs(split.val_fraction - float(val_fraction)) > 1e-9:
         raise SplitError(
@@ -366,13 +374,19 @@ def load_or_make_split(
     val_fraction: float,
     repeat: bool = False,
     allow_short: bool = False,
+    on_stale: Callable[[Path], None] | None = None,
 ) -> FewShotSplit:
     """Reuse the split file of (dataset, K, seed) when present, else draw and save it.
 
     A reused file with fewer than K images in some class is refused as a new draw would be
-    (see :func:`make_split`), unless ``repeat`` or ``allow_short``.
+    (see :func:`make_split`), unless ``repeat`` or ``allow_short``. A file drawn from another
+    listing of the folder is an error (:func:`load_split`), unless ``on_stale`` is given: the
+    split is then drawn again and replaces the file, and ``on_stale(path)`` is told.
     """
     path = split_path(split_dir, dataset, shots, seed, repeat)
+    if path.is_file() and on_stale is not None and _listing_of(path) != listing.sha256():
+        on_stale(path)
+        path.unlink()
     if path.is_file():
         split = load_split(path, listing)
         _check_same_draw(split, path, val_fraction)

@@ -236,3 +236,15 @@ def test_read_coop_split(tmp_path):
     path.write_text(json.dumps({"train": [["a", "x", "y"]], "test": []}))
     with pytest.raises(SplitError, match="split_coop.json"):
         read_coop_split(path, "/data")
+
+
+def test_a_stale_split_file_is_redrawn_only_when_asked(tmp_path):
+    old = load_or_make_split(tmp_path, _listing(), "fake", 0, 5, 0.2)
+    grown = _listing(sizes=(31, 25, 12))
+    with pytest.raises(SplitError, match="no longer matches"):
+        load_or_make_split(tmp_path, grown, "fake", 0, 5, 0.2)
+    told = []
+    new = load_or_make_split(tmp_path, grown, "fake", 0, 5, 0.2, on_stale=told.append)
+    assert told == [split_path(tmp_path, "fake", 5, 0)]
+    assert new.listing_sha256 == grown.sha256() != old.listing_sha256
+    assert load_or_make_split(tmp_path, grown, "fake", 0, 5, 0.2) == new  # the file was replaced

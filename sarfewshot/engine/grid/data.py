@@ -164,34 +164,23 @@ def load_split(
     With ``redraw_stale`` (``--force``) a split file drawn from an older listing of the folder
     is drawn again and replaced, with a note through ``printer``; otherwise it is an error.
     """
-    from sarfewshot.data.splits import load_or_make_split, split_path
+    from sarfewshot.data.splits import load_or_make_split
 
-    directory = split_dir(cfg, output)
-    repeat = bool(cfg.DATASET.REPEAT)
-    path = split_path(directory, dataset.split_name, shots, seed, repeat)
-    if redraw_stale and path.is_file() and _split_listing(path) != dataset.listing_sha256:
+    def note(path: Path) -> None:
         if printer is not None:
             printer(f"--force: {path} was drawn from an older listing of the folder; redrawn")
-        path.unlink()
+
     return load_or_make_split(
-        directory,
+        split_dir(cfg, output),
         dataset.listing,
         dataset.split_name,
         seed,
         shots,
         val_fraction(cfg, dataset),
-        repeat=repeat,
+        repeat=bool(cfg.DATASET.REPEAT),
         allow_short=bool(cfg.DATASET.ALLOW_SHORT_CLASSES),
+        on_stale=note if redraw_stale else None,
     )
-
-
-def _split_listing(path: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads(Path(path).read_text()).get("listing_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def split_file(cfg: Any, dataset: ResolvedDataset, output: Path, split: Any) -> str:
