@@ -179,7 +179,13 @@ def test_cached_and_uncached_linear_agree_in_the_grid(root, tmp_path):
             **kw,
         )
     )
-    assert _metrics(tmp_path / "cached") == _metrics(tmp_path / "uncached")
+    cached, uncached = _metrics(tmp_path / "cached"), _metrics(tmp_path / "uncached")
+    assert cached.keys() == uncached.keys()
+    for name, m in cached.items():
+        # the cache extracts features in other batches than the loader, so the float sums run
+        # in another order (visible at one thread): the same predictions, losses to 1e-4
+        assert m["confusion_matrix"] == uncached[name]["confusion_matrix"]
+        assert m["final_train_loss"] == pytest.approx(uncached[name]["final_train_loss"], 1e-4)
     assert not (tmp_path / "uncached" / "cache" / "features").exists()
 
 
