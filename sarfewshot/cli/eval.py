@@ -80,6 +80,13 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         "cells never merge",
     )
     p.add_argument(
+        "--eval-split",
+        choices=("test", "val"),
+        help="images to score (config TEST.SPLIT, default test): val scores the validation pool "
+        "(DATASET.VAL_POOL of TRAIN, never a support set) for choices such as a learning rate, "
+        "without reading TEST; its cells are named DATASET:val and never merge with TEST cells",
+    )
+    p.add_argument(
         "--no-feature-cache",
         action="store_true",
         help="linear re-runs the frozen backbone every epoch; no features are cached on disk",
@@ -194,8 +201,10 @@ def request_from_args(args: argparse.Namespace):
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
+    # flags go before the trailing KEY VALUE options, which are merged last
+    if getattr(args, "eval_split", None):
+        opts = ["TEST.SPLIT", args.eval_split, *opts]
     if getattr(args, "precision", None):
-        # a flag goes before the trailing KEY VALUE options, which are merged last
         opts = ["MODEL.PRECISION", args.precision, *opts]
     return GridRequest(
         backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],

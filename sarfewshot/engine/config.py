@@ -455,6 +455,8 @@ def check_cfg(cfg: CfgNode) -> None:
         raise ConfigError(
             f"TEST.FINAL_MODEL must be last_step or best_val, got {cfg.TEST.FINAL_MODEL!r}"
         )
+    if cfg.TEST.SPLIT not in ("test", "val"):
+        raise ConfigError(f"TEST.SPLIT must be test or val, got {cfg.TEST.SPLIT!r}")
     if cfg.INPUT.SAR.AMPLITUDE not in ("linear", "db"):
         raise ConfigError(
             f"INPUT.SAR.AMPLITUDE must be linear or db, got {cfg.INPUT.SAR.AMPLITUDE!r}"

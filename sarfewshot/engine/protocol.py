@@ -245,6 +245,18 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def _test_slot_cfg(cfg: Any) -> Any:
+    """``cfg`` with ``TEST.SPLIT test``: the grid already put the scored images (TEST, or the
+    validation pool under ``TEST.SPLIT val``) in the cell's test slot."""
+    if str(cfg.TEST.SPLIT) == "test":
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TEST.SPLIT = "test"
+    cfg.freeze()
+    return cfg
+
+
 class TrainedProtocol(Protocol):
     """Mix-in for protocols that are ``TrainerX`` subclasses (``finetune``, ``linear``).
 
@@ -298,6 +310,7 @@ class TrainedProtocol(Protocol):
             callbacks.append(lambda s: ctx.on_epoch(int(s["epoch"]), int(s["max_epoch"])))
         if ctx.on_summary is not None:
             callbacks.append(ctx.on_summary)
+        cfg = _test_slot_cfg(cfg)
         trainer = cls(  # type: ignore[call-arg]
             cfg,
             cls.datamanager(cfg, data),

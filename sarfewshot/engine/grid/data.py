@@ -12,7 +12,7 @@ import numpy as np
 from sarfewshot.engine.grid.plan import Printer
 from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
 from sarfewshot.engine.protocol import REQUIRES_FEATURES, REQUIRES_IMAGES, CellData
-from sarfewshot.errors import SarFewShotError
+from sarfewshot.errors import ConfigError, SarFewShotError
 from sarfewshot.utils.io import load_array, save_array, sha256_text
 
 FEATURE_CACHE_VERSION = 2  # 2: keyed on the dataset fingerprint, not the file names
@@ -212,24 +212,59 @@ def _take(array: Any, rows: np.ndarray) -> Any:
     return array[rows]
 
 
+EVAL_SPLITS = ("test", "val")
+
+
+def scored_name(dataset: str, eval_split: str) -> str:
+    """The dataset name a cell's key carries: ``mstar_soc`` on TEST, ``mstar_soc:val`` on the
+    validation pool, so validation cells never merge with TEST cells in any table."""
+    return dataset if eval_split == "test" else f"{dataset}:{eval_split}"
+
+
+def eval_items(split: Any, eval_split: str, dataset: str) -> tuple[list, list, str]:
+    """The split's validation and evaluated entries, and the listing part the latter come from.
+
+    ``eval_split="val"`` scores on the validation pool instead of TEST and leaves the cell no
+    validation pool, so no protocol selects anything (logreg's C, ``best_val``) on the
+    images it is scored on.
+    """
+    val_items = list(getattr(split, "val", None) or [])
+    if eval_split == "test":
+        return val_items, list(split.test), "test"
+    if eval_split != "val":
+        raise ConfigError(f"TEST.SPLIT must be one of {', '.join(EVAL_SPLITS)}, got {eval_split!r}")
+    if not val_items:
+        raise ConfigError(
+            f"TEST.SPLIT val: the {dataset} split holds no validation pool (DATASET.VAL_POOL "
+            "is 0); draw splits with a pool or evaluate on test"
+        )
+    return [], val_items, "train"
+
+
 def cell_data(
     split: Any,
     dataset: ResolvedDataset,
     needs: frozenset[str],
     images: Any = None,
     features: np.ndarray | None = None,
+    eval_split: str = "test",
 ) -> CellData:
-    """Index the shared images/features with the split's train, val and test entries."""
-    val_items = list(getattr(split, "val", None) or [])
+    """Index the shared images/features with the split's train, val and evaluated entries.
+
+    The evaluated entries fill the ``test`` slot: TEST, or the validation pool when
+    ``eval_split`` is ``"val"`` (see :func:`eval_items`).
+    """
+    val_items, test_items, part = eval_items(split, eval_split, dataset.name)
+    test_index = dataset.test_rows if part == "test" else dataset.train_rows
     rows = {
         "train": _rows(dataset.train_rows, split.train, dataset.name, "train"),
         "val": _rows(dataset.train_rows, val_items, dataset.name, "val"),
-        "test": _rows(dataset.test_rows, split.test, dataset.name, "test"),
+        "test": _rows(test_index, test_items, dataset.name, eval_split),
     }
     labels = {
         "train": np.array([d.label for d in split.train], dtype=np.int64),
         "val": np.array([d.label for d in val_items], dtype=np.int64),
-        "test": np.array([d.label for d in split.test], dtype=np.int64),
+        "test": np.array([d.label for d in test_items], dtype=np.int64),
     }
     data = CellData(
         classnames=list(dataset.listing.classnames),
@@ -239,7 +274,7 @@ def cell_data(
         test_labels=labels["test"],
         val_labels=labels["val"],
         train_paths=[d.impath for d in split.train],
-        test_paths=[d.impath for d in split.test],
+        test_paths=[d.impath for d in test_items],
         dataset=dataset.name,
     )
     for part, idx in rows.items():
@@ -290,4 +325,4 @@ class Workspace:
         if REQUIRES_FEATURES in needs:
             batch, precision = int(cfg.DATALOADER.TEST.BATCH_SIZE), str(cfg.MODEL.PRECISION)
             feats = shared.features(bb, ds, spec, batch, precision)
-        return split, cell_data(split, ds, needs, images, feats)
+        return split, cell_data(split, ds, needs, images, feats, str(cfg.TEST.SPLIT))

@@ -45,7 +45,7 @@ def cell_record(
         }
     return make_record(
         backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
-        dataset=_dataset_section(ds),
+        dataset=_dataset_section(ds, cell, split),
         split=split_info,
         protocol=cell.protocol,
         shots=cell.shots,
@@ -166,15 +166,22 @@ def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
     return section
 
 
-def _dataset_section(ds: ResolvedDataset) -> dict[str, Any]:
+def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, Any]:
+    """The record's dataset: the key's name (``mstar_soc:val`` when the cell is scored on the
+    validation pool), the part scored and ``num_test``, the number of images scored."""
+    part = str(cell.cfg.TEST.SPLIT)
+    scored = len(ds.listing.test)
+    if split is not None:
+        scored = len(split.val if part == "val" else split.test)
     return {
-        "name": ds.name,
+        "name": cell.key["dataset"],
+        "eval_split": part,
         "root": str(ds.listing.root),
         "listing_sha256": ds.listing_sha256,
         "fingerprint": ds.fingerprint.to_dict() if ds.fingerprint is not None else None,
         "num_classes": len(ds.listing.classnames),
         "classnames": list(ds.listing.classnames),
-        "num_test": len(ds.listing.test),
+        "num_test": scored,
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sarfewshot.engine.grid.config import build_protocol_cfg, cell_cfg, config_sha, probe_cfg
-from sarfewshot.engine.grid.data import SharedData, Workspace
+from sarfewshot.engine.grid.data import SharedData, Workspace, scored_name, val_fraction
 from sarfewshot.engine.grid.executors import Executor, SerialExecutor
 from sarfewshot.engine.grid.plan import (
     Cell,
@@ -112,6 +112,11 @@ class GridRunner:
             for ds in self.datasets.values():
                 for pname, cls in self.protocols.items():
                     cfg = build_protocol_cfg(self.req, cls, bb.request, ds, self.device)
+                    if cfg.TEST.SPLIT == "val" and val_fraction(cfg, ds) <= 0:
+                        raise ConfigError(
+                            f"TEST.SPLIT val scores the validation pool, and {ds.name} has none "
+                            "(DATASET.VAL_POOL is 0); set DATASET.VAL_POOL above 0"
+                        )
                     self.base_cfgs[(b, ds.name, pname)] = (cfg, config_sha(cfg))
 
     def _enumerate(self) -> list[Cell]:
@@ -133,7 +138,7 @@ class GridRunner:
         key = {
             "backbone": bb.label,
             "weights_sha256": bb.info.get("weights_sha256"),
-            "dataset": ds.name,
+            "dataset": scored_name(ds.name, str(base.TEST.SPLIT)),
             "protocol": pname,
             "shots": k,
             "seed": s,
