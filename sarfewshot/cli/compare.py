@@ -92,6 +92,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--bootstrap-seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)"
     )
     parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="a NAME with several weights files (e.g. pretraining seeds) stands for their mean "
+        "accuracy per cell; the interval then covers the support-set draws, not the pretraining "
+        "runs",
+    )
+    parser.add_argument(
         "--allow-unknown-split",
         action="store_true",
         help="also pair cells without a split hash (records from Dassl logs)",
@@ -218,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             adjust=args.adjust,
             bootstrap=args.bootstrap,
             bootstrap_seed=args.bootstrap_seed,
+            pool=args.pool,
         )
     print_warnings(caught)
     print(_table(result))

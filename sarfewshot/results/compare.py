@@ -46,9 +46,14 @@ ZERO_TOL = 1e-9
 
 
 def _select(
-    records: Sequence[Mapping[str, Any]], spec: str, flag: str
+    records: Sequence[Mapping[str, Any]], spec: str, flag: str, pool: bool = False
 ) -> tuple[str, dict[tuple, dict]]:
-    """The label and the ok records (by cell) of backbone ``spec``; errors name ``flag``."""
+    """The label and the ok records (by cell) of backbone ``spec``; errors name ``flag``.
+
+    ``pool``: a name with several weights files (pretraining runs) gives one record per cell
+    whose accuracy is the mean over the weights files, for the cells every file has on the
+    same split file.
+    """
     # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
     exact = any(r["key"]["backbone"] == spec for r in records)
     name, prefix = (spec, None) if exact else parse_backbone_label(spec)
@@ -60,11 +65,18 @@ def _select(
     shas = sorted({str(r["key"]["weights_sha256"]) for r in mine})
     if not mine:
         raise SarFewShotError(f"{flag} {spec}: no records of that backbone")
+    if pool and len(shas) > 1:
+        return f"{name} (mean of {len(shas)} weights)", _pooled_cells(mine, shas, flag, spec)
     if len(shas) > 1:
         raise SarFewShotError(
             f"{flag} {spec}: several weights files ({', '.join(s[:12] for s in shas)}); "
-            f"pick one as {name}@<sha256 prefix>"
+            f"pick one as {name}@<sha256 prefix>, or pass --pool to average them"
         )
+    return _label(records, name, mine[0]["key"]["weights_sha256"]), _by_cell(mine, flag, spec)
+
+
+def _by_cell(mine: Sequence[Mapping[str, Any]], flag: str, spec: str) -> dict[tuple, dict]:
+    """The ok records of one weights file by cell; a cell computed twice is an error."""
     by_cell: dict[tuple, dict] = {}
     for rec in mine:
         if rec["status"] != "ok":
@@ -76,7 +88,27 @@ def _select(
                 "several configs; compare run folders that hold one config per cell"
             )
         by_cell[cell] = dict(rec)
-    return _label(records, name, mine[0]["key"]["weights_sha256"]), by_cell
+    return by_cell
+
+
+def _pooled_cells(
+    mine: Sequence[Mapping[str, Any]], shas: Sequence[str], flag: str, spec: str
+) -> dict[tuple, dict]:
+    """Per cell, the mean accuracy over the weights files that all have it on one split."""
+    per_sha = [
+        _by_cell([r for r in mine if str(r["key"]["weights_sha256"]) == sha], flag, spec)
+        for sha in shas
+    ]
+    pooled: dict[tuple, dict] = {}
+    for cell in set.intersection(*(set(cells) for cells in per_sha)):
+        recs = [cells[cell] for cells in per_sha]
+        if len({r["split"].get("sha256") for r in recs}) != 1:
+            continue  # not the same support set under every weights file
+        accs = [float(r["metrics"]["accuracy"]) for r in recs]
+        pooled[cell] = {**recs[0], "metrics": {"accuracy": float(np.mean(accs))}}
+    if not pooled:
+        raise SarFewShotError(f"{flag} {spec} --pool: no cell that every weights file has")
+    return pooled
 
 
 def _label(records: Sequence[Mapping[str, Any]], name: str, sha: str | None) -> str:
@@ -260,6 +292,7 @@ def paired_compare(
     adjust: str = "holm",
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
+    pool: bool = False,
 ) -> dict[str, Any]:
     """Paired difference acc(a) - acc(b) over the cells both backbones have.
 
@@ -272,6 +305,9 @@ def paired_compare(
         adjust: ``holm``, ``bh`` or ``none``: how the groups' p-values are adjusted.
         bootstrap: resamples of the bootstrap interval (0: none).
         bootstrap_seed: seed of the bootstrap generators (one per group).
+        pool: a NAME with several weights files (e.g. pretraining seeds) stands for the mean
+            accuracy over them, per cell that every file has on the same split file. The
+            interval then covers the support-set draws only, not the pretraining runs.
 
     Returns:
         ``{"a", "b", "adjust", "bootstrap", <stats of all pairs>, "groups": [{"dataset",
@@ -290,8 +326,8 @@ def paired_compare(
     if bootstrap < 0:
         raise SarFewShotError(f"--bootstrap {bootstrap}: the number of resamples must be >= 0")
     kept, _ = deduplicate(records)
-    label_a, cells_a = _select(kept, a, "--a")
-    label_b, cells_b = _select(kept, b, "--b")
+    label_a, cells_a = _select(kept, a, "--a", pool)
+    label_b, cells_b = _select(kept, b, "--b", pool)
     pairs, skipped = _pair(cells_a, cells_b, allow_unknown_split)
     if not pairs:
         raise SarFewShotError(

@@ -210,3 +210,20 @@ def test_compare_takes_and_prints_the_leaderboard_spelling():
     assert (res["a"], res["b"], res["n"]) == (f"sarjepa@{SHA_B[:12]}", f"random@{SHA_B[:12]}", 1)
     # a name with one weights file prints bare, as in the leaderboard
     assert paired_compare(_runs(), f"sarjepa@{SHA_A[:8]}", "random")["a"] == "sarjepa"
+
+
+def test_pool_averages_the_weights_files_per_cell():
+    recs = _runs()  # sarjepa (SHA_A): K=1 -> 70, 72, 74; random: 68, 71, 70
+    for seed, acc in zip((1, 2, 3), (60.0, 62.0, 70.0)):
+        recs.append(fake_record(backbone="sarjepa", sha=SHA_B, shots=1, seed=seed, acc=acc))
+    # a cell only the second file has on another split, and one only the first file has (K=5)
+    recs.append(fake_record(backbone="sarjepa", sha=SHA_B, shots=5, seed=1, acc=1.0, split_sha="x"))
+    with pytest.raises(SarFewShotError, match="--pool to average"):
+        paired_compare(recs, "sarjepa", "random")
+    res = paired_compare(recs, "sarjepa", "random", pool=True)
+    assert res["a"] == "sarjepa (mean of 2 weights)"
+    (group,) = res["groups"]  # K=5 is left out: seed 1 is on another split, 2-3 only in SHA_A
+    assert (group["shots"], group["n"]) == (1, 3)
+    # pooled: 65, 67, 72 against 68, 71, 70 -> diffs -3, -4, +2
+    assert [c["diff"] for c in res["cells"]] == [-3.0, -4.0, 2.0]
+    assert group["mean_diff"] == pytest.approx(-5 / 3)
