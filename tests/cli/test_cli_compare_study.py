@@ -1,9 +1,13 @@
-"""The MSTAR study script's report stage: paired differences marked by Holm-adjusted p."""
+"""The MSTAR study's report (second edition): pooled runs, crossed intervals, Holm marks, and
+doc tables that are renderings of the committed CSVs."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,68 +15,123 @@ from pathlib import Path
 import pytest
 
 from sarfewshot.results.records import write_record
-from tests.results.recordkit import SHA_A, SHA_B, fake_record
+from sarfewshot.utils.io import sha256_file
+from tests.results.recordkit import fake_record
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mstar_study.sh"
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "mstar_study.sh"
 RANDOM = "random@irpe:patch=8,dim=128,depth=4,heads=4"  # the script's IRPE_ARCH label
 
-
-# sarjepa - lomar: one group with unadjusted p ~ 0.018 (its t CI excludes 0, so the former
-# script bolded it) that Holm over the 8 groups lifts above 0.05; the others centre on 0.
+# sarjepa - lomar, both runs alike: one group (linear K=1) whose unadjusted p is about 0.018
+# (its t interval excludes 0) that Holm over the 8 groups lifts above 0.05; the rest centre on 0
 CLOSE = (1.0, 3.0, 0.5, 2.5, 2.0)
 LEVEL = (1.0, -1.0, 2.0, -2.0, 0.5)
 FAR = (19.0, 21.0, 20.5, 19.5, 20.2)  # sarjepa - random: significant everywhere
+RUN_GAP = 6.0  # lomar's second run is this much better than its first everywhere
 
 
-def _study_records(out: Path) -> None:
+def _load_report():
+    spec = importlib.util.spec_from_file_location(
+        "study_report", REPO / "scripts" / "mstar_study_report.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pretrain_run(out: Path, rel: str, method: str, seed: int) -> str:
+    """A finished pretraining folder (config, log, distinct checkpoint); its sha256."""
+    run = out / rel
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        f"METHOD: {method}\nSEED: {seed}\nDATA:\n  BATCH_SIZE: 32\n"
+        "OPTIM:\n  LR: 0.001\n  EPOCHS: 30\nTARGET:\n  NORM_PIX: false\n"
+    )
+    log = {"step": 2550, "loss": 0.07, "target_var": 0.1, "img_s": 100.0}
+    (run / "log.jsonl").write_text(json.dumps(log) + "\n")
+    (run / "checkpoint-last.pth").write_bytes(rel.encode())
+    (run / "done").touch()
+    return sha256_file(run / "checkpoint-last.pth")
+
+
+def _study(out: Path) -> None:
     rng = random.Random(11)
+    shas = {
+        (m, s): _pretrain_run(out, f"pretrain/{m}/seed{s}", m, s)
+        for m in ("sarjepa", "lomar")
+        for s in (0, 1)
+    }
+    (out / "times.tsv").write_text("pretrain pretrain/sarjepa/seed0\t400\n")
     for protocol in ("linear", "knn"):
         for shots in (1, 5, 10, 20):
             lomar = CLOSE if (protocol, shots) == ("linear", 1) else LEVEL
             for seed in range(1, 6):
                 base = rng.uniform(40, 60)
-                for name, sha, acc in (
-                    ("sarjepa", SHA_A, base),
-                    ("lomar", SHA_B, base - lomar[seed - 1]),
-                    (RANDOM, None, base - FAR[seed - 1]),
-                ):
+                rows = [(RANDOM, None, base - FAR[seed - 1])]
+                for s in (0, 1):  # lomar's runs straddle its mean: -gap/2, +gap/2
+                    rows.append(("sarjepa", shas[("sarjepa", s)], base))
+                    gap = RUN_GAP * (s - 0.5)
+                    rows.append(("lomar", shas[("lomar", s)], base - lomar[seed - 1] + gap))
+                for name, sha, acc in rows:
                     rec = fake_record(
                         backbone=name, sha=sha, protocol=protocol, shots=shots, seed=seed, acc=acc
                     )
                     write_record(out / "eval", rec)
 
 
+def _block(doc: str, name: str) -> str:
+    return re.search(rf"<!-- study:{name} -->\n(.*?)\n<!-- /study:{name} -->", doc, re.S)[1]
+
+
 @pytest.mark.slow
-def test_study_report_marks_holm_adjusted_differences(tmp_path):
-    out, docs = tmp_path / "out", tmp_path / "docs"
-    _study_records(out)
+def test_study_report_pools_runs_and_marks_holm_adjusted_differences(tmp_path):
+    out, docs, doc = tmp_path / "out", tmp_path / "docs", tmp_path / "study.md"
+    _study(out)
+    names = ("pretraining", "results", "pretrain_seed_spread", "comparisons")
+    doc.write_text("".join(f"<!-- study:{n} -->\nold\n<!-- /study:{n} -->\n" for n in names))
     env = {
         **os.environ,
-        "OUT": str(out),
-        "DOCS": str(docs),
-        "METHODS": "sarjepa lomar",
-        "STAGES": "report",
+        **{"OUT": str(out), "DOCS": str(docs), "DOC": str(doc), "STAGES": "report"},
+        **{"METHODS": "sarjepa lomar", "PY": sys.executable},
         "SFS": f"{sys.executable} -m sarfewshot",
-        "PY": sys.executable,
-        "MPLBACKEND": "Agg",
     }
-    done = subprocess.run(
-        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    summary = (out / "summary.md").read_text()
+    report = _load_report()
+    results = report.read_csv(docs / "results.csv")
+    lomar = {(r["protocol"], r["shots"]): r for r in results if r["backbone"] == "lomar"}
+    assert all(r["runs"] == "2" and r["seeds"] == "5" for r in lomar.values())
+    means = [float(m) for m in lomar[("knn", "5")]["run_means"].split(";")]
+    assert means[1] - means[0] == pytest.approx(RUN_GAP)
+    # the run-to-run gap widens the interval far past the seeds' spread
+    assert float(lomar[("knn", "5")]["ci95"]) > RUN_GAP
     rows = {
-        tuple(c.strip() for c in ln.strip("|").split("|")[:2]): ln
-        for ln in summary.splitlines()
-        if ln.startswith("| lomar") or ln.startswith("| random")
+        (r["b"], r["protocol"], r["shots"]): r for r in report.read_csv(docs / "comparisons.csv")
     }
-    assert set(rows) == {(b, p) for b in ("lomar", "random") for p in ("knn", "linear")}
-    assert rows[("random", "linear")].count("**") == rows[("random", "knn")].count("**") == 8
-    close = rows[("lomar", "linear")].split("|")[3]
-    assert close.strip().startswith("+1.8 [+0.5, +3.1], p 0.1")  # CI excludes 0, Holm p does not
-    assert "**" not in rows[("lomar", "linear")] + rows[("lomar", "knn")]
-    assert all(ln.count(", p ") == 4 for ln in rows.values())
-    assert "adjusted with holm over the (protocol, K) groups" in summary
-    assert "bold: adjusted p < 0.05" in summary and "optimistic" in summary
-    header = (out / "compare_sarjepa_vs_lomar.csv").read_text().splitlines()[0]
-    assert "p_t_adj" in header and "p_adjust" in header
+    close = rows[("lomar", "linear", "1")]
+    assert float(close["ci_low"]) > 0 and float(close["p_t"]) < 0.05  # unadjusted: "significant"
+    assert float(close["p_t_adj"]) > 0.05 and close["adjust"] == "holm"
+    # +1.8 pooled, but lomar's better run beats either sarjepa run (+1.8 - 3): 2 of 4 agree
+    assert (close["run_pairs"], close["run_pairs_agree"]) == ("4", "2")
+    far = [r for (b, *_), r in rows.items() if b == "random"]
+    assert len(far) == 8 and all(float(r["p_t_adj"]) < 0.05 for r in far)
+    text = doc.read_text()
+    assert "old" not in text
+    table = _block(text, "comparisons")
+    assert table.count("**") == 16 and "random" in table  # bold: the 8 random groups only
+    for name in names:  # the doc's tables are renderings of the committed CSVs
+        source = "results" if name == "pretrain_seed_spread" else name
+        assert _block(text, name) == report.render(name, report.read_csv(docs / f"{source}.csv"))
+
+
+def test_committed_study_tables_match_their_csvs():
+    doc = (REPO / "docs" / "mstar_study.md").read_text()
+    names = re.findall(r"<!-- study:(\w+) -->", doc)
+    if not names:
+        pytest.skip("docs/mstar_study.md holds no generated tables yet")
+    report = _load_report()
+    for name in names:
+        source = "results" if name == "pretrain_seed_spread" else name
+        rows = report.read_csv(REPO / "docs" / "mstar_study" / f"{source}.csv")
+        assert _block(doc, name) == report.render(name, rows), name

@@ -1,0 +1,519 @@
+"""Tables of the MSTAR study, second edition (run by ``scripts/mstar_study.sh``).
+
+Subcommands:
+
+- ``select``: each sweep run's kNN accuracy on the validation pool, the learning rate (and
+  pixel normalisation) picked per method, written to ``selection.tsv`` and the LR table;
+- ``equal-time``: the MAE epochs that fit in SAR-JEPA's measured pretraining wall time;
+- ``report``: the pretraining table, the results pooled over pretraining runs (intervals that
+  include the run-to-run variation), the per-run means, and the paired comparisons against the
+  reference method (Holm-adjusted), as CSVs and as markdown blocks of ``docs/mstar_study.md``.
+
+Every markdown table is rendered from its CSV (``render``), so the committed CSVs and the doc's
+tables agree by construction, and a test re-renders them from the CSVs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sarfewshot.results.compare import paired_compare
+from sarfewshot.results.crossed import crossed_interval
+from sarfewshot.results.records import iter_records
+from sarfewshot.utils.io import atomic_write_text, sha256_file
+
+PROTOCOLS = ("linear", "knn", "prototype", "finetune")
+RANDOM = "random"
+EQUAL_TIME = "mae_equal_time"
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """One pretraining run of the study: where it is and what it was asked to do."""
+
+    path: str  # relative to the study's output folder, e.g. pretrain/sarjepa/seed0
+    method: str
+    arm: str  # what the tables call it: the method, or mae_equal_time
+    seed: int
+    lr: float
+    norm_pix: bool
+    epochs: int
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _config(run_dir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def find_runs(out: Path, part: str) -> dict[str, PretrainRun]:
+    """The finished pretraining runs under ``out/part`` by checkpoint sha256."""
+    runs = {}
+    for ckpt in sorted((out / part).glob("**/checkpoint-last.pth")):
+        run_dir = ckpt.parent
+        if not (run_dir / "done").exists():
+            continue
+        cfg, rel = _config(run_dir), run_dir.relative_to(out).as_posix()
+        arm = EQUAL_TIME if f"/{EQUAL_TIME}/" in f"/{rel}/" else str(cfg["METHOD"])
+        runs[sha256_file(ckpt)] = PretrainRun(
+            path=rel,
+            method=str(cfg["METHOD"]),
+            arm=arm,
+            seed=int(cfg["SEED"]),
+            lr=float(cfg["OPTIM"]["LR"]),
+            norm_pix=bool(cfg["TARGET"]["NORM_PIX"]),
+            epochs=int(cfg["OPTIM"]["EPOCHS"]),
+        )
+    return runs
+
+
+def run_log(run_dir: Path) -> dict:
+    """The last logged step of a run and the median logged throughput."""
+    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x]
+    if not lines:
+        raise SystemExit(f"{run_dir / 'log.jsonl'}: no logged step")
+    last = lines[-1]
+    rates = [float(x["img_s"]) for x in lines if x.get("img_s")]
+    return {**last, "img_s_median": statistics.median(rates) if rates else None}
+
+
+def wall_times(out: Path) -> dict[str, int]:
+    """Seconds per label of ``out/times.tsv``, summed over resumed pieces of one run."""
+    totals: dict[str, int] = {}
+    path = out / "times.tsv"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        label, _, secs = line.rpartition("\t")
+        totals[label] = totals.get(label, 0) + int(secs)
+    return totals
+
+
+def accuracies(records, runs: dict[str, PretrainRun]) -> dict[tuple, float]:
+    """``(arm, run path, protocol, K, seed) -> accuracy`` of the ok records."""
+    table = {}
+    for rec in records:
+        if rec["status"] != "ok":
+            continue
+        key = rec["key"]
+        if key["backbone"].startswith(RANDOM):
+            arm, path = RANDOM, RANDOM
+        elif key["weights_sha256"] in runs:
+            run = runs[key["weights_sha256"]]
+            arm, path = run.arm, run.path
+        else:
+            continue  # weights of another study or a deleted run
+        cell = (arm, path, key["protocol"], int(key["shots"]), int(key["seed"]))
+        table[cell] = float(rec["metrics"]["accuracy"])
+    return table
+
+
+# ----------------------------------------------------------------------------- CSV / markdown
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _f(text: str, digits: int = 1, sign: bool = False) -> str:
+    if text in ("", None):
+        return "-"
+    return f"{float(text):+.{digits}f}" if sign else f"{float(text):.{digits}f}"
+
+
+def _p(text: str) -> str:
+    if not text:
+        return "n/a"
+    return "< 0.001" if float(text) < 0.001 else f"{float(text):.3f}"
+
+
+# ----------------------------------------------------------------------------- select
+
+
+SELECT_COLUMNS = [
+    "method", "norm_pix", "lr", "val_knn_mean", "val_knn_sd", "cells", "final_loss",
+    "target_var", "loss_over_var", "chosen",
+]  # fmt: skip
+
+
+def select_rows(out: Path, methods: list[str]) -> list[dict]:
+    """One row per sweep run: its validation kNN accuracy and final loss / target variance."""
+    runs = find_runs(out, "sweep")
+    table = accuracies(iter_records([out / "sweep_eval"]), runs)
+    rows = []
+    for run in sorted(runs.values(), key=lambda r: (methods.index(r.method), r.norm_pix, r.lr)):
+        accs = [acc for (_, path, *_), acc in table.items() if path == run.path]
+        if not accs or run.method not in methods:
+            continue
+        log = run_log(out / run.path)
+        loss, var = float(log["loss"]), float(log["target_var"])
+        rows.append(
+            {
+                "method": run.method,
+                "norm_pix": run.norm_pix,
+                "lr": f"{run.lr:g}",
+                "val_knn_mean": f"{np.mean(accs):.3f}",
+                "val_knn_sd": f"{np.std(accs, ddof=1):.3f}" if len(accs) > 1 else "",
+                "cells": len(accs),
+                "final_loss": f"{loss:.5g}",
+                "target_var": f"{var:.5g}",
+                "loss_over_var": f"{loss / var:.3f}" if var else "",
+                "chosen": False,
+            }
+        )
+    for method in methods:  # the best mean; ties go to the earlier (smaller) LR
+        mine = [r for r in rows if r["method"] == method]
+        if mine:
+            max(mine, key=lambda r: float(r["val_knn_mean"]))["chosen"] = True
+    return rows
+
+
+def render_selection(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["method"] + (" (norm. pixels)" if r["norm_pix"] == "True" else ""),
+            r["lr"],
+            f"{_f(r['val_knn_mean'])} ± {_f(r['val_knn_sd'])}",
+            _f(r["loss_over_var"], 2),
+            "**chosen**" if r["chosen"] == "True" else "",
+        ]
+        for r in rows
+    ]
+    header = ["method", "LR", "val. kNN acc. (%)", "loss / target var.", ""]
+    return markdown(header, body)
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    rows = select_rows(Path(args.runs), args.methods)
+    missing = [m for m in args.methods if not any(r["method"] == m for r in rows)]
+    if missing:
+        raise SystemExit(f"select: no evaluated sweep run of {', '.join(missing)}")
+    text = csv_text(rows, SELECT_COLUMNS)
+    atomic_write_text(args.csv, text)
+    rows = read_csv(Path(args.csv))
+    atomic_write_text(args.markdown, render_selection(rows) + "\n")
+    chosen = [f"{r['method']} {r['lr']} {r['norm_pix']}" for r in rows if r["chosen"] == "True"]
+    atomic_write_text(args.out, "\n".join(chosen) + "\n")
+    print(render_selection(rows))
+
+
+# ----------------------------------------------------------------------------- equal time
+
+
+def cmd_equal_time(args: argparse.Namespace) -> None:
+    times = wall_times(Path(args.runs))
+    ref, mae = (times.get(f"pretrain pretrain/{m}/seed{args.seed}") for m in ("sarjepa", "mae"))
+    if not ref or not mae:
+        raise SystemExit(f"equal-time: no wall time of sarjepa and mae seed {args.seed} yet")
+    print(max(1, round(args.epochs * ref / mae)))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+PRETRAIN_COLUMNS = [
+    "run", "method", "seed", "lr", "norm_pix", "epochs", "steps", "images_seen", "wall_s",
+    "img_s_median", "final_loss", "target_var", "loss_over_var",
+]  # fmt: skip
+RESULT_COLUMNS = ["protocol", "shots", "backbone", "runs", "seeds", "mean", "ci95", "df"]
+RESULT_COLUMNS += ["run_means"]
+COMPARE_COLUMNS = [
+    "b", "protocol", "shots", "n", "mean_diff", "ci_low", "ci_high", "p_t", "p_t_adj",
+    "p_wilcoxon", "p_wilcoxon_adj", "adjust", "run_pairs", "run_pairs_agree",
+]  # fmt: skip
+
+
+def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
+    times = wall_times(out)
+    rows = []
+    for run in sorted(runs.values(), key=lambda r: r.path):
+        log, cfg = run_log(out / run.path), _config(out / run.path)
+        steps, loss, var = int(log["step"]), float(log["loss"]), float(log["target_var"])
+        rows.append(
+            {
+                "run": run.path,
+                "method": run.arm,
+                "seed": run.seed,
+                "lr": f"{run.lr:g}",
+                "norm_pix": run.norm_pix,
+                "epochs": run.epochs,
+                "steps": steps,
+                "images_seen": steps * int(cfg["DATA"]["BATCH_SIZE"]),
+                "wall_s": times.get(f"pretrain {run.path}", ""),
+                "img_s_median": f"{log['img_s_median']:.0f}" if log["img_s_median"] else "",
+                "final_loss": f"{loss:.5g}",
+                "target_var": f"{var:.5g}",
+                "loss_over_var": f"{loss / var:.3f}" if var else "",
+            }
+        )
+    return rows
+
+
+def _grid(table: dict[tuple, float], arm: str, protocol: str, shots: int) -> dict[str, dict]:
+    """``run path -> {seed: accuracy}`` of one arm's cells in one (protocol, K)."""
+    out: dict[str, dict] = {}
+    for (a, path, proto, k, seed), acc in table.items():
+        if (a, proto, k) == (arm, protocol, shots):
+            out.setdefault(path, {})[seed] = acc
+    return out
+
+
+def result_rows(table: dict[tuple, float], arms: list[str]) -> list[dict]:
+    """Per (protocol, K, arm): the mean over runs x seeds and its crossed interval."""
+    rows = []
+    for protocol in [p for p in PROTOCOLS if any(c[2] == p for c in table)]:
+        for shots in sorted({c[3] for c in table if c[2] == protocol}):
+            for arm in arms:
+                grid = _grid(table, arm, protocol, shots)
+                seeds = sorted(set.intersection(*(set(s) for s in grid.values()))) if grid else []
+                if not seeds:
+                    continue
+                paths = sorted(grid)
+                c = crossed_interval([[grid[p][s] for s in seeds] for p in paths])
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "shots": shots,
+                        "backbone": arm,
+                        "runs": c.runs,
+                        "seeds": c.seeds,
+                        "mean": f"{c.mean:.3f}",
+                        "ci95": "" if c.ci95 is None else f"{c.ci95:.3f}",
+                        "df": "" if c.df is None else f"{c.df:.2f}",
+                        "run_means": ";".join(f"{m:.3f}" for m in c.run_means),
+                    }
+                )
+    return rows
+
+
+def render_results(rows: list[dict[str, str]]) -> str:
+    shots = sorted({int(r["shots"]) for r in rows})
+    cells = {(r["protocol"], r["backbone"], int(r["shots"])): r for r in rows}
+    body = []
+    for protocol in [p for p in PROTOCOLS if any(r["protocol"] == p for r in rows)]:
+        arms = list(dict.fromkeys(r["backbone"] for r in rows if r["protocol"] == protocol))
+        last = shots[-1]
+        arms.sort(key=lambda a: -float(cells.get((protocol, a, last), {"mean": 0})["mean"]))
+        for arm in arms:
+            out = []
+            for k in shots:
+                r = cells.get((protocol, arm, k))
+                out.append(f"{_f(r['mean'])} [±{_f(r['ci95'])}]" if r else "-")
+            runs = cells.get((protocol, arm, last), {}).get("runs", "")
+            body.append([protocol, f"{arm} ({runs} run{'s' if runs != '1' else ''})", *out])
+    return markdown(["protocol", "backbone", *[f"K={k}" for k in shots]], body)
+
+
+def render_spread(rows: list[dict[str, str]]) -> str:
+    """Per (protocol, method) with several runs: each run's mean and the gap, per K."""
+    shots = sorted({int(r["shots"]) for r in rows})
+    cells = {(r["protocol"], r["backbone"], int(r["shots"])): r for r in rows}
+    body = []
+    for protocol, arm in dict.fromkeys((r["protocol"], r["backbone"]) for r in rows):
+        if int(cells[(protocol, arm, shots[0])]["runs"]) < 2:
+            continue
+        out = []
+        for k in shots:
+            means = [float(m) for m in cells[(protocol, arm, k)]["run_means"].split(";")]
+            out.append(" / ".join(f"{m:.1f}" for m in means) + f" ({max(means) - min(means):.1f})")
+        body.append([protocol, arm, *out])
+    return markdown(["protocol", "method", *[f"K={k}" for k in shots]], body)
+
+
+def _run_pairs(table, a: str, b: str, protocol: str, shots: int, sign: float) -> tuple[int, int]:
+    """How many (run of a, run of b) pairings give a mean difference of the pooled sign."""
+    ga, gb = _grid(table, a, protocol, shots), _grid(table, b, protocol, shots)
+    agree = total = 0
+    for sa in ga.values():
+        for sb in gb.values():
+            seeds = sorted(set(sa) & set(sb))
+            if seeds:
+                total += 1
+                agree += int(np.sign(np.mean([sa[s] - sb[s] for s in seeds])) == np.sign(sign))
+    return agree, total
+
+
+def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str) -> list[dict]:
+    """``ref`` minus each other arm, pooled over pretraining runs, paired over support sets."""
+    rows = []
+    for b in others:
+        mine = [r for r in records if _arm(r, runs) in (ref, b)]
+        name_b = RANDOM if b == RANDOM else ("mae" if b == EQUAL_TIME else b)
+        # the arm's records only, so mae and its equal-time run never pool together
+        res = paired_compare(mine, ref, _label(mine, name_b), adjust=adjust, pool=True)
+        for g in res["groups"]:
+            agree, total = _run_pairs(table, ref, b, g["protocol"], g["shots"], g["mean_diff"])
+            rows.append(
+                {
+                    "b": b,
+                    **{c: g.get(c) for c in COMPARE_COLUMNS[1:11] if c != "adjust"},
+                    "adjust": res["adjust"],
+                    "run_pairs": total,
+                    "run_pairs_agree": agree,
+                }
+            )
+    return rows
+
+
+def _arm(record: dict, runs: dict[str, PretrainRun]) -> str | None:
+    key = record["key"]
+    if key["backbone"].startswith(RANDOM):
+        return RANDOM
+    run = runs.get(key["weights_sha256"])
+    return run.arm if run else None
+
+
+def _label(records: list[dict], name: str) -> str:
+    """The full backbone name of ``name`` in ``records`` (random's carries its arch)."""
+    names = {r["key"]["backbone"] for r in records}
+    return name if name in names else next(n for n in sorted(names) if n.startswith(name))
+
+
+def render_compare(rows: list[dict[str, str]], ref: str) -> str:
+    shots = sorted({int(r["shots"]) for r in rows})
+    groups = {(r["b"], r["protocol"], int(r["shots"])): r for r in rows}
+    body = []
+    for b in dict.fromkeys(r["b"] for r in rows):
+        for protocol in [p for p in PROTOCOLS if (b, p, shots[0]) in groups]:
+            body.append([b, protocol, *[_cmp_cell(groups.get((b, protocol, k))) for k in shots]])
+    return markdown([f"{ref} minus", "protocol", *[f"K={k}" for k in shots]], body)
+
+
+def _cmp_cell(r: dict[str, str] | None) -> str:
+    if r is None:
+        return "-"
+    mark = "**" if r["p_t_adj"] and float(r["p_t_adj"]) < 0.05 else ""
+    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
+    interval += f"{_f(r['ci_high'], sign=True)}]"
+    return f"{mark}{interval}{mark}, p {_p(r['p_t_adj'])}, {r['run_pairs_agree']}/{r['run_pairs']}"
+
+
+def render_pretrain(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["run"].removeprefix("pretrain/"),
+            r["lr"] + (", norm. pixels" if r["norm_pix"] == "True" else ""),
+            r["epochs"],
+            f"{int(r['images_seen']):,}",
+            f"{r['wall_s']} s" if r["wall_s"] else "-",
+            r["img_s_median"] or "-",
+            f"{r['final_loss']} / {r['target_var']} ({r['loss_over_var']})",
+        ]
+        for r in rows
+    ]
+    header = ["run", "LR", "epochs", "images seen", "wall time", "images/s", "loss / var."]
+    return markdown(header, body)
+
+
+RENDERERS = {
+    "lr_selection": render_selection,
+    "pretraining": render_pretrain,
+    "results": render_results,
+    "pretrain_seed_spread": render_spread,
+}
+
+
+def render(name: str, rows: list[dict[str, str]], ref: str = "sarjepa") -> str:
+    """The markdown of a committed CSV's rows (``pretrain_seed_spread``: of ``results.csv``)."""
+    if name == "comparisons":
+        return render_compare(rows, ref)
+    return RENDERERS[name](rows)
+
+
+def replace_block(doc: str, name: str, table: str) -> str:
+    """``doc`` with the text between ``<!-- study:name -->`` and ``<!-- /study:name -->``
+    replaced by ``table``; a doc without the markers comes back unchanged."""
+    pattern = re.compile(rf"(<!-- study:{name} -->\n).*?(\n<!-- /study:{name} -->)", re.S)
+    return pattern.sub(lambda m: m[1] + table + m[2], doc)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    out, docs = Path(args.runs), Path(args.docs)
+    runs = find_runs(out, "pretrain")
+    records = list(iter_records([out / "eval"]))
+    table = accuracies(records, runs)
+    arms = [args.reference, *[m for m in args.methods if m != args.reference]]
+    arms += [a for a in (EQUAL_TIME, RANDOM) if any(c[0] == a for c in table)]
+    tables = {
+        "pretraining": (pretrain_rows(out, runs), PRETRAIN_COLUMNS),
+        "results": (result_rows(table, arms), RESULT_COLUMNS),
+        "comparisons": (
+            compare_rows(records, runs, table, args.reference, arms[1:], args.adjust),
+            COMPARE_COLUMNS,
+        ),
+    }
+    doc_path = Path(args.doc)
+    doc = doc_path.read_text() if doc_path.exists() else ""
+    for name, (rows, columns) in tables.items():
+        atomic_write_text(docs / f"{name}.csv", csv_text(rows, columns))
+    for name in ("pretraining", "results", "pretrain_seed_spread", "comparisons"):
+        source = "results" if name == "pretrain_seed_spread" else name
+        text = render(name, read_csv(docs / f"{source}.csv"), args.reference)
+        atomic_write_text(docs / f"{name}.md", text + "\n")
+        doc = replace_block(doc, name, text)
+        print(f"## {name}\n\n{text}\n")
+    selection = docs / "lr_selection.csv"
+    if selection.exists():
+        doc = replace_block(doc, "lr_selection", render("lr_selection", read_csv(selection)))
+    if doc:
+        atomic_write_text(doc_path, doc)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("select", help="pick each method's LR on the validation pool")
+    s.add_argument("--runs", required=True, help="the study's output folder")
+    s.add_argument("--methods", nargs="+", required=True)
+    s.add_argument("--out", required=True, help="selection.tsv to write")
+    s.add_argument("--csv", required=True)
+    s.add_argument("--markdown", required=True)
+    s.set_defaults(func=cmd_select)
+    e = sub.add_parser("equal-time", help="MAE epochs in SAR-JEPA's wall time")
+    e.add_argument("--runs", required=True)
+    e.add_argument("--seed", type=int, required=True)
+    e.add_argument("--epochs", type=int, required=True)
+    e.set_defaults(func=cmd_equal_time)
+    r = sub.add_parser("report", help="the CSVs and markdown tables of the doc")
+    r.add_argument("--runs", required=True)
+    r.add_argument("--docs", required=True, help="folder of the committed CSVs and tables")
+    r.add_argument("--doc", default="docs/mstar_study.md", help="doc whose blocks to refresh")
+    r.add_argument("--reference", default="sarjepa")
+    r.add_argument("--methods", nargs="+", required=True)
+    r.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"))
+    r.set_defaults(func=cmd_report)
+    args = p.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
