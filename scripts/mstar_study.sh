@@ -14,12 +14,13 @@
 #             support set; TEST is not read); pick each method's learning rate (and pixel
 #             normalisation) by that accuracy
 #   pretrain  every method at its selection, seeds PRETRAIN_SEEDS, EPOCHS epochs; then one MAE
-#             run given the wall time of SAR-JEPA's first seed
+#             run given the time of SAR-JEPA's first seed (process CPU time, which other work
+#             on the machine does not inflate)
 #   eval      every backbone: linear, kNN, prototype, fine-tune; K = SHOTS; seeds SEEDS; TEST
 #   report    DOCS/*.csv and *.md, the plots, and the paired comparisons (Holm)
 # Re-runnable: a finished pretraining run has a `done` file and is skipped, an unfinished one
 # resumes from its last checkpoint, and evaluation skips finished cells.
-# Wall times are appended to OUT/times.tsv.
+# Wall and CPU times are appended to OUT/times.tsv.
 set -euo pipefail
 
 DATA=${DATA:-../shared/data}            # holds MSTAR_SOC/TRAIN and MSTAR_SOC/TEST; never copied
@@ -61,12 +62,17 @@ IRPE_ARCH="irpe:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
 VIT_ARCH="vit:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
 REPORT=(scripts/mstar_study_report.py)
 
-timed() {  # timed LABEL CMD...: run CMD, append "LABEL<TAB>seconds" to OUT/times.tsv
-    local label=$1 t0=$SECONDS
+timed() {  # timed LABEL CMD...: run CMD; append "LABEL<TAB>wall s<TAB>CPU s" to OUT/times.tsv
+    local label=$1 clock real user sys
     shift
     echo "\$ $*"
-    "$@"
-    printf '%s\t%s\n' "$label" "$((SECONDS - t0))" >>"$OUT/times.tsv"
+    clock=$(mktemp)
+    # CPU time (user + sys) does not grow when other work shares the cores; wall time does
+    { TIMEFORMAT="%R %U %S"; time "$@" 2>&3; } 3>&2 2>"$clock"
+    read -r real user sys <"$clock"
+    rm -f "$clock"
+    awk -v l="$label" -v r="$real" -v u="$user" -v s="$sys" \
+        'BEGIN { printf "%s\t%.0f\t%.0f\n", l, r, u + s }' >>"$OUT/times.tsv"
 }
 
 pretrain() {  # pretrain DIR METHOD EPOCHS SEED LR NORM_PIX: one run of the shared architecture
@@ -115,7 +121,7 @@ fi
 if has_stage select; then
     for m in $METHODS; do
         for ckpt in "$OUT"/sweep/"$m"{,_normpix}/lr*/checkpoint-last.pth; do
-            [ -f "$ckpt" ] || continue
+            [ -f "$(dirname "$ckpt")/done" ] || continue  # missing or unfinished
             evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/sweep_eval" --shots "$SWEEP_SHOTS" \
                 --protocol knn --seeds "$SWEEP_SEEDS" --eval-split val
         done
@@ -135,7 +141,7 @@ if has_stage pretrain; then
             pretrain "$OUT/pretrain/$m/seed$seed" "$m" "$EPOCHS" "$seed" "$lr" "$norm_pix"
         done
     done
-    # equal compute: MAE for as many epochs as fit in SAR-JEPA's first-seed wall time
+    # equal compute: MAE for as many epochs as fit in SAR-JEPA's first-seed time (CPU seconds)
     first=${PRETRAIN_SEEDS%% *}
     mae_epochs=$($PY "${REPORT[@]}" equal-time --runs "$OUT" --seed "$first" --epochs "$EPOCHS")
     read -r lr norm_pix < <(selected mae)
@@ -146,6 +152,7 @@ if has_stage eval; then
     grid=(--shots "$SHOTS" --protocol "$PROTOCOLS" --seeds "$SEEDS")
     evaluate random "" "$IRPE_ARCH" "$OUT/eval" "${grid[@]}"
     for ckpt in "$OUT"/pretrain/*/seed*/checkpoint-last.pth; do
+        [ -f "$(dirname "$ckpt")/done" ] || continue  # an unfinished run has no final weights
         run=${ckpt#"$OUT"/pretrain/}
         m=${run%%/*}
         m=${m%_equal_time}
@@ -158,6 +165,6 @@ if has_stage report; then
     $SFS leaderboard "$OUT/eval" --csv "$DOCS/leaderboard_runs.csv" >/dev/null
     $PY "${REPORT[@]}" report --runs "$OUT" --docs "$DOCS" --doc "$DOC" --reference sarjepa \
         --methods $METHODS | tee "$OUT/summary.md"
-    echo "wall times (s):"
+    echo "times (label, wall s, CPU s):"
     cat "$OUT/times.tsv" 2>/dev/null || echo "(none recorded in $OUT/times.tsv)"
 fi

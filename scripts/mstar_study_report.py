@@ -4,7 +4,7 @@ Subcommands:
 
 - ``select``: each sweep run's kNN accuracy on the validation pool, the learning rate (and
   pixel normalisation) picked per method, written to ``selection.tsv`` and the LR table;
-- ``equal-time``: the MAE epochs that fit in SAR-JEPA's measured pretraining wall time;
+- ``equal-time``: the MAE epochs that fit in SAR-JEPA's measured pretraining CPU time;
 - ``report``: the pretraining table, the results pooled over pretraining runs (intervals that
   include the run-to-run variation), the per-run means, and the paired comparisons against the
   reference method (Holm-adjusted), as CSVs and as markdown blocks of ``docs/mstar_study.md``.
@@ -90,13 +90,16 @@ def run_log(run_dir: Path) -> dict:
     return {**last, "img_s_median": statistics.median(rates) if rates else None}
 
 
-def wall_times(out: Path) -> dict[str, int]:
-    """Seconds per label of ``out/times.tsv``, summed over resumed pieces of one run."""
-    totals: dict[str, int] = {}
+def run_times(out: Path) -> dict[str, tuple[int, int | None]]:
+    """``label -> (wall s, CPU s)`` of ``out/times.tsv``, summed over resumed pieces of a run
+    (CPU None when a piece was timed by wall clock only)."""
+    totals: dict[str, tuple[int, int | None]] = {}
     path = out / "times.tsv"
     for line in path.read_text().splitlines() if path.exists() else []:
-        label, _, secs = line.rpartition("\t")
-        totals[label] = totals.get(label, 0) + int(secs)
+        label, wall, *cpu = line.split("\t")
+        old_wall, old_cpu = totals.get(label, (0, 0))
+        new_cpu = None if old_cpu is None or not cpu else old_cpu + int(cpu[0])
+        totals[label] = (old_wall + int(wall), new_cpu)
     return totals
 
 
@@ -227,11 +230,11 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 
 def cmd_equal_time(args: argparse.Namespace) -> None:
-    times = wall_times(Path(args.runs))
+    times = run_times(Path(args.runs))
     ref, mae = (times.get(f"pretrain pretrain/{m}/seed{args.seed}") for m in ("sarjepa", "mae"))
-    if not ref or not mae:
-        raise SystemExit(f"equal-time: no wall time of sarjepa and mae seed {args.seed} yet")
-    print(max(1, round(args.epochs * ref / mae)))
+    if not ref or not mae or ref[1] is None or mae[1] is None:
+        raise SystemExit(f"equal-time: no CPU time of sarjepa and mae seed {args.seed} yet")
+    print(max(1, round(args.epochs * ref[1] / mae[1])))
 
 
 # ----------------------------------------------------------------------------- report
@@ -239,7 +242,7 @@ def cmd_equal_time(args: argparse.Namespace) -> None:
 
 PRETRAIN_COLUMNS = [
     "run", "method", "seed", "lr", "norm_pix", "epochs", "steps", "images_seen", "wall_s",
-    "img_s_median", "final_loss", "target_var", "loss_over_var",
+    "cpu_s", "img_s_median", "final_loss", "target_var", "loss_over_var",
 ]  # fmt: skip
 RESULT_COLUMNS = ["protocol", "shots", "backbone", "runs", "seeds", "mean", "ci95", "df"]
 RESULT_COLUMNS += ["run_means"]
@@ -250,7 +253,7 @@ COMPARE_COLUMNS = [
 
 
 def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
-    times = wall_times(out)
+    times = run_times(out)
     rows = []
     for run in sorted(runs.values(), key=lambda r: r.path):
         log, cfg = run_log(out / run.path), _config(out / run.path)
@@ -265,7 +268,8 @@ def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
                 "epochs": run.epochs,
                 "steps": steps,
                 "images_seen": steps * int(cfg["DATA"]["BATCH_SIZE"]),
-                "wall_s": times.get(f"pretrain {run.path}", ""),
+                "wall_s": times.get(f"pretrain {run.path}", ("", ""))[0],
+                "cpu_s": times.get(f"pretrain {run.path}", ("", ""))[1] or "",
                 "img_s_median": f"{log['img_s_median']:.0f}" if log["img_s_median"] else "",
                 "final_loss": f"{loss:.5g}",
                 "target_var": f"{var:.5g}",
@@ -422,12 +426,13 @@ def render_pretrain(rows: list[dict[str, str]]) -> str:
             r["epochs"],
             f"{int(r['images_seen']):,}",
             f"{r['wall_s']} s" if r["wall_s"] else "-",
+            f"{r['cpu_s']} s" if r["cpu_s"] else "-",
             r["img_s_median"] or "-",
             f"{r['final_loss']} / {r['target_var']} ({r['loss_over_var']})",
         ]
         for r in rows
     ]
-    header = ["run", "LR", "epochs", "images seen", "wall time", "images/s", "loss / var."]
+    header = ["run", "LR", "epochs", "images seen", "wall", "CPU", "images/s", "loss / var."]
     return markdown(header, body)
 
 

@@ -135,3 +135,18 @@ def test_committed_study_tables_match_their_csvs():
         source = "results" if name == "pretrain_seed_spread" else name
         rows = report.read_csv(REPO / "docs" / "mstar_study" / f"{source}.csv")
         assert _block(doc, name) == report.render(name, rows), name
+
+
+def test_equal_time_uses_cpu_seconds_summed_over_resumed_pieces(tmp_path, capsys):
+    report = _load_report()
+    (tmp_path / "times.tsv").write_text(
+        "pretrain pretrain/sarjepa/seed0\t700\t1000\n"  # interrupted, then resumed
+        "pretrain pretrain/sarjepa/seed0\t300\t500\n"
+        "pretrain pretrain/mae/seed0\t900\t600\n"  # slow wall clock: the machine was busy
+    )
+    assert report.run_times(tmp_path)["pretrain pretrain/sarjepa/seed0"] == (1000, 1500)
+    report.main(["equal-time", "--runs", str(tmp_path), "--seed", "0", "--epochs", "30"])
+    assert capsys.readouterr().out.strip() == "75"  # 30 * 1500 / 600
+    (tmp_path / "times.tsv").write_text("pretrain pretrain/sarjepa/seed0\t700\n")
+    with pytest.raises(SystemExit, match="no CPU time"):
+        report.main(["equal-time", "--runs", str(tmp_path), "--seed", "0", "--epochs", "30"])

@@ -13,7 +13,9 @@ from scipy import stats
 import sarfewshot.results.aggregate as aggregate
 from sarfewshot.results.aggregate import summarize
 
-STUDY_CSV = Path(__file__).resolve().parents[2] / "docs" / "mstar_study_first_edition" / "leaderboard.csv"
+STUDY_CSV = (
+    Path(__file__).resolve().parents[2] / "docs" / "mstar_study_first_edition" / "leaderboard.csv"
+)
 
 
 def test_coop_example_numbers():
