@@ -246,10 +246,11 @@ PRETRAIN_COLUMNS = [
 ]  # fmt: skip
 RESULT_COLUMNS = ["protocol", "shots", "backbone", "runs", "seeds", "mean", "ci95", "df"]
 RESULT_COLUMNS += ["run_means"]
-COMPARE_COLUMNS = [
-    "b", "protocol", "shots", "n", "mean_diff", "ci_low", "ci_high", "p_t", "p_t_adj",
-    "p_wilcoxon", "p_wilcoxon_adj", "adjust", "run_pairs", "run_pairs_agree",
+GROUP_FIELDS = [
+    "protocol", "shots", "n", "mean_diff", "ci_low", "ci_high", "p_t", "p_t_adj", "p_wilcoxon",
+    "p_wilcoxon_adj",
 ]  # fmt: skip
+COMPARE_COLUMNS = ["b", *GROUP_FIELDS, "adjust", "run_pairs", "run_pairs_agree"]
 
 
 def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
@@ -376,7 +377,7 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
             rows.append(
                 {
                     "b": b,
-                    **{c: g.get(c) for c in COMPARE_COLUMNS[1:11] if c != "adjust"},
+                    **{c: g.get(c) for c in GROUP_FIELDS},
                     "adjust": res["adjust"],
                     "run_pairs": total,
                     "run_pairs_agree": agree,
