@@ -11,8 +11,8 @@
 #   sweep     pretrain every method x learning rate (and the normalised-pixel variant of the
 #             pixel-target methods) for SWEEP_EPOCHS
 #   select    kNN of every sweep run on the validation pool (the 20 % of TRAIN that is never a
-#             support set; TEST is not read); pick each method's learning rate (and pixel
-#             normalisation) by that accuracy
+#             support set; no TEST accuracy is computed); pick each method's learning rate (and
+#             pixel normalisation) by that accuracy
 #   pretrain  every method at its selection, seeds PRETRAIN_SEEDS, EPOCHS epochs; then one MAE
 #             run given the time of SAR-JEPA's first seed (process CPU time, which other work
 #             on the machine does not inflate)
