@@ -48,6 +48,7 @@ PROTOCOLS=${PROTOCOLS:-linear,knn,prototype,finetune}
 SHOTS=${SHOTS:-1,5,10,20}
 SEEDS=${SEEDS:-1-5}
 DEVICE=${DEVICE:-cpu}
+JOBS=${JOBS:-1}                         # pretraining runs at once (e.g. JOBS=2 OMP_NUM_THREADS=1)
 STAGES=${STAGES:-"sweep select pretrain eval report"}
 
 cd "$(dirname "$0")/.."
@@ -106,19 +107,40 @@ variants() {  # variants METHOD: "NAME NORM_PIX" lines, the normalised-pixel one
     case " $NORM_PIX_METHODS " in *" $1 "*) echo "${1}_normpix True" ;; esac
 }
 
+in_pool() {  # in_pool CMD...: run CMD in the background, at most JOBS at once (1: in line)
+    if [ "$JOBS" -le 1 ]; then "$@"; return; fi
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+    "$@" &
+}
+
+drain() {  # wait for every pooled run; a failed one stops the script (set -e)
+    while [ -n "$(jobs -rp)" ]; do wait -n; done
+}
+
 has_stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if has_stage sweep; then
     for m in $METHODS; do
         while read -r name norm_pix; do
             for lr in $SWEEP_LRS; do
-                pretrain "$OUT/sweep/$name/lr$lr" "$m" "$SWEEP_EPOCHS" 0 "$lr" "$norm_pix"
+                in_pool pretrain "$OUT/sweep/$name/lr$lr" "$m" "$SWEEP_EPOCHS" 0 "$lr" "$norm_pix"
             done
         done < <(variants "$m")
     done
+    drain
 fi
 
 if has_stage select; then
+    for m in $METHODS; do  # every sweep run must have finished: a choice among fewer is no sweep
+        while read -r name _; do
+            for lr in $SWEEP_LRS; do
+                if [ ! -f "$OUT/sweep/$name/lr$lr/done" ]; then
+                    echo "select: sweep run $OUT/sweep/$name/lr$lr has not finished" >&2
+                    exit 2
+                fi
+            done
+        done < <(variants "$m")
+    done
     for m in $METHODS; do
         for ckpt in "$OUT"/sweep/"$m"{,_normpix}/lr*/checkpoint-last.pth; do
             [ -f "$(dirname "$ckpt")/done" ] || continue  # missing or unfinished
@@ -138,9 +160,10 @@ if has_stage pretrain; then
     for m in $METHODS; do
         read -r lr norm_pix < <(selected "$m")
         for seed in $PRETRAIN_SEEDS; do
-            pretrain "$OUT/pretrain/$m/seed$seed" "$m" "$EPOCHS" "$seed" "$lr" "$norm_pix"
+            in_pool pretrain "$OUT/pretrain/$m/seed$seed" "$m" "$EPOCHS" "$seed" "$lr" "$norm_pix"
         done
     done
+    drain
     # equal compute: MAE for as many epochs as fit in SAR-JEPA's first-seed time (CPU seconds)
     first=${PRETRAIN_SEEDS%% *}
     mae_epochs=$($PY "${REPORT[@]}" equal-time --runs "$OUT" --seed "$first" --epochs "$EPOCHS")
