@@ -26,7 +26,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data}            # holds MSTAR_SOC/TRAIN and MSTAR_SOC/TEST; never copied
 OUT=${OUT:-runs/mstar_study}            # checkpoints, records, splits, caches (not committed)
 DOCS=${DOCS:-docs/mstar_study}          # committed: the CSVs and tables of the report
-DOC=${DOC:-docs/mstar_study.md}         # the doc whose <!-- study:NAME --> tables are refreshed
+DOC=${DOC:-$DOCS.md}                    # the doc whose <!-- study:NAME --> tables are refreshed
 METHODS=${METHODS:-"sarjepa lomar mae hog sar_hog"}
 NORM_PIX_METHODS=${NORM_PIX_METHODS:-"lomar mae"}  # pixel targets: also try TARGET.NORM_PIX
 SWEEP_LRS=${SWEEP_LRS:-"3e-4 1e-3 3e-3"}
