@@ -103,21 +103,24 @@ def run_times(out: Path) -> dict[str, tuple[int, int | None]]:
     return totals
 
 
+def arm_of(record: dict, runs: dict[str, PretrainRun]) -> tuple[str, str] | None:
+    """``(arm, run path)`` of a record; None for weights of another study or a deleted run."""
+    key = record["key"]
+    if key["backbone"].startswith(RANDOM):
+        return RANDOM, RANDOM
+    run = runs.get(key["weights_sha256"])
+    return (run.arm, run.path) if run else None
+
+
 def accuracies(records, runs: dict[str, PretrainRun]) -> dict[tuple, float]:
     """``(arm, run path, protocol, K, seed) -> accuracy`` of the ok records."""
     table = {}
     for rec in records:
-        if rec["status"] != "ok":
+        where = arm_of(rec, runs)
+        if rec["status"] != "ok" or where is None:
             continue
         key = rec["key"]
-        if key["backbone"].startswith(RANDOM):
-            arm, path = RANDOM, RANDOM
-        elif key["weights_sha256"] in runs:
-            run = runs[key["weights_sha256"]]
-            arm, path = run.arm, run.path
-        else:
-            continue  # weights of another study or a deleted run
-        cell = (arm, path, key["protocol"], int(key["shots"]), int(key["seed"]))
+        cell = (*where, key["protocol"], int(key["shots"]), int(key["seed"]))
         table[cell] = float(rec["metrics"]["accuracy"])
     return table
 
@@ -368,7 +371,7 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
     """``ref`` minus each other arm, pooled over pretraining runs, paired over support sets."""
     rows = []
     for b in others:
-        mine = [r for r in records if _arm(r, runs) in (ref, b)]
+        mine = [r for r in records if (arm_of(r, runs) or ("",))[0] in (ref, b)]
         name_b = RANDOM if b == RANDOM else ("mae" if b == EQUAL_TIME else b)
         # the arm's records only, so mae and its equal-time run never pool together
         res = paired_compare(mine, ref, _label(mine, name_b), adjust=adjust, pool=True)
@@ -384,14 +387,6 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
                 }
             )
     return rows
-
-
-def _arm(record: dict, runs: dict[str, PretrainRun]) -> str | None:
-    key = record["key"]
-    if key["backbone"].startswith(RANDOM):
-        return RANDOM
-    run = runs.get(key["weights_sha256"])
-    return run.arm if run else None
 
 
 def _label(records: list[dict], name: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sarfewshot.engine.grid.config import cfg_dict
-from sarfewshot.engine.grid.data import Workspace, split_file
+from sarfewshot.engine.grid.data import Workspace, eval_items, split_file
 from sarfewshot.engine.grid.plan import Cell, GridSummary, Printer
 from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
 
@@ -170,9 +170,7 @@ def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, A
     """The record's dataset: the key's name (``mstar_soc:val`` when the cell is scored on the
     validation pool), the part scored and ``num_test``, the number of images scored."""
     part = str(cell.cfg.TEST.SPLIT)
-    scored = len(ds.listing.test)
-    if split is not None:
-        scored = len(split.val if part == "val" else split.test)
+    scored = len(eval_items(split, part, ds.name)[1]) if split is not None else len(ds.listing.test)
     return {
         "name": cell.key["dataset"],
         "eval_split": part,
