@@ -48,8 +48,14 @@ PROTOCOLS=${PROTOCOLS:-linear,knn,prototype,finetune}
 SHOTS=${SHOTS:-1,5,10,20}
 SEEDS=${SEEDS:-1-5}
 DEVICE=${DEVICE:-cpu}
-JOBS=${JOBS:-1}                         # pretraining runs at once (e.g. JOBS=2 OMP_NUM_THREADS=1)
+JOBS=${JOBS:-1}                         # runs (pretraining or evaluation) at once, e.g. JOBS=2
+THREADS=${THREADS:-}                    # threads per run when JOBS > 1 (default: cores / JOBS)
 STAGES=${STAGES:-"sweep select pretrain eval report"}
+
+if [ -z "$THREADS" ]; then
+    THREADS=$(($(nproc) / JOBS))
+    if [ "$THREADS" -lt 1 ]; then THREADS=1; fi
+fi
 
 cd "$(dirname "$0")/.."
 SFS=${SFS:-sarfewshot}
@@ -110,7 +116,8 @@ variants() {  # variants METHOD: "NAME NORM_PIX" lines, the normalised-pixel one
 in_pool() {  # in_pool CMD...: run CMD in the background, at most JOBS at once (1: in line)
     if [ "$JOBS" -le 1 ]; then "$@"; return; fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-    "$@" &
+    # each run gets its share of the cores: JOBS runs of all cores each would oversubscribe them
+    (export OMP_NUM_THREADS=$THREADS; "$@") &
 }
 
 drain() {  # wait for every pooled run; a failed one stops the script (set -e)
@@ -144,12 +151,13 @@ if has_stage select; then
     for m in $METHODS; do
         for ckpt in "$OUT"/sweep/"$m"{,_normpix}/lr*/checkpoint-last.pth; do
             [ -f "$(dirname "$ckpt")/done" ] || continue  # missing or unfinished
-            evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/sweep_eval" --shots "$SWEEP_SHOTS" \
-                --protocol knn --seeds "$SWEEP_SEEDS" --eval-split val
+            in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/sweep_eval" \
+                --shots "$SWEEP_SHOTS" --protocol knn --seeds "$SWEEP_SEEDS" --eval-split val
         done
     done
+    drain
     $PY "${REPORT[@]}" select --runs "$OUT" --methods $METHODS --out "$OUT/selection.tsv" \
-        --markdown "$DOCS/lr_selection.md" --csv "$DOCS/lr_selection.csv"
+        --markdown "$DOCS/lr_selection.md" --csv "$DOCS/lr_selection.csv" --doc "$DOC"
 fi
 
 selected() {  # selected METHOD: "LR NORM_PIX" from OUT/selection.tsv
@@ -163,24 +171,30 @@ if has_stage pretrain; then
             in_pool pretrain "$OUT/pretrain/$m/seed$seed" "$m" "$EPOCHS" "$seed" "$lr" "$norm_pix"
         done
     done
-    drain
-    # equal compute: MAE for as many epochs as fit in SAR-JEPA's first-seed time (CPU seconds)
+    # equal compute: MAE for as many epochs as fit in SAR-JEPA's first-seed time (CPU seconds,
+    # scaled by MAE's own first seed); it joins the pool once both have finished
     first=${PRETRAIN_SEEDS%% *}
+    for m in sarjepa mae; do
+        while [ ! -f "$OUT/pretrain/$m/seed$first/done" ] && [ -n "$(jobs -rp)" ]; do wait -n; done
+    done
     mae_epochs=$($PY "${REPORT[@]}" equal-time --runs "$OUT" --seed "$first" --epochs "$EPOCHS")
     read -r lr norm_pix < <(selected mae)
-    pretrain "$OUT/pretrain/mae_equal_time/seed$first" mae "$mae_epochs" "$first" "$lr" "$norm_pix"
+    in_pool pretrain "$OUT/pretrain/mae_equal_time/seed$first" mae "$mae_epochs" "$first" "$lr" \
+        "$norm_pix"
+    drain
 fi
 
 if has_stage eval; then
     grid=(--shots "$SHOTS" --protocol "$PROTOCOLS" --seeds "$SEEDS")
-    evaluate random "" "$IRPE_ARCH" "$OUT/eval" "${grid[@]}"
+    in_pool evaluate random "" "$IRPE_ARCH" "$OUT/eval" "${grid[@]}"
     for ckpt in "$OUT"/pretrain/*/seed*/checkpoint-last.pth; do
         [ -f "$(dirname "$ckpt")/done" ] || continue  # an unfinished run has no final weights
         run=${ckpt#"$OUT"/pretrain/}
         m=${run%%/*}
         m=${m%_equal_time}
-        evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/eval" "${grid[@]}"
+        in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/eval" "${grid[@]}"
     done
+    drain
 fi
 
 if has_stage report; then

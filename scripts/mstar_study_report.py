@@ -103,6 +103,22 @@ def run_times(out: Path) -> dict[str, tuple[int, int | None]]:
     return totals
 
 
+def run_seconds(out: Path, rel: str, times: dict) -> tuple[float | None, float | None]:
+    """``(wall s, CPU s)`` of the pretraining run in ``out/rel``.
+
+    The trainer's own clock (the last ``log.jsonl`` line's ``wall_s`` and ``cpu_s``: the
+    training loop, summed over resumed pieces, each kept step once) where the run has it; else
+    ``times.tsv``'s whole-command times, which miss any piece that was killed.
+    """
+    log = out / rel / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    last = json.loads(lines[-1]) if lines else {}
+    if "cpu_s" in last:
+        return float(last["wall_s"]), float(last["cpu_s"])
+    wall, cpu = times.get(f"pretrain {rel}", (None, None))
+    return wall, cpu
+
+
 def arm_of(record: dict, runs: dict[str, PretrainRun]) -> tuple[str, str] | None:
     """``(arm, run path)`` of a record; None for weights of another study or a deleted run."""
     key = record["key"]
@@ -173,9 +189,10 @@ def select_rows(out: Path, methods: list[str]) -> list[dict]:
     runs = find_runs(out, "sweep")
     table = accuracies(iter_records([out / "sweep_eval"]), runs)
     rows = []
-    for run in sorted(runs.values(), key=lambda r: (methods.index(r.method), r.norm_pix, r.lr)):
+    mine = [r for r in runs.values() if r.method in methods]
+    for run in sorted(mine, key=lambda r: (methods.index(r.method), r.norm_pix, r.lr)):
         accs = [acc for (_, path, *_), acc in table.items() if path == run.path]
-        if not accs or run.method not in methods:
+        if not accs:
             continue
         log = run_log(out / run.path)
         loss, var = float(log["loss"]), float(log["target_var"])
@@ -224,6 +241,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     atomic_write_text(args.csv, text)
     rows = read_csv(Path(args.csv))
     atomic_write_text(args.markdown, render_selection(rows) + "\n")
+    refresh_blocks(Path(args.doc), {"lr_selection": render_selection(rows)})
     chosen = [f"{r['method']} {r['lr']} {r['norm_pix']}" for r in rows if r["chosen"] == "True"]
     atomic_write_text(args.out, "\n".join(chosen) + "\n")
     print(render_selection(rows))
@@ -233,11 +251,14 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 
 def cmd_equal_time(args: argparse.Namespace) -> None:
-    times = run_times(Path(args.runs))
-    ref, mae = (times.get(f"pretrain pretrain/{m}/seed{args.seed}") for m in ("sarjepa", "mae"))
-    if not ref or not mae or ref[1] is None or mae[1] is None:
+    out = Path(args.runs)
+    times = run_times(out)
+    ref, mae = (
+        run_seconds(out, f"pretrain/{m}/seed{args.seed}", times)[1] for m in ("sarjepa", "mae")
+    )
+    if not ref or not mae:
         raise SystemExit(f"equal-time: no CPU time of sarjepa and mae seed {args.seed} yet")
-    print(max(1, round(args.epochs * ref[1] / mae[1])))
+    print(max(1, round(args.epochs * ref / mae)))
 
 
 # ----------------------------------------------------------------------------- report
@@ -261,6 +282,7 @@ def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
     rows = []
     for run in sorted(runs.values(), key=lambda r: r.path):
         log, cfg = run_log(out / run.path), _config(out / run.path)
+        wall, cpu = run_seconds(out, run.path, times)
         steps, loss, var = int(log["step"]), float(log["loss"]), float(log["target_var"])
         rows.append(
             {
@@ -272,8 +294,8 @@ def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
                 "epochs": run.epochs,
                 "steps": steps,
                 "images_seen": steps * int(cfg["DATA"]["BATCH_SIZE"]),
-                "wall_s": times.get(f"pretrain {run.path}", ("", ""))[0],
-                "cpu_s": times.get(f"pretrain {run.path}", ("", ""))[1] or "",
+                "wall_s": "" if wall is None else f"{wall:.0f}",
+                "cpu_s": "" if cpu is None else f"{cpu:.0f}",
                 "img_s_median": f"{log['img_s_median']:.0f}" if log["img_s_median"] else "",
                 "final_loss": f"{loss:.5g}",
                 "target_var": f"{var:.5g}",
@@ -449,9 +471,19 @@ def render(name: str, rows: list[dict[str, str]], ref: str = "sarjepa") -> str:
 
 def replace_block(doc: str, name: str, table: str) -> str:
     """``doc`` with the text between ``<!-- study:name -->`` and ``<!-- /study:name -->``
-    replaced by ``table``; a doc without the markers comes back unchanged."""
-    pattern = re.compile(rf"(<!-- study:{name} -->\n).*?(\n<!-- /study:{name} -->)", re.S)
-    return pattern.sub(lambda m: m[1] + table + m[2], doc)
+    replaced by ``table`` (an empty block too); a doc without the markers comes back unchanged."""
+    pattern = re.compile(rf"(<!-- study:{name} -->\n)(?:.*?\n)?(<!-- /study:{name} -->)", re.S)
+    return pattern.sub(lambda m: m[1] + table + "\n" + m[2], doc)
+
+
+def refresh_blocks(doc_path: Path, tables: dict[str, str]) -> None:
+    """Replace the ``<!-- study:NAME -->`` blocks of ``doc_path`` (if it exists) by ``tables``."""
+    if not doc_path.exists():
+        return
+    doc = doc_path.read_text()
+    for name, table in tables.items():
+        doc = replace_block(doc, name, table)
+    atomic_write_text(doc_path, doc)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -469,21 +501,18 @@ def cmd_report(args: argparse.Namespace) -> None:
             COMPARE_COLUMNS,
         ),
     }
-    doc_path = Path(args.doc)
-    doc = doc_path.read_text() if doc_path.exists() else ""
     for name, (rows, columns) in tables.items():
         atomic_write_text(docs / f"{name}.csv", csv_text(rows, columns))
+    blocks = {}
     for name in ("pretraining", "results", "pretrain_seed_spread", "comparisons"):
         source = "results" if name == "pretrain_seed_spread" else name
-        text = render(name, read_csv(docs / f"{source}.csv"), args.reference)
-        atomic_write_text(docs / f"{name}.md", text + "\n")
-        doc = replace_block(doc, name, text)
-        print(f"## {name}\n\n{text}\n")
+        blocks[name] = render(name, read_csv(docs / f"{source}.csv"), args.reference)
+        atomic_write_text(docs / f"{name}.md", blocks[name] + "\n")
+        print(f"## {name}\n\n{blocks[name]}\n")
     selection = docs / "lr_selection.csv"
     if selection.exists():
-        doc = replace_block(doc, "lr_selection", render("lr_selection", read_csv(selection)))
-    if doc:
-        atomic_write_text(doc_path, doc)
+        blocks["lr_selection"] = render("lr_selection", read_csv(selection))
+    refresh_blocks(Path(args.doc), blocks)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -498,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--out", required=True, help="selection.tsv to write")
     s.add_argument("--csv", required=True)
     s.add_argument("--markdown", required=True)
+    s.add_argument("--doc", default="docs/mstar_study.md", help="doc whose block to refresh")
     s.set_defaults(func=cmd_select)
     e = sub.add_parser("equal-time", help="MAE epochs in SAR-JEPA's wall time")
     e.add_argument("--runs", required=True)

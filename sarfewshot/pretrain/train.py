@@ -9,8 +9,8 @@ Checkpoints (rank 0, atomic) go to ``OUTPUT_DIR``: ``checkpoint-<epoch>.pth`` af
 ``model`` (state dict, no ``module.`` prefix), ``optimizer``, ``epoch`` (the 0-based epoch the
 weights belong to), ``scaler``, ``args`` (an ``argparse.Namespace`` of plain values), plus
 ``resume`` (step, next epoch and position in it, RNG states as tensors and ints, world size,
-batch size) and ``config`` (the YAML text). Everything loads with ``torch.load(weights_only=True)``
-and ``argparse.Namespace`` allow-listed.
+batch size, and the training wall and CPU seconds so far) and ``config`` (the YAML text).
+Everything loads with ``torch.load(weights_only=True)`` and ``argparse.Namespace`` allow-listed.
 
 Exact resume and any world size: the augmentation and the masks of image ``i`` in epoch ``e``
 are drawn from ``(seed, e, i)``, the sampler's permutation from ``(seed, e)`` (rank ``r`` of
@@ -19,7 +19,8 @@ continuing from a checkpoint reproduces the uninterrupted run, and a global batc
 gives the same update on one process as on ``R`` processes of ``B / R`` (up to the float
 rounding of DDP's gradient average). Exceptions: drop path (off in the presets) draws per
 micro-batch from ``(seed, rank, step, micro)``, and I-JEPA's block shapes per batch. Resuming
-drops the lines of ``log.jsonl`` past the checkpoint's step, so the log holds each step once.
+drops the lines of ``log.jsonl`` past the checkpoint's step, so the log holds each step once;
+each line's ``wall_s`` and ``cpu_s`` are the training seconds up to it, summed over resumes.
 
 No lost work: a run refuses an output folder that already holds a checkpoint unless it resumes
 (``--resume``) or is told to start afresh (``--overwrite``, which deletes the old checkpoints and
@@ -121,6 +122,31 @@ class Meter:
 
 
 @dataclass
+class Clock:
+    """Training time of the run so far, summed over every resumed piece.
+
+    Wall and CPU seconds of the training loop (rank 0's process; CPU counts all its threads).
+    A checkpoint carries both, so a run stopped and resumed reports its whole cost; work after
+    the last checkpoint is redone on resume and counted once, as it is kept once.
+    """
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    since_wall: float | None = None
+    since_cpu: float = 0.0
+
+    def start(self) -> None:
+        self.since_wall, self.since_cpu = time.perf_counter(), time.process_time()
+
+    def totals(self) -> dict[str, float]:
+        """Seconds so far, ``{"wall_s", "cpu_s"}`` (the carried ones while not started)."""
+        if self.since_wall is None:
+            return {"wall_s": self.wall_s, "cpu_s": self.cpu_s}
+        wall = self.wall_s + time.perf_counter() - self.since_wall
+        return {"wall_s": wall, "cpu_s": self.cpu_s + time.process_time() - self.since_cpu}
+
+
+@dataclass
 class Run:
     """Everything the loop needs."""
 
@@ -138,6 +164,7 @@ class Run:
     amp_dtype: torch.dtype | None
     pos: Position = field(default_factory=Position)
     meter: Meter = field(default_factory=Meter)
+    clock: Clock = field(default_factory=Clock)
     # set by the SIGINT handler; the loop stops at the next step boundary
     stop_requested: bool = False
     # True while the optimizer updates the weights: an interrupt there leaves no consistent state
@@ -334,6 +361,7 @@ def checkpoint_payload(run: Run, weights_epoch: int) -> dict[str, Any]:
             "batch_size": int(run.cfg.DATA.BATCH_SIZE),
             "accum_iter": run.accum,
             "rng": capture_rng(),
+            "elapsed": run.clock.totals(),
         },
         "method": str(run.cfg.METHOD),
         "config": run.cfg.dump(),
@@ -399,6 +427,8 @@ def resume(run: Run, path: Path) -> None:
     if ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
     run.pos = Position(step=state["step"], epoch=state["epoch"], micro=state["micro"])
+    elapsed = state.get("elapsed") or {}  # absent in checkpoints older than the clock
+    run.clock = Clock(float(elapsed.get("wall_s", 0.0)), float(elapsed.get("cpu_s", 0.0)))
     restore_rng(state["rng"])
     if run.info.is_main:
         truncate_log(run.out / LOG_NAME, run.pos.step)
@@ -539,6 +569,7 @@ def _log(run: Run, meter: Meter, lr: float) -> Meter:
         "img_s": meter.images * run.info.world_size / elapsed,
         "target_var": tvar,
         "grad_norm": gnorm,
+        **{k: round(v, 3) for k, v in run.clock.totals().items()},
     }
     if run.flops_per_image:
         from sarfewshot.pretrain.flops import mfu
@@ -733,6 +764,7 @@ def train(run: Run) -> Path:
     run.module.train()
     bar, beat = _progress_bar(run), _heartbeat(run)
     start, first = time.perf_counter(), run.pos.step
+    run.clock.start()
     try:
         epochs = int(run.cfg.OPTIM.EPOCHS)
         with _graceful_sigint(run):

@@ -40,13 +40,15 @@ def _load_report():
     return module
 
 
-def _pretrain_run(out: Path, rel: str, method: str, seed: int) -> str:
+def _pretrain_run(
+    out: Path, rel: str, method: str, seed: int, lr: float = 1e-3, norm_pix: bool = False
+) -> str:
     """A finished pretraining folder (config, log, distinct checkpoint); its sha256."""
     run = out / rel
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(
         f"METHOD: {method}\nSEED: {seed}\nDATA:\n  BATCH_SIZE: 32\n"
-        "OPTIM:\n  LR: 0.001\n  EPOCHS: 30\nTARGET:\n  NORM_PIX: false\n"
+        f"OPTIM:\n  LR: {lr}\n  EPOCHS: 30\nTARGET:\n  NORM_PIX: {str(norm_pix).lower()}\n"
     )
     log = {"step": 2550, "loss": 0.07, "target_var": 0.1, "img_s": 100.0}
     (run / "log.jsonl").write_text(json.dumps(log) + "\n")
@@ -125,6 +127,40 @@ def test_study_report_pools_runs_and_marks_holm_adjusted_differences(tmp_path):
         assert _block(text, name) == report.render(name, report.read_csv(docs / f"{source}.csv"))
 
 
+def test_select_picks_each_methods_best_validation_knn_and_fills_the_doc_block(tmp_path):
+    out, docs, doc = tmp_path / "out", tmp_path / "docs", tmp_path / "study.md"
+    # (method, norm_pix, lr) -> val kNN accuracy; mae's tie at 60 goes to the smaller LR
+    accs = {
+        ("sarjepa", False, 3e-4): 50.0, ("sarjepa", False, 1e-3): 70.0,
+        ("sarjepa", False, 3e-3): 65.0, ("mae", False, 3e-4): 60.0, ("mae", False, 1e-3): 55.0,
+        ("mae", True, 3e-4): 58.0, ("mae", True, 1e-3): 60.0, ("hog", False, 1e-3): 99.0,
+    }  # fmt: skip
+    for (method, norm_pix, lr), acc in accs.items():
+        name = method + ("_normpix" if norm_pix else "")
+        sha = _pretrain_run(out, f"sweep/{name}/lr{lr:g}", method, 0, lr, norm_pix)
+        for seed in (1, 2, 3):
+            # mean acc, sd 1
+            rec = fake_record(
+                backbone=method, sha=sha, protocol="knn", shots=10, seed=seed, acc=acc + seed - 2
+            )
+            write_record(out / "sweep_eval", rec)
+    doc.write_text("intro\n<!-- study:lr_selection -->\nold\n<!-- /study:lr_selection -->\n")
+    report = _load_report()
+    report.main(
+        ["select", "--runs", str(out), "--methods", "sarjepa", "mae", "--out", str(out / "sel")]
+        + ["--csv", str(docs / "lr.csv"), "--markdown", str(docs / "lr.md"), "--doc", str(doc)]
+    )
+    assert (out / "sel").read_text() == "sarjepa 0.001 False\nmae 0.0003 False\n"
+    rows = report.read_csv(docs / "lr.csv")
+    assert len(rows) == 7 and not any(r["method"] == "hog" for r in rows)  # not asked for
+    assert {r["val_knn_sd"] for r in rows} == {"1.000"} and {r["cells"] for r in rows} == {"3"}
+    text = doc.read_text()
+    assert text.startswith("intro\n") and "old" not in text
+    assert _block(text, "lr_selection") == report.render("lr_selection", rows)
+    empty = "<!-- study:a -->\n<!-- /study:a -->"  # a freshly added block fills too
+    assert report.replace_block(empty, "a", "T") == "<!-- study:a -->\nT\n<!-- /study:a -->"
+
+
 def test_committed_study_tables_match_their_csvs():
     doc = (REPO / "docs" / "mstar_study.md").read_text()
     names = re.findall(r"<!-- study:(\w+) -->", doc)
@@ -150,3 +186,24 @@ def test_equal_time_uses_cpu_seconds_summed_over_resumed_pieces(tmp_path, capsys
     (tmp_path / "times.tsv").write_text("pretrain pretrain/sarjepa/seed0\t700\n")
     with pytest.raises(SystemExit, match="no CPU time"):
         report.main(["equal-time", "--runs", str(tmp_path), "--seed", "0", "--epochs", "30"])
+
+
+def test_the_trainers_clock_wins_over_the_command_times(tmp_path, capsys):
+    # a killed piece never reaches times.tsv; the trainer's clock in log.jsonl still has it
+    report = _load_report()
+    (tmp_path / "times.tsv").write_text(
+        "pretrain pretrain/sarjepa/seed0\t300\t500\npretrain pretrain/mae/seed0\t900\t600\n"
+    )
+    for method, cpu in (("sarjepa", 1200.0), ("mae", 400.0)):
+        run = tmp_path / "pretrain" / method / "seed0"
+        run.mkdir(parents=True)
+        lines = [
+            {"step": 50, "wall_s": 90.0, "cpu_s": 80.0},
+            {"step": 99, "wall_s": 2e3, "cpu_s": cpu},
+        ]
+        (run / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    times = report.run_times(tmp_path)
+    assert report.run_seconds(tmp_path, "pretrain/sarjepa/seed0", times) == (2000.0, 1200.0)
+    assert report.run_seconds(tmp_path, "pretrain/hog/seed0", times) == (None, None)
+    report.main(["equal-time", "--runs", str(tmp_path), "--seed", "0", "--epochs", "30"])
+    assert capsys.readouterr().out.strip() == "90"  # 30 * 1200 / 400

@@ -68,6 +68,30 @@ def test_resume_continues_exactly(chips, tmp_path):
     assert len(_losses(tmp_path / "a")) == 6
 
 
+def test_training_time_is_summed_over_resumed_pieces(chips, tmp_path):
+    out = tmp_path / "run"
+    _run(chips, out, 3)
+    first = _load(out / CHECKPOINT_LAST)["resume"]["elapsed"]
+    assert first["cpu_s"] > 0 and first["wall_s"] > 0
+    _run(chips, out, 6, resume=True)
+    log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
+    cpu = [r["cpu_s"] for r in log]
+    assert cpu == sorted(cpu) and cpu[3] > round(first["cpu_s"], 3)  # carried, then grown
+    assert _load(out / CHECKPOINT_LAST)["resume"]["elapsed"]["cpu_s"] >= cpu[-1]
+
+
+def test_a_checkpoint_without_a_clock_resumes_from_zero(chips, tmp_path):
+    out = tmp_path / "run"
+    _run(chips, out, 3)
+    ckpt = _load(out / CHECKPOINT_LAST)
+    del ckpt["resume"]["elapsed"]  # as checkpoints written before the clock
+    torch.save(ckpt, out / CHECKPOINT_LAST)
+    _run(chips, out, 4, resume=True)
+    log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
+    # the resumed piece (1 step) counts from zero: below the first piece's 3 steps
+    assert 0 < log[3]["cpu_s"] < log[2]["cpu_s"]
+
+
 def test_checkpoint_format_and_backbone_loading(chips, tmp_path):
     out = tmp_path / "run"
     last = _run(chips, out, 4, opts=["TRAIN.SAVE_EVERY", "1"])
@@ -86,7 +110,7 @@ def test_checkpoint_format_and_backbone_loading(chips, tmp_path):
     assert not any(k.startswith("module.") for k in keys)
     log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
     fields = {"step", "epoch", "loss", "lr", "img_s", "target_var", "grad_norm", "tflops"}
-    assert set(log[0]) == fields
+    assert set(log[0]) == fields | {"wall_s", "cpu_s"}
 
     from sarfewshot.models.registry import build_backbone
 
