@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Small-scale MSTAR SOC study, second edition (docs/mstar_study.md): pretrain tiny ViTs with
 # several self-supervised methods on the TRAIN chips (no labels), each at its own learning rate
-# chosen on the validation pool, with two pretraining seeds and one equal-wall-time MAE run;
+# chosen on the validation pool, with two pretraining seeds and one equal-CPU-time MAE run;
 # evaluate them and a random-init ViT K-shot on TRAIN / all TEST chips; then write the tables,
 # the Holm-adjusted paired comparisons and the plots.
 #

@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--markdown", required=True)
     s.add_argument("--doc", default="docs/mstar_study.md", help="doc whose block to refresh")
     s.set_defaults(func=cmd_select)
-    e = sub.add_parser("equal-time", help="MAE epochs in SAR-JEPA's wall time")
+    e = sub.add_parser("equal-time", help="MAE epochs in SAR-JEPA's pretraining CPU time")
     e.add_argument("--runs", required=True)
     e.add_argument("--seed", type=int, required=True)
     e.add_argument("--epochs", type=int, required=True)
