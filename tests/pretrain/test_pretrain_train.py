@@ -247,11 +247,14 @@ def test_sigint_finishes_the_step_then_saves_with_accumulation(chips, tmp_path, 
     # finish; the checkpoint holds step 3, mid-epoch 1 (micro 2 of 4)
     accum = ["DATA.BATCH_SIZE", "2", "OPTIM.ACCUM_ITER", "2"]
     straight = _run(chips, tmp_path / "a", 5, opts=accum)
+    # a shell's background job inherits SIGINT ignored, which the trainer rightly keeps
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     _interrupt_at(monkeypatch, step=2, micro=1, how="signal")
     with pytest.raises(KeyboardInterrupt):
         _run(chips, tmp_path / "b", 5, opts=accum)
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    signal.signal(signal.SIGINT, previous)
     state = _load(tmp_path / "b" / CHECKPOINT_LAST)["resume"]
     assert (state["step"], state["epoch"], state["micro"]) == (3, 1, 2)
     resumed = _run(chips, tmp_path / "b", 5, resume=True, opts=accum)
