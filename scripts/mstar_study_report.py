@@ -110,9 +110,7 @@ def run_seconds(out: Path, rel: str, times: dict) -> tuple[float | None, float |
     training loop, summed over resumed pieces, each kept step once) where the run has it; else
     ``times.tsv``'s whole-command times, which miss any piece that was killed.
     """
-    log = out / rel / "log.jsonl"
-    lines = log.read_text().splitlines() if log.exists() else []
-    last = json.loads(lines[-1]) if lines else {}
+    last = run_log(out / rel) if (out / rel / "log.jsonl").exists() else {}
     if "cpu_s" in last:
         return float(last["wall_s"]), float(last["cpu_s"])
     wall, cpu = times.get(f"pretrain {rel}", (None, None))
@@ -393,7 +391,7 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
     """``ref`` minus each other arm, pooled over pretraining runs, paired over support sets."""
     rows = []
     for b in others:
-        mine = [r for r in records if (arm_of(r, runs) or ("",))[0] in (ref, b)]
+        mine = [r for r in records if (where := arm_of(r, runs)) and where[0] in (ref, b)]
         name_b = RANDOM if b == RANDOM else ("mae" if b == EQUAL_TIME else b)
         # the arm's records only, so mae and its equal-time run never pool together
         res = paired_compare(mine, ref, _label(mine, name_b), adjust=adjust, pool=True)
