@@ -353,7 +353,8 @@ def render_results(rows: list[dict[str, str]]) -> str:
             for k in shots:
                 r = cells.get((protocol, arm, k))
                 out.append(f"{_f(r['mean'])} [±{_f(r['ci95'])}]" if r else "-")
-            runs = cells.get((protocol, arm, last), {}).get("runs", "")
+            # a partial grid may lack the last K; the arm's run count is the same at every K
+            runs = next(r["runs"] for k in reversed(shots) if (r := cells.get((protocol, arm, k))))
             body.append([protocol, f"{arm} ({runs} run{'s' if runs != '1' else ''})", *out])
     return markdown(["protocol", "backbone", *[f"K={k}" for k in shots]], body)
 
@@ -392,6 +393,13 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
     rows = []
     for b in others:
         mine = [r for r in records if (where := arm_of(r, runs)) and where[0] in (ref, b)]
+        missing = {ref, b} - {arm_of(r, runs)[0] for r in mine}
+        if missing:
+            print(
+                f"compare: no records of {', '.join(sorted(missing))}; {ref} vs {b} left out",
+                file=sys.stderr,
+            )
+            continue
         name_b = RANDOM if b == RANDOM else ("mae" if b == EQUAL_TIME else b)
         # the arm's records only, so mae and its equal-time run never pool together
         res = paired_compare(mine, ref, _label(mine, name_b), adjust=adjust, pool=True)

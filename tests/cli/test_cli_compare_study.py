@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sarfewshot.results.records import write_record
+from sarfewshot.results.records import iter_records, write_record
 from sarfewshot.utils.io import sha256_file
 from tests.results.recordkit import fake_record
 
@@ -207,3 +207,30 @@ def test_the_trainers_clock_wins_over_the_command_times(tmp_path, capsys):
     assert report.run_seconds(tmp_path, "pretrain/hog/seed0", times) == (None, None)
     report.main(["equal-time", "--runs", str(tmp_path), "--seed", "0", "--epochs", "30"])
     assert capsys.readouterr().out.strip() == "90"  # 30 * 1200 / 400
+
+
+def test_a_partial_grid_reports_the_cells_it_has(tmp_path, capsys):
+    # while the eval stage still runs: lomar has no records, random lacks knn K=20
+    out = tmp_path / "out"
+    _study(out)
+    report = _load_report()
+    runs = report.find_runs(out, "pretrain")
+    records = [
+        r
+        for r in iter_records([out / "eval"])
+        if r["key"]["backbone"] != "lomar"
+        and not (
+            r["key"]["backbone"] == RANDOM
+            and (r["key"]["protocol"], r["key"]["shots"]) == ("knn", 20)
+        )
+    ]
+    table = report.accuracies(records, runs)
+    rows = report.compare_rows(records, runs, table, "sarjepa", ["lomar", "random"], "holm")
+    assert {r["b"] for r in rows} == {"random"} and len(rows) == 7
+    assert "sarjepa vs lomar left out" in capsys.readouterr().err
+    (tmp_path / "results.csv").write_text(
+        report.csv_text(report.result_rows(table, ["sarjepa", "random"]), report.RESULT_COLUMNS)
+    )
+    table_md = report.render("results", report.read_csv(tmp_path / "results.csv"))
+    knn_random = next(line for line in table_md.splitlines() if "| knn | random" in line)
+    assert knn_random.startswith("| knn | random (1 run) |") and knn_random.endswith("| - |")
