@@ -58,12 +58,12 @@ if [ -z "$THREADS" ]; then
 fi
 
 cd "$(dirname "$0")/.."
+if [ -z "${SFS:-}" ] && [ -x .venv/bin/sarfewshot ] && ! command -v sarfewshot >/dev/null; then
+    SFS=.venv/bin/sarfewshot  # a checkout's own environment, when none is active
+    PY=${PY:-.venv/bin/python}
+fi
 SFS=${SFS:-sarfewshot}
 PY=${PY:-python}
-if [ -x .venv/bin/sarfewshot ] && ! command -v sarfewshot >/dev/null; then
-    SFS=.venv/bin/sarfewshot
-    PY=.venv/bin/python
-fi
 mkdir -p "$OUT" "$DOCS"
 IRPE_ARCH="irpe:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
 VIT_ARCH="vit:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
@@ -187,12 +187,13 @@ fi
 if has_stage eval; then
     grid=(--shots "$SHOTS" --protocol "$PROTOCOLS" --seeds "$SEEDS")
     in_pool evaluate random "" "$IRPE_ARCH" "$OUT/eval" "${grid[@]}"
-    for ckpt in "$OUT"/pretrain/*/seed*/checkpoint-last.pth; do
-        [ -f "$(dirname "$ckpt")/done" ] || continue  # an unfinished run has no final weights
-        run=${ckpt#"$OUT"/pretrain/}
-        m=${run%%/*}
-        m=${m%_equal_time}
-        in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/eval" "${grid[@]}"
+    # METHODS' order (the reference first), so a partial grid can already be compared
+    for arm in $METHODS mae_equal_time; do
+        for ckpt in "$OUT/pretrain/$arm"/seed*/checkpoint-last.pth; do
+            [ -f "$(dirname "$ckpt")/done" ] || continue  # an unfinished run has no final weights
+            m=${arm%_equal_time}
+            in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/eval" "${grid[@]}"
+        done
     done
     drain
 fi
