@@ -17,6 +17,8 @@
 #             run given the time of SAR-JEPA's first seed (process CPU time, which other work
 #             on the machine does not inflate)
 #   eval      every backbone: linear, kNN, prototype, fine-tune; K = SHOTS; seeds SEEDS; TEST
+#   check     after the fact, never used to choose: the selection's kNN cells on TEST for each
+#             chosen sweep run, and on the validation pool for the full runs
 #   report    DOCS/*.csv and *.md, the plots, and the paired comparisons (Holm)
 # Re-runnable: a finished pretraining run has a `done` file and is skipped, an unfinished one
 # resumes from its last checkpoint, and evaluation skips finished cells.
@@ -50,7 +52,7 @@ SEEDS=${SEEDS:-1-5}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-1}                         # runs (pretraining or evaluation) at once, e.g. JOBS=2
 THREADS=${THREADS:-}                    # threads per run when JOBS > 1 (default: cores / JOBS)
-STAGES=${STAGES:-"sweep select pretrain eval report"}
+STAGES=${STAGES:-"sweep select pretrain eval check report"}
 
 if [ -z "$THREADS" ]; then
     THREADS=$(($(nproc) / JOBS))
@@ -193,6 +195,32 @@ if has_stage eval; then
             [ -f "$(dirname "$ckpt")/done" ] || continue  # an unfinished run has no final weights
             m=${arm%_equal_time}
             in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/eval" "${grid[@]}"
+        done
+    done
+    drain
+fi
+
+chosen_sweep() {  # chosen_sweep METHOD: the sweep folder of METHOD's chosen LR and variant
+    local lr norm_pix name=$1 x
+    read -r lr norm_pix < <(selected "$1")
+    if [ "$norm_pix" = True ]; then name=${1}_normpix; fi
+    for x in $SWEEP_LRS; do  # selection.tsv writes 0.0003 where the folder says 3e-4
+        if awk -v a="$x" -v b="$lr" 'BEGIN { exit !(a + 0 == b + 0) }'; then
+            echo "$OUT/sweep/$name/lr$x"
+        fi
+    done
+}
+
+if has_stage check; then
+    # after the fact, never used to choose: the selection's kNN cells scored on TEST for each
+    # chosen sweep run, and on the validation pool for the full runs
+    for m in $METHODS; do
+        in_pool evaluate "$m" "$(chosen_sweep "$m")/checkpoint-last.pth" "$(arch_of "$m")" \
+            "$OUT/check_test" --shots "$SWEEP_SHOTS" --protocol knn --seeds "$SWEEP_SEEDS"
+        for ckpt in "$OUT/pretrain/$m"/seed*/checkpoint-last.pth; do
+            [ -f "$(dirname "$ckpt")/done" ] || continue
+            in_pool evaluate "$m" "$ckpt" "$(arch_of "$m")" "$OUT/check_val" \
+                --shots "$SWEEP_SHOTS" --protocol knn --seeds "$SWEEP_SEEDS" --eval-split val
         done
     done
     drain

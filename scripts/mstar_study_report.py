@@ -259,6 +259,68 @@ def cmd_equal_time(args: argparse.Namespace) -> None:
     print(max(1, round(args.epochs * ref / mae)))
 
 
+# ----------------------------------------------------------------------------- check
+
+
+CHECK_COLUMNS = ["method", "lr", "norm_pix", "cells", "val_10", "val_full", "test_10", "test_full"]
+
+
+def _chosen(out: Path, runs: dict[str, PretrainRun], method: str) -> PretrainRun | None:
+    """The sweep run that ``selection.tsv`` chose for ``method`` (None: no selection yet)."""
+    path = out / "selection.tsv"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        m, lr, norm_pix = line.split()
+        if m == method:
+            want = (m, float(lr), norm_pix == "True")
+            return next((r for r in runs.values() if (r.method, r.lr, r.norm_pix) == want), None)
+    return None
+
+
+def _mean_where(table: dict[tuple, float], field: int, value: str) -> str:
+    """The mean accuracy of the cells whose key has ``value`` at ``field`` ('' if none)."""
+    accs = [acc for cell, acc in table.items() if cell[field] == value]
+    return f"{np.mean(accs):.3f}" if accs else ""
+
+
+def check_rows(out: Path, methods: list[str], test_full: dict[tuple, float]) -> list[dict]:
+    """Per method: the selection's kNN cells on the validation pool and on TEST, for the chosen
+    sweep run and for the full runs (mean over runs), scored after the choice was made."""
+    sweep, full = find_runs(out, "sweep"), find_runs(out, "pretrain")
+    tables = {
+        "val_10": accuracies(iter_records([out / "sweep_eval"]), sweep),
+        "test_10": accuracies(iter_records([out / "check_test"]), sweep),
+        "val_full": accuracies(iter_records([out / "check_val"]), full),
+    }
+    cells = {(k, seed) for (*_, k, seed) in tables["val_10"]}  # the selection's K x seeds
+    tables["test_full"] = {c: a for c, a in test_full.items() if c[2] == "knn" and c[3:] in cells}
+    rows = []
+    for method in methods:
+        chosen = _chosen(out, sweep, method)
+        if chosen is None:
+            continue
+        row = {"method": method, "lr": f"{chosen.lr:g}", "norm_pix": chosen.norm_pix}
+        row["cells"] = len(cells)
+        for name in ("val_10", "test_10"):
+            row[name] = _mean_where(tables[name], 1, chosen.path)
+        for name in ("val_full", "test_full"):  # the method's own runs, not the equal-time one
+            row[name] = _mean_where(tables[name], 0, method)
+        rows.append(row)
+    return rows
+
+
+def render_check(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["method"] + (" (norm. pixels)" if r["norm_pix"] == "True" else ""),
+            r["lr"],
+            *(_f(r[c]) if r[c] else "-" for c in ("val_10", "val_full", "test_10", "test_full")),
+        ]
+        for r in rows
+    ]
+    header = ["method", "LR", "val., sweep run", "val., full runs", "TEST, sweep run"]
+    return markdown([*header, "TEST, full runs"], body)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -365,12 +427,14 @@ def render_spread(rows: list[dict[str, str]]) -> str:
     cells = {(r["protocol"], r["backbone"], int(r["shots"])): r for r in rows}
     body = []
     for protocol, arm in dict.fromkeys((r["protocol"], r["backbone"]) for r in rows):
-        if int(cells[(protocol, arm, shots[0])]["runs"]) < 2:
+        mine = [cells.get((protocol, arm, k)) for k in shots]  # None: a partial grid's gap
+        if all(r is None or int(r["runs"]) < 2 for r in mine):
             continue
         out = []
-        for k in shots:
-            means = [float(m) for m in cells[(protocol, arm, k)]["run_means"].split(";")]
-            out.append(" / ".join(f"{m:.1f}" for m in means) + f" ({max(means) - min(means):.1f})")
+        for r in mine:
+            means = [float(m) for m in r["run_means"].split(";")] if r else []
+            gap = f" ({max(means) - min(means):.1f})" if len(means) > 1 else ""
+            out.append(" / ".join(f"{m:.1f}" for m in means) + gap if means else "-")
         body.append([protocol, arm, *out])
     return markdown(["protocol", "method", *[f"K={k}" for k in shots]], body)
 
@@ -465,6 +529,7 @@ RENDERERS = {
     "pretraining": render_pretrain,
     "results": render_results,
     "pretrain_seed_spread": render_spread,
+    "selection_check": render_check,
 }
 
 
@@ -502,6 +567,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     tables = {
         "pretraining": (pretrain_rows(out, runs), PRETRAIN_COLUMNS),
         "results": (result_rows(table, arms), RESULT_COLUMNS),
+        "selection_check": (check_rows(out, args.methods, table), CHECK_COLUMNS),
         "comparisons": (
             compare_rows(records, runs, table, args.reference, arms[1:], args.adjust),
             COMPARE_COLUMNS,
@@ -510,7 +576,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     for name, (rows, columns) in tables.items():
         atomic_write_text(docs / f"{name}.csv", csv_text(rows, columns))
     blocks = {}
-    for name in ("pretraining", "results", "pretrain_seed_spread", "comparisons"):
+    for name in (
+        "pretraining",
+        "results",
+        "pretrain_seed_spread",
+        "comparisons",
+        "selection_check",
+    ):
         source = "results" if name == "pretrain_seed_spread" else name
         blocks[name] = render(name, read_csv(docs / f"{source}.csv"), args.reference)
         atomic_write_text(docs / f"{name}.md", blocks[name] + "\n")

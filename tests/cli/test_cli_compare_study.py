@@ -234,3 +234,38 @@ def test_a_partial_grid_reports_the_cells_it_has(tmp_path, capsys):
     table_md = report.render("results", report.read_csv(tmp_path / "results.csv"))
     knn_random = next(line for line in table_md.splitlines() if "| knn | random" in line)
     assert knn_random.startswith("| knn | random (1 run) |") and knn_random.endswith("| - |")
+
+
+def test_selection_check_scores_the_chosen_run_after_the_fact(tmp_path):
+    out = tmp_path / "out"
+    _study(out)  # the full runs and their TEST records
+    report = _load_report()
+    sweep = {
+        lr: _pretrain_run(out, f"sweep/sarjepa/lr{lr}", "sarjepa", 0, lr=lr) for lr in (3e-4, 1e-3)
+    }
+    (out / "selection.tsv").write_text("sarjepa 0.0003 False\nlomar 0.003 False\n")
+    full = {r.path: sha for sha, r in report.find_runs(out, "pretrain").items()}
+    scores = [  # folder, weights, accuracy of each of the 2 x 3 selection cells
+        ("sweep_eval", sweep[3e-4], 46.0),
+        ("sweep_eval", sweep[1e-3], 40.0),  # not chosen: left out
+        ("check_test", sweep[3e-4], 38.0),
+        ("check_val", full["pretrain/sarjepa/seed0"], 50.0),
+        ("check_val", full["pretrain/sarjepa/seed1"], 52.0),
+    ]
+    for folder, sha, acc in scores:
+        for shots in (10, 20):
+            for seed in (1, 2, 3):
+                rec = fake_record(sha=sha, protocol="knn", shots=shots, seed=seed, acc=acc)
+                write_record(out / folder, rec)
+    test_full = report.accuracies(iter_records([out / "eval"]), report.find_runs(out, "pretrain"))
+    rows = {r["method"]: r for r in report.check_rows(out, ["sarjepa", "lomar"], test_full)}
+    want_test = [
+        a
+        for (arm, _, p, k, s), a in test_full.items()
+        if arm == "sarjepa" and p == "knn" and k in (10, 20) and s <= 3
+    ]
+    assert rows["sarjepa"]["val_10"] == "46.000" and rows["sarjepa"]["test_10"] == "38.000"
+    assert rows["sarjepa"]["val_full"] == "51.000" and rows["sarjepa"]["cells"] == 6
+    assert float(rows["sarjepa"]["test_full"]) == pytest.approx(sum(want_test) / 12, abs=1e-3)
+    assert len(want_test) == 12  # 2 runs x K 10, 20 x seeds 1-3; K = 1, 5 and seeds 4, 5 left out
+    assert "lomar" not in rows  # no sweep run of the chosen LR: no row
