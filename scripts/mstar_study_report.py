@@ -282,10 +282,13 @@ def _mean_where(table: dict[tuple, float], field: int, value: str) -> str:
     return f"{np.mean(accs):.3f}" if accs else ""
 
 
-def check_rows(out: Path, methods: list[str], test_full: dict[tuple, float]) -> list[dict]:
+def check_rows(
+    out: Path, methods: list[str], full: dict[str, PretrainRun], test_full: dict[tuple, float]
+) -> list[dict]:
     """Per method: the selection's kNN cells on the validation pool and on TEST, for the chosen
-    sweep run and for the full runs (mean over runs), scored after the choice was made."""
-    sweep, full = find_runs(out, "sweep"), find_runs(out, "pretrain")
+    sweep run and for the full runs ``full`` (mean over runs; ``test_full``: their TEST cells),
+    scored after the choice was made."""
+    sweep = find_runs(out, "sweep")
     tables = {
         "val_10": accuracies(iter_records([out / "sweep_eval"]), sweep),
         "test_10": accuracies(iter_records([out / "check_test"]), sweep),
@@ -567,7 +570,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     tables = {
         "pretraining": (pretrain_rows(out, runs), PRETRAIN_COLUMNS),
         "results": (result_rows(table, arms), RESULT_COLUMNS),
-        "selection_check": (check_rows(out, args.methods, table), CHECK_COLUMNS),
+        "selection_check": (check_rows(out, args.methods, runs, table), CHECK_COLUMNS),
         "comparisons": (
             compare_rows(records, runs, table, args.reference, arms[1:], args.adjust),
             COMPARE_COLUMNS,
@@ -576,13 +579,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     for name, (rows, columns) in tables.items():
         atomic_write_text(docs / f"{name}.csv", csv_text(rows, columns))
     blocks = {}
-    for name in (
-        "pretraining",
-        "results",
-        "pretrain_seed_spread",
-        "comparisons",
-        "selection_check",
-    ):
+    for name in [*tables, "pretrain_seed_spread"]:
         source = "results" if name == "pretrain_seed_spread" else name
         blocks[name] = render(name, read_csv(docs / f"{source}.csv"), args.reference)
         atomic_write_text(docs / f"{name}.md", blocks[name] + "\n")

@@ -257,8 +257,9 @@ def test_selection_check_scores_the_chosen_run_after_the_fact(tmp_path):
             for seed in (1, 2, 3):
                 rec = fake_record(sha=sha, protocol="knn", shots=shots, seed=seed, acc=acc)
                 write_record(out / folder, rec)
-    test_full = report.accuracies(iter_records([out / "eval"]), report.find_runs(out, "pretrain"))
-    rows = {r["method"]: r for r in report.check_rows(out, ["sarjepa", "lomar"], test_full)}
+    runs = report.find_runs(out, "pretrain")
+    test_full = report.accuracies(iter_records([out / "eval"]), runs)
+    rows = {r["method"]: r for r in report.check_rows(out, ["sarjepa", "lomar"], runs, test_full)}
     want_test = [
         a
         for (arm, _, p, k, s), a in test_full.items()
