@@ -34,7 +34,9 @@ EXTRAS = {
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
-EXTRAS["test"] = ["pytest", "ruff", *EXTRAS["all"]]
+# import-linter: `lint-imports` checks the layering contract of pyproject.toml (acyclic_siblings
+# contracts need a recent release; 2.17 is the one they were written against).
+EXTRAS["test"] = ["pytest", "ruff", "import-linter>=2.17", *EXTRAS["all"]]
 
 setup(
     name="sarfewshot",

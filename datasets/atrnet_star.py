@@ -136,8 +136,6 @@ class ATRNetSTAR(FixedClassDataset):
     """ATRNet-STAR ground-range amplitude chips under one ATRBench setting."""
 
     name = "atrnet_star"
-    val_fraction = 0.2
-    crop_size = 128
     title = "ATRNet-STAR"
     classes = ATRNET_CLASSES
     layout = (

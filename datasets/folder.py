@@ -59,8 +59,6 @@ class ImageFolder(SARDataset):
     """A generic class-folder tree, with or without train/test folders."""
 
     name = "folder"
-    val_fraction = 0.2
-    crop_size = 128
     layout = "root/<class>/<images> or root/train/<class>/... with optional root/test/<class>/..."
 
     @property

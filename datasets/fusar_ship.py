@@ -40,8 +40,6 @@ class FUSARShip(FixedClassDataset):
     """FUSAR-Ship ship/clutter chips, 10 classes; the Val folder is the test set."""
 
     name = "fusar_ship"
-    val_fraction = 0.2
-    crop_size = 128
     title = "FUSAR-Ship"
     classes = FUSAR_CLASSES
     layout = (

@@ -53,8 +53,6 @@ class MSTARRaw(SARDataset):
     """Raw MSTAR files; class from the header, 17 deg train / 15 deg test."""
 
     name = "mstar_raw"
-    val_fraction = 0.2
-    crop_size = 128
     layout = "any tree of raw MSTAR Phoenix files (e.g. 17_DEG/<class>/HB03787.000)"
 
     def _file_info(self, path: Path) -> tuple[str, int | None]:

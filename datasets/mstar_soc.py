@@ -19,15 +19,12 @@ from __future__ import annotations
 from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
     FixedClassDataset,
-    class_folder_items,
     class_key,
-    make_listing,
     require_child_dir,
     require_root,
     resolve_root,
 )
 from sarfewshot.data.registry import DATASET_REGISTRY
-from sarfewshot.errors import DatasetError
 
 # The toolkit's class order: the names sorted (the release numbers them differently, see above).
 MSTAR_CLASSES = ("2S1", "BMP2", "BRDM2", "BTR60", "BTR70", "D7", "T62", "T72", "ZIL131", "ZSU234")
@@ -43,10 +40,9 @@ class MSTARSOC(FixedClassDataset):
     """MSTAR standard operating condition, 10 vehicle classes."""
 
     name = "mstar_soc"
-    val_fraction = 0.2
-    crop_size = 128
     title = "MSTAR SOC"
     classes = MSTAR_CLASSES
+    require_every_class = True
     layout = (
         "MSTAR_SOC/TRAIN/<class>/... and MSTAR_SOC/TEST/<class>/... (root: MSTAR_SOC or its parent)"
     )
@@ -54,14 +50,7 @@ class MSTARSOC(FixedClassDataset):
     def list(self) -> Listing:
         """TRAIN and TEST images with the 10 canonical class names (then any extra classes)."""
         base = resolve_root(require_root(self.root, self.layout), "MSTAR_SOC")
-        folders = {s: require_child_dir(base, s, self.root, self.layout) for s in ("TRAIN", "TEST")}
-        items = {}
-        for split, folder in folders.items():
-            items[split] = class_folder_items(folder, base, self.class_mapper(folder))
-            missing = [c for c in MSTAR_CLASSES if c not in {cls for _, cls in items[split]}]
-            if missing:
-                raise DatasetError(f"{folder} lacks the MSTAR SOC class folder(s) {missing}")
-        test_only = sorted({c for _, c in items["TEST"]} - {c for _, c in items["TRAIN"]})
-        if test_only:
-            raise DatasetError(f"{folders['TEST']} has class folder(s) {test_only} TRAIN lacks")
-        return make_listing(base, items["TRAIN"], items["TEST"], preferred=MSTAR_CLASSES)
+        train, test = (
+            require_child_dir(base, s, self.root, self.layout) for s in ("TRAIN", "TEST")
+        )
+        return self.train_test_listing(base, train, test)

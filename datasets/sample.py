@@ -51,8 +51,6 @@ class SAMPLE(SARDataset):
     """SAMPLE chips: measured-only, synthetic-only or train-synthetic/test-measured."""
 
     name = "sample"
-    val_fraction = 0.2
-    crop_size = 128
     layout = "png_images/<decibel|qpm>/<real|synth>/<class>/*.png (root: png_images or a parent)"
 
     def __init__(self, root, mode: str = "measured", format: str = "decibel", **options) -> None:

@@ -41,7 +41,6 @@ class SARACD(FixedClassDataset):
 
     name = "sar_acd"
     val_fraction = 0.0
-    crop_size = 128
     title = "SAR-ACD"
     classes = SAR_ACD_CLASSES
     layout = "SAR_ACD/images/<class>/... (root: SAR_ACD or its parent)"

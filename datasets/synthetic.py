@@ -315,8 +315,6 @@ class SyntheticSAR(SARDataset):
     """
 
     name = "synthetic"
-    val_fraction = 0.2
-    crop_size = 128
     layout = "an empty folder (generated on first use) or one written by `sarfewshot data synth`"
     generates_root = True
 

@@ -15,14 +15,17 @@ submitit's local executor (how tests and CI exercise the code path). Slurm jobs 
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sarfewshot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sarfewshot.engine.grid import GridRequest
 
 LAUNCHERS = ("slurm", "local")
 # the flags consumed here; they are not passed on to the jobs
@@ -80,50 +83,49 @@ def make_executor(
 # ----------------------------------------------------------------------------- eval arrays
 
 
-def run_eval_shard(args: argparse.Namespace) -> dict[str, int]:
-    """The body of one eval array job: the grid of ``args`` (which names its shard)."""
-    from sarfewshot.cli.eval import request_from_args
+def run_eval_shard(req: GridRequest) -> dict[str, int]:
+    """The body of one eval array job: the grid of ``req`` (which names its shard)."""
     from sarfewshot.engine.grid import run_grid
 
-    summary = run_grid(request_from_args(args))
+    summary = run_grid(req)
     return {"total": summary.total, "ran": summary.ran, "failed": summary.failed}
 
 
-def shard_namespaces(args: argparse.Namespace, count: int) -> list[argparse.Namespace]:
-    """``count`` copies of ``args``, copy ``i`` with ``shard = "i/count"`` and no launcher."""
+def shard_requests(req: GridRequest, count: int) -> list[GridRequest]:
+    """``count`` copies of ``req``, copy ``i`` (0-based) running shard ``(i, count)``."""
     if count < 1:
         raise ConfigError(f"--array {count}: need at least 1 job")
-    if getattr(args, "shard", None):
+    if req.shard is not None:
         raise ConfigError("--array and --shard contradict each other; pass one")
-    out = []
-    for i in range(1, count + 1):
-        ns = copy.copy(args)
-        ns.shard, ns.launcher, ns.array = f"{i}/{count}", None, None
-        ns.func = None  # the job calls run_eval_shard, not the CLI entry
-        out.append(ns)
-    return out
+    return [dataclasses.replace(req, shard=(i, count)) for i in range(count)]
 
 
-def launch_eval(args: argparse.Namespace, printer: Callable[[str], Any] = print) -> int:
-    """Submit ``--array N`` eval jobs; local jobs are awaited (exit 1 if a cell failed)."""
-    jobs_args = shard_namespaces(args, int(args.array or 1))
-    folder = Path(args.output) / "submitit"
+def launch_eval(
+    args: argparse.Namespace, req: GridRequest, printer: Callable[[str], Any] = print
+) -> int:
+    """Submit ``--array N`` jobs of ``req``; local jobs are awaited (exit 1 if a cell failed).
+
+    ``args`` gives the launcher flags; each job runs one shard of ``req``.
+    """
+    jobs_reqs = shard_requests(req, int(args.array or 1))
+    folder = Path(req.output) / "submitit"
     executor = make_executor(
         args.launcher, folder, "sarfewshot-eval", timeout_min=args.timeout_min,
         partition=args.partition,
     )  # fmt: skip
-    jobs = executor.map_array(run_eval_shard, jobs_args)
+    jobs = executor.map_array(run_eval_shard, jobs_reqs)
     printer(
         f"submitted {len(jobs)} eval job(s) ({args.launcher}): {', '.join(j.job_id for j in jobs)}"
     )
     if args.launcher == "slurm":
-        printer(f"logs under {folder}; records merge under {args.output}/records")
+        printer(f"logs under {folder}; records merge under {req.output}/records")
         return 0
     failed = 0
-    for ns, job in zip(jobs_args, jobs):
+    for job_req, job in zip(jobs_reqs, jobs):
         result = job.result()
         failed += result["failed"]
-        printer(f"job {ns.shard}: {result['ran']} cell(s) ran, {result['failed']} failed")
+        index, count = job_req.shard
+        printer(f"job {index + 1}/{count}: {result['ran']} cell(s) ran, {result['failed']} failed")
     return 1 if failed else 0
 
 

@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "launcher", None):
         from sarfewshot.launch import launch_eval
 
-        return launch_eval(args)
+        return launch_eval(args, request_from_args(args))
     if getattr(args, "array", None):
         raise ConfigError("--array needs --launcher slurm or --launcher local")
     summary = run_grid(request_from_args(args))

@@ -133,6 +133,8 @@ class FixedClassDataset(SARDataset):
 
     classes: ClassVar[tuple[str, ...]] = ()
     title: ClassVar[str] = ""  # the dataset's usual name, for messages
+    #: every class of ``classes`` must have a folder in both splits (MSTAR SOC's benchmark)
+    require_every_class: ClassVar[bool] = False
 
     @classmethod
     def options_from_cfg(cls, cfg: Any) -> dict:
@@ -154,16 +156,31 @@ class FixedClassDataset(SARDataset):
         """The listing of ``train_dir/<class>/`` (pool) and ``test_dir/<class>/`` (test set).
 
         Raises:
-            DatasetError: the train folder has no class folder, or a test class has no train
-                folder (the class lists are checked by :meth:`class_mapper`).
+            DatasetError: the train folder has no class folder, a test class has no train
+                folder, or (with :attr:`require_every_class`) a split lacks a class of
+                ``classes`` (the folder names are checked by :meth:`class_mapper`).
         """
-        train = class_folder_items(train_dir, base, self.class_mapper(train_dir))
-        test = class_folder_items(test_dir, base, self.class_mapper(test_dir))
-        unknown = sorted({c for _, c in test} - {c for _, c in train})
-        if not train or unknown:
-            problem = "no class folders" if not train else f"no train folder for {unknown}"
-            raise DatasetError(f"{train_dir}: {problem}; expected {self.layout}")
+        train = self._split_items(base, train_dir)
+        test = self._split_items(base, test_dir)
+        if not train:
+            raise DatasetError(f"{train_dir}: no class folders; expected {self.layout}")
+        test_only = sorted({c for _, c in test} - {c for _, c in train})
+        if test_only:
+            raise DatasetError(
+                f"{test_dir} has class folder(s) {test_only} {train_dir.name} lacks; "
+                f"expected {self.layout}"
+            )
         return make_listing(base, train, test, preferred=self.classes)
+
+    def _split_items(self, base: Path, split_dir: Path) -> Items:
+        items = class_folder_items(split_dir, base, self.class_mapper(split_dir))
+        if self.require_every_class:
+            present = {cls for _, cls in items}
+            missing = [c for c in self.classes if c not in present]
+            if missing:
+                label = self.title or self.name
+                raise DatasetError(f"{split_dir} lacks the {label} class folder(s) {missing}")
+        return items
 
 
 def require_root(root: Path, layout: str) -> Path:

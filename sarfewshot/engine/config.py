@@ -19,7 +19,6 @@ Differences from Dassl 0.6.3, all deliberate:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -29,7 +28,6 @@ import yaml
 from yacs.config import CfgNode
 
 from sarfewshot.errors import ConfigError
-from sarfewshot.utils.io import sha256_text
 
 CfgExtension = Callable[[CfgNode], None]
 
@@ -53,22 +51,6 @@ ARG_TO_KEY: dict[str, str] = {
     "arch": "MODEL.BACKBONE.ARCH",
     "init_weights": "MODEL.INIT_WEIGHTS",
 }
-
-#: Keys left out of :func:`cfg_sha256` by default: they change where or how a run is stored or
-#: which machine runs it, not what it computes.
-HASH_EXCLUDE: tuple[str, ...] = (
-    "SEED",
-    "OUTPUT_DIR",
-    "RESUME",
-    "VERBOSE",
-    "USE_CUDA",
-    "DATASET.ROOT",
-    "DATASET.SPLIT_DIR",
-    "MODEL.INIT_WEIGHTS",
-    "DATALOADER.NUM_WORKERS",
-    "TRAIN.PRINT_FREQ",
-    "TRAIN.CHECKPOINT_FREQ",
-)
 
 _EXTENSIONS: list[CfgExtension] = []
 
@@ -536,26 +518,3 @@ def cfg_to_dict(cfg: CfgNode) -> dict[str, Any]:
         return value
 
     return convert(cfg)
-
-
-def _drop_key(data: dict[str, Any], dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    node: Any = data
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(leaf, None)
-
-
-def cfg_sha256(cfg: CfgNode, exclude: Iterable[str] = HASH_EXCLUDE) -> str:
-    """Hex sha256 of the config's canonical JSON, leaving out the dotted keys in ``exclude``.
-
-    By default (:data:`HASH_EXCLUDE`) the seed, paths, device and logging keys are left out,
-    so runs of one configuration on different seeds or machines share the hash.
-    """
-    data = cfg_to_dict(cfg)
-    for key in exclude:
-        _drop_key(data, key)
-    return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))

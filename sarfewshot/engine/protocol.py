@@ -220,25 +220,6 @@ def l2_normalize(x: Any, eps: float = 1e-12) -> Any:
     return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other values are checked and kept."""
-    import torch
-
-    from sarfewshot.errors import ConfigError
-
-    if device in ("", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise ConfigError(
-            f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:1)"
-        ) from None
-    return device
-
-
 def batches(n: int, size: int) -> Iterator[slice]:
     """Consecutive slices covering ``range(n)`` in chunks of ``size``."""
     for start in range(0, n, size):

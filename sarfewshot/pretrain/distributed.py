@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -44,24 +45,6 @@ def _env_int(name: str, default: int) -> int:
         return int(value) if value else default
     except ValueError:
         raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` (this process's local GPU) or ``cuda:N``.
-
-    Raises:
-        ConfigError: naming ``--device`` when CUDA is asked for but unavailable.
-    """
-    pref = (preference or "auto").strip().lower()
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref == "cpu":
-        return torch.device("cpu")
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {preference}: CUDA is not available on this machine")
-        return torch.device(pref if ":" in pref else f"cuda:{local_rank}")
-    raise ConfigError(f"--device {preference!r}: use auto, cpu, cuda or cuda:N")
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

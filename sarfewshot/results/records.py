@@ -44,30 +44,16 @@ import platform
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 from sarfewshot.errors import SarFewShotError
+from sarfewshot.utils.confighash import config_fingerprint, jsonable
 from sarfewshot.utils.io import PathLike, atomic_write_json
 
 SCHEMA_VERSION = 1
 RECORDS_DIRNAME = "records"
 KEY_FIELDS = ("backbone", "weights_sha256", "dataset", "protocol", "shots", "seed")
 STATUSES = ("ok", "failed", "diverged")
-
-# Config keys that do not change what a cell computes: per-cell fields (seed, shots, output and
-# split folders) and machine-local paths (the weights are identified by their sha256 instead).
-CELL_CONFIG_FIELDS = (
-    "SEED",
-    "OUTPUT_DIR",
-    "RESUME",
-    "USE_CUDA",
-    "VERBOSE",
-    "DATASET.ROOT",
-    "DATASET.NUM_SHOTS",
-    "DATASET.SPLIT_DIR",
-    "DATALOADER.NUM_WORKERS",
-    "MODEL.INIT_WEIGHTS",
-)
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -112,46 +98,6 @@ def key_tuple(key: Mapping[str, Any]) -> tuple:
 def record_path(run_dir: PathLike, key: Mapping[str, Any]) -> Path:
     """Where the record of ``key`` lives: ``<run_dir>/records/<cell_id>.json``."""
     return Path(run_dir) / RECORDS_DIRNAME / f"{cell_id(key)}.json"
-
-
-def _drop_dotted(tree: Mapping[str, Any], dotted: str) -> None:
-    node: Any = tree
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.get(part) if isinstance(node, Mapping) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(leaf, None)
-
-
-def config_fingerprint(
-    config: Mapping[str, Any], exclude: Sequence[str] = CELL_CONFIG_FIELDS
-) -> str:
-    """sha256 of a resolved config (nested dict) without the per-cell / machine-local keys.
-
-    Args:
-        config: the resolved config as nested dicts (``cfg`` converted with ``dict``).
-        exclude: dotted key paths left out (default :data:`CELL_CONFIG_FIELDS`).
-
-    Returns:
-        A hex digest that is equal for configs that compute the same thing.
-    """
-    tree = json.loads(json.dumps(config, default=_jsonable, sort_keys=True))
-    for dotted in exclude:
-        _drop_dotted(tree, dotted)
-    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (tuple, set, frozenset)):
-        return list(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist") and callable(obj.tolist):
-        return obj.tolist()
-    return str(obj)
 
 
 def dataset_version(record: Mapping[str, Any]) -> str | None:
@@ -283,7 +229,7 @@ def _plain(obj: Mapping[str, Any], what: str) -> dict[str, Any]:
     """A JSON-only copy (numpy scalars/arrays and tuples converted); NaN/inf are refused so a
     cell with a non-finite result is recorded as failed rather than as a number."""
     try:
-        return json.loads(json.dumps(obj, default=_jsonable, allow_nan=False))
+        return json.loads(json.dumps(obj, default=jsonable, allow_nan=False))
     except ValueError:
         raise RecordError(
             f"invalid record <new record>: {what} holds a non-finite number (NaN or inf); "

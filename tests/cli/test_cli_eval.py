@@ -185,7 +185,7 @@ def test_table_shows_only_the_commands_cells(root, tmp_path, capsys):
 def test_precision_flag_reaches_the_config(root, tmp_path, capsys):
     from sarfewshot.cli.eval import request_from_args
     from sarfewshot.cli.main import build_parser
-    from sarfewshot.engine.grid import probe_cfg
+    from sarfewshot.engine.grid.config import probe_cfg
 
     def cfg_of(*extra: str, tail=TAIL):
         argv = _eval(root, tmp_path, "--shots", "1", *extra, tail=tail)

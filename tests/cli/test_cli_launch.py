@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
+import pickle
 from pathlib import Path
 
 import pytest
 
 from sarfewshot.cli.main import main
+from sarfewshot.engine.grid import GridRequest
 from sarfewshot.errors import ConfigError
-from sarfewshot.launch import shard_namespaces, strip_launch_flags, torchrun_command
+from sarfewshot.launch import shard_requests, strip_launch_flags, torchrun_command
 from sarfewshot.results.records import read_record, record_files
 from tests.cli.conftest import TAIL, TINY
 
@@ -38,9 +39,26 @@ def test_local_array_jobs_merge_into_the_full_grid(root, tmp_path, capsys, monke
 def test_launcher_flag_errors(root, tmp_path, capsys):
     assert main(_eval(root, tmp_path / "r", "--array", "2")) == 2
     assert "--array needs --launcher" in capsys.readouterr().err
-    ns = argparse.Namespace(shard="1/2", launcher="local", array=2)
+    req = GridRequest(backbones=[], datasets=[], shots=[1], shard=(0, 2))
     with pytest.raises(ConfigError, match="--array and --shard"):
-        shard_namespaces(ns, 2)
+        shard_requests(req, 2)
+
+
+def test_array_jobs_get_picklable_shards_of_the_request(root, tmp_path):
+    """submitit pickles each job's argument: a GridRequest, not the CLI's namespace."""
+    from sarfewshot.cli.eval import request_from_args
+    from sarfewshot.cli.main import build_parser
+
+    args = build_parser().parse_args(_eval(root, tmp_path / "r"))
+    req = request_from_args(args)
+    jobs = shard_requests(req, 3)
+    assert [j.shard for j in jobs] == [(0, 3), (1, 3), (2, 3)]
+    assert req.shard is None  # the command's request is left as it was
+    for job in jobs:
+        back = pickle.loads(pickle.dumps(job))
+        assert back == job and back.backbones == req.backbones and back.opts == req.opts
+    with pytest.raises(ConfigError, match="at least 1 job"):
+        shard_requests(req, 0)
 
 
 def test_pretrain_job_is_one_torchrun_per_node():

@@ -67,6 +67,32 @@ def test_extra_class_only_in_mstar_test_is_an_error(tmp_path):
         build_listing("mstar", tmp_path, extra_classes=True)
 
 
+@pytest.mark.parametrize("name", ["fusar_ship", "atrnet_star"])
+def test_extra_class_only_in_test_is_an_error_for_train_test_datasets(tmp_path, name):
+    make, (train_dir, test_dir), _ = TREES[name]
+    make(tmp_path)
+    fakes.add_class_folder(tmp_path / test_dir, "SLICY")
+    train_name = train_dir.rsplit("/", 1)[1]
+    with pytest.raises(
+        DatasetError, match=rf"has class folder\(s\) \['SLICY'\] {train_name} lacks"
+    ):
+        build_listing(name, tmp_path, extra_classes=True)
+
+
+def test_only_mstar_requires_every_class_in_both_splits(tmp_path):
+    """MSTAR SOC's benchmark needs all ten classes; FUSAR-Ship lists what its folders hold."""
+    fakes.make_fusar_tree(tmp_path / "f")
+    (tmp_path / "f" / "New_FUSAR" / "Val" / FUSAR_CLASSES[0]).rename(tmp_path / "gone")
+    _, listing = build_listing("fusar_ship", tmp_path / "f")
+    assert FUSAR_CLASSES[0] not in {d.classname for d in listing.test}
+    fakes.make_mstar_soc_tree(tmp_path / "m")
+    (tmp_path / "m" / "MSTAR_SOC" / "TRAIN" / "BMP2").rename(tmp_path / "gone_m")
+    with pytest.raises(
+        DatasetError, match=r"TRAIN lacks the MSTAR SOC class folder\(s\) \['BMP2'\]"
+    ):
+        build_listing("mstar_soc", tmp_path / "m")
+
+
 def test_bad_extra_classes_value_is_an_error(tmp_path):
     fakes.make_fusar_tree(tmp_path)
     with pytest.raises(DatasetError, match="extra_classes='maybe'"):

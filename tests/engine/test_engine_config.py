@@ -11,7 +11,6 @@ import pytest
 
 from sarfewshot.engine import config as config_mod
 from sarfewshot.engine.config import (
-    cfg_sha256,
     cfg_to_dict,
     extend_cfg,
     get_cfg_default,
@@ -19,6 +18,7 @@ from sarfewshot.engine.config import (
     setup_cfg,
 )
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.confighash import config_fingerprint
 
 # A dataset file and a trainer file written the way CoOp ships them (PyYAML reads "1e-5" as a
 # string; yacs-style decoding must turn it into a float).
@@ -258,6 +258,6 @@ def test_cfg_to_dict_and_hash(tmp_path):
     json.dumps(data)  # plain JSON
     same = setup_cfg(opts=["SEED", "2", "OUTPUT_DIR", str(tmp_path / "x")])
     other = setup_cfg(opts=["SEED", "1", "OPTIM.LR", "0.5"])
-    assert cfg_sha256(cfg) == cfg_sha256(same)
-    assert cfg_sha256(cfg) != cfg_sha256(other)
-    assert cfg_sha256(cfg, exclude=()) != cfg_sha256(same, exclude=())
+    assert config_fingerprint(cfg) == config_fingerprint(same)
+    assert config_fingerprint(cfg) != config_fingerprint(other)
+    assert config_fingerprint(cfg, exclude=()) != config_fingerprint(same, exclude=())

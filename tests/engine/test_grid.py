@@ -7,18 +7,17 @@ import pytest
 import torch
 
 from sarfewshot.data.base import Datum, Listing
-from sarfewshot.engine.grid import (
+from sarfewshot.engine.grid.data import cell_data
+from sarfewshot.engine.grid.plan import (
     BackboneRequest,
     Cell,
     GridRequest,
-    GridRunner,
-    ResolvedDataset,
-    backbone_label,
-    cell_data,
     parse_shard,
     select_shard,
     shard_from_env,
 )
+from sarfewshot.engine.grid.resolve import ResolvedDataset, backbone_label
+from sarfewshot.engine.grid.runner import GridRunner
 from sarfewshot.engine.protocol import REQUIRES_FEATURES, REQUIRES_IMAGES
 from sarfewshot.errors import ConfigError
 

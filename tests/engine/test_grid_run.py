@@ -203,7 +203,7 @@ def test_other_config_in_the_same_folder_needs_force(root, tmp_path):
 def test_prepare_prints_each_backbones_arch_and_its_source(root, tmp_path):
     import torch
 
-    from sarfewshot.engine.grid import GridRunner
+    from sarfewshot.engine.grid.runner import GridRunner
     from tests.models.modelkit import random_irpe_state, save_release_checkpoint
 
     state = random_irpe_state(8, 32, 2, 2, 4.0, True, torch.Generator().manual_seed(0))

@@ -166,6 +166,18 @@ def test_config_fingerprint():
     assert base["SEED"] == 1 and "ROOT" in base["DATASET"]  # the caller's dict is untouched
 
 
+def test_config_fingerprint_value_is_pinned():
+    """Records store this hash: a change to how it is computed would orphan every record."""
+    config = {
+        "SEED": 1,
+        "OUTPUT_DIR": "/a",
+        "DATASET": {"ROOT": "/x", "NAME": "mstar", "NUM_SHOTS": 5},
+        "OPTIM": {"LR": 0.001, "BETAS": (0.9, 0.999)},
+    }
+    expected = "76bcd969d2f0c84d1638783f111e4ca7570cdb3c43fede4791c5b400e305d081"
+    assert config_fingerprint(config) == expected
+
+
 def test_versions_and_no_heavy_imports():
     versions = collect_versions()
     assert {"sarfewshot", "torch", "timm", "numpy", "python"} <= versions.keys()

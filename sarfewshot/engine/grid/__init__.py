@@ -27,91 +27,13 @@ The package, in the order data flows through it:
 - :mod:`.executors` (and :mod:`.batched`): how pending cells become records;
 - :mod:`.record`: records and the leaderboard;
 - :mod:`.runner`: :class:`GridRunner` and :func:`run_grid`, which tie them together.
+
+Outside the package, callers need only the request, :func:`run_grid` and its summary (and
+:func:`parse_shard` for ``--shard i/n``); those are re-exported here. Everything else is
+imported from its module (``from sarfewshot.engine.grid.data import cell_data``).
 """
 
-from sarfewshot.engine.grid.config import (
-    FINGERPRINT_EXCLUDE_EXTRA,
-    build_protocol_cfg,
-    cell_cfg,
-    cfg_dict,
-    config_sha,
-    probe_cfg,
-)
-from sarfewshot.engine.grid.data import (
-    FEATURE_CACHE_VERSION,
-    SharedData,
-    Workspace,
-    cell_data,
-    feature_identity,
-    load_split,
-    split_dir,
-    split_file,
-    val_fraction,
-)
-from sarfewshot.engine.grid.executors import Executor, SerialExecutor
-from sarfewshot.engine.grid.plan import (
-    DEFAULT_PROTOCOLS,
-    BackboneRequest,
-    Cell,
-    GridRequest,
-    GridSummary,
-    Printer,
-    cell_status,
-    parse_shard,
-    select_shard,
-    shard_from_env,
-)
-from sarfewshot.engine.grid.progress import Bars, progress_enabled
-from sarfewshot.engine.grid.resolve import (
-    RANDOM_INIT_SEED,
-    ResolvedBackbone,
-    ResolvedDataset,
-    backbone_label,
-    check_output_outside,
-    resolve_backbone,
-    resolve_dataset,
-    resolve_protocol,
-)
-from sarfewshot.engine.grid.runner import GridRunner, run_grid
+from sarfewshot.engine.grid.plan import BackboneRequest, GridRequest, GridSummary, parse_shard
+from sarfewshot.engine.grid.runner import run_grid
 
-__all__ = [
-    "DEFAULT_PROTOCOLS",
-    "FEATURE_CACHE_VERSION",
-    "FINGERPRINT_EXCLUDE_EXTRA",
-    "RANDOM_INIT_SEED",
-    "BackboneRequest",
-    "Bars",
-    "Cell",
-    "Executor",
-    "GridRequest",
-    "GridRunner",
-    "GridSummary",
-    "Printer",
-    "ResolvedBackbone",
-    "ResolvedDataset",
-    "SerialExecutor",
-    "SharedData",
-    "Workspace",
-    "backbone_label",
-    "build_protocol_cfg",
-    "cell_cfg",
-    "cell_data",
-    "cell_status",
-    "cfg_dict",
-    "check_output_outside",
-    "config_sha",
-    "feature_identity",
-    "load_split",
-    "parse_shard",
-    "probe_cfg",
-    "progress_enabled",
-    "resolve_backbone",
-    "resolve_dataset",
-    "resolve_protocol",
-    "run_grid",
-    "select_shard",
-    "shard_from_env",
-    "split_dir",
-    "split_file",
-    "val_fraction",
-]
+__all__ = ["BackboneRequest", "GridRequest", "GridSummary", "parse_shard", "run_grid"]

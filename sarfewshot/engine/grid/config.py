@@ -87,6 +87,6 @@ FINGERPRINT_EXCLUDE_EXTRA = ("TRAINER.LINEAR.FEATURE_CACHE",)  # same numbers ei
 
 def config_sha(cfg: Any) -> str:
     """The config fingerprint stored in records (seed, K, paths and cache switches left out)."""
-    from sarfewshot.results.records import CELL_CONFIG_FIELDS, config_fingerprint
+    from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS, config_fingerprint
 
     return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA)

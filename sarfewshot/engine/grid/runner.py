@@ -32,8 +32,8 @@ from sarfewshot.engine.grid.resolve import (
     resolve_dataset,
     resolve_protocol,
 )
-from sarfewshot.engine.protocol import resolve_device
 from sarfewshot.errors import ConfigError, DataVersionError
+from sarfewshot.utils.device import resolve_device
 
 
 class GridRunner:
@@ -63,7 +63,7 @@ class GridRunner:
         """
         req = self.req
         validate_request(req)
-        self.device = resolve_device(req.device)
+        self.device = str(resolve_device(req.device))  # records keep the name as given
         self._resolve_protocols()
         probe = probe_cfg(req)
         root = str(req.root or probe.DATASET.ROOT) or None
