@@ -60,8 +60,9 @@ def build_cfg(method: str, arch: str):
     return setup_pretrain_cfg(config_path("pretrain", f"{method}_tiny.yaml"), overrides=overrides)
 
 
-def step_fn(model, opt, x, device, amp: bool):
-    """One training step; masks from a fixed seeded generator."""
+def step_fn(model, opt, x, device, amp: bool, losses: list | None = None):
+    """One training step; masks from a fixed seeded generator. ``model`` may be a
+    ``torch.compile`` wrapper; ``losses`` (when given) collects each step's loss tensor."""
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
     def step(i: int) -> None:
@@ -70,6 +71,8 @@ def step_fn(model, opt, x, device, amp: bool):
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
+        if losses is not None:
+            losses.append(out["loss"].detach())
 
     return step
 

@@ -51,7 +51,8 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _request(args, root: Path, out: Path, protocols, seeds, serial: bool, cache: bool = True):
+def grid_request(args, root: Path, out: Path, protocols, seeds, serial: bool, cache: bool = True):
+    """The grid of ``args`` (arch, shots, epochs, device, image size) on the synthetic ``root``."""
     from sarfewshot.engine.grid import BackboneRequest, GridRequest
 
     return GridRequest(
@@ -71,7 +72,7 @@ def _request(args, root: Path, out: Path, protocols, seeds, serial: bool, cache:
     )
 
 
-def _grid(args, root: Path, out: Path, serial: bool) -> tuple[float, list[dict]]:
+def run_toolkit_grid(args, root: Path, out: Path, serial: bool) -> tuple[float, list[dict]]:
     """Wall seconds of the whole toolkit grid (every dataset copy) and its records."""
     from sarfewshot.engine.grid import run_grid
     from sarfewshot.results.records import iter_records
@@ -80,16 +81,17 @@ def _grid(args, root: Path, out: Path, serial: bool) -> tuple[float, list[dict]]
     records: list[dict] = []
     for d in range(args.datasets):
         folder = out / f"dataset{d}"
-        run_grid(_request(args, root, folder, ("finetune", "linear"), None, serial), _quiet)
+        run_grid(grid_request(args, root, folder, ("finetune", "linear"), None, serial), quiet)
         records += list(iter_records([folder]))
     return time.perf_counter() - start, records
 
 
-def _quiet(*_a, **_k) -> None:
+def quiet(*_a, **_k) -> None:
+    """A printer that prints nothing (the grid's table is not needed here)."""
     return None
 
 
-def _cells(records: list[dict], protocol: str) -> dict:
+def cell_seconds(records: list[dict], protocol: str) -> dict:
     """{(K, seed): total seconds} of one protocol's records (the first dataset copy's)."""
     out: dict = {}
     for r in records:
@@ -98,7 +100,7 @@ def _cells(records: list[dict], protocol: str) -> dict:
     return out
 
 
-def _accuracy_gap(a: list[dict], b: list[dict]) -> float:
+def accuracy_gap(a: list[dict], b: list[dict]) -> float:
     """The largest accuracy difference (points) between the two grids' matching cells."""
     key = lambda r: (r["protocol"], r["shots"], r["seed"])  # noqa: E731
     acc = {key(r): r["metrics"].get("accuracy") for r in b}
@@ -117,13 +119,14 @@ def main() -> None:
     t0 = time.perf_counter()
     root = gen(work / "data", args.train_per_class, args.test_per_class, progress_bar=False)
     print(f"data: {time.perf_counter() - t0:.1f} s to write {work / 'data'}", flush=True)
-    toolkit, batched = _grid(args, root, work / "batched", serial=False)
+    toolkit, batched = run_toolkit_grid(args, root, work / "batched", serial=False)
     print(f"toolkit grid, batched: {toolkit:.1f} s", flush=True)
-    serial_s, serial = _grid(args, root, work / "serial", serial=True)
+    serial_s, serial = run_toolkit_grid(args, root, work / "serial", serial=True)
     print(f"toolkit grid, --serial: {serial_s:.1f} s", flush=True)
     rerun = work / "lin_nc"
-    run_grid(_request(args, root, rerun, ("linear",), (1, 2), True, cache=False), _quiet)
-    ft, lin_nc = _cells(serial, "finetune"), _cells(list(iter_records([rerun])), "linear")
+    run_grid(grid_request(args, root, rerun, ("linear",), (1, 2), True, cache=False), quiet)
+    ft = cell_seconds(serial, "finetune")
+    lin_nc = cell_seconds(list(iter_records([rerun])), "linear")
     shots = sorted({k for k, _ in ft})
     # Like for like: the release-style cost of the datasets the toolkit's grids really ran.
     release = args.datasets * sum(
@@ -131,7 +134,7 @@ def main() -> None:
         for k in shots
     )
     figures = _report(args, shots, ft, lin_nc, toolkit, serial_s, release)
-    figures["max_accuracy_gap_points"] = _accuracy_gap(batched, serial)
+    figures["max_accuracy_gap_points"] = accuracy_gap(batched, serial)
     print(
         f"largest batched-vs-serial accuracy gap: {figures['max_accuracy_gap_points']:.3f} points"
     )

@@ -182,3 +182,28 @@ def test_redirected_runs_print_progress_and_tensorboard_logs(synth, tmp_path, ca
     acc.Reload()
     assert {"train/loss", "train/lr"} <= set(acc.Tags()["scalars"])
     assert len(acc.Scalars("train/loss")) == 3
+
+
+def test_a_replaced_chip_makes_finished_cells_stale_on_a_synthetic_tree(tmp_path, capsys):
+    """The stale-cell check without ../shared: one chip replaced in place (same name, other
+    bytes) stops the next run before it computes anything (exit 2); --force recomputes."""
+    root = generate_synthetic(
+        tmp_path / "synth", n_train_per_class=2, n_test_per_class=1, size=32, progress_bar=False
+    )
+    out = tmp_path / "runs"
+    assert _synth_eval(root, out, "--protocol", "knn") == 0
+    (record,) = record_files(out)
+    written = record.read_bytes()
+    chips = sorted(p for p in (root / "test").rglob("*") if p.is_file())
+    chips[0].write_bytes(chips[1].read_bytes())  # same listing, other contents
+    capsys.readouterr()
+    assert _synth_eval(root, out, "--protocol", "knn") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "1 finished cell(s) of dataset 'synthetic'" in err
+    assert "--force" in err and "--output" in err
+    assert record.read_bytes() == written  # nothing ran, nothing was overwritten
+    assert _synth_eval(root, out, "--protocol", "knn", "--force") == 0
+    fresh = json.loads(record.read_text())
+    old = json.loads(written)
+    assert fresh["dataset"]["fingerprint"] != old["dataset"]["fingerprint"]
