@@ -146,11 +146,16 @@ ARCH_PRESETS: dict[str, ArchSpec] = {
     "vit_tiny_patch16": _vit(16, 192, 12, 3),
     "vit_base_patch16_nocls": _vit(16, 768, 12, 12, cls=False),
     "vit_large_patch16": _vit(16, 1024, 24, 16),
-    # SARATR-X's encoder: HiViT-B (stem stages of 2 x 2 MLP blocks, 20 attention blocks)
-    "hivit_base_patch16": ArchSpec(
-        "hivit", 16, 512, 20, 8, in_chans=3, class_token=False, depths=(2, 2, 20)
-    ),
 }
+
+
+def register_preset(name: str, arch: ArchSpec) -> ArchSpec:
+    """Add a preset (a family module's named geometry, e.g. its released model's)."""
+    key = name.lower()
+    if key in ARCH_PRESETS and ARCH_PRESETS[key] != arch:
+        raise KeyError(f"arch preset {name!r} already registered with another geometry")
+    ARCH_PRESETS[key] = arch
+    return arch
 
 
 def list_archs() -> list[str]:

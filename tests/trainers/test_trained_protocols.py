@@ -13,7 +13,7 @@ from sarfewshot.engine import config as C
 from sarfewshot.engine.protocol import CellContext, CellData, NonFiniteLossError
 from sarfewshot.engine.registry import get_trainer
 from sarfewshot.models.features import extract_features
-from sarfewshot.models.registry import build_backbone
+from sarfewshot.models.factory import build_backbone
 
 ARCH = "irpe_vit_micro_patch8"
 
