@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.models.family import FAMILIES
 
 _FIELDS = {
     "patch": "patch_size",
@@ -250,7 +251,7 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
         if not body.strip():
             raise ConfigError(f"arch {spec!r}: give a timm model name after 'timm:'")
         return ArchSpec(family="timm", timm_name=body.strip())
-    if sep and family in ("irpe", "vit", "hivit"):
+    if sep and (family in ("irpe", "vit", "hivit") or family in FAMILIES):
         return _parse_fields(family, body, text)
     raise ConfigError(
         f"unknown arch {spec!r}; use a preset ({', '.join(list_archs())}), "

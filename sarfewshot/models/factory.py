@@ -180,7 +180,7 @@ def build_backbone(
 
     Args:
         name: a registered name (:func:`~sarfewshot.models.registry.list_backbones`) or
-            ``timm:<model_name>`` / ``torchgeo:<weights>``.
+            a ``prefix:<body>`` name (``timm:<model_name>``).
         weights: checkpoint path; default ``$SARFEWSHOT_WEIGHTS/<expected file>``.
         arch: preset or spec string (:mod:`sarfewshot.models.arch`); None infers the geometry
             from the checkpoint (or uses the name's default when there is none). Only with an

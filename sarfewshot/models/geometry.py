@@ -57,7 +57,7 @@ def common_geometry(state_dict: Mapping[str, torch.Tensor]) -> dict:
 
 
 def standard_heads(dim: int, what: str, full_spec: str, heads: int | None = None) -> int:
-    """``heads`` if given, else the head count of a standard width (ViT-Ti/S/B/L/H, HiViT-B).
+    """``heads`` if given, else the head count of a standard width (ViT-Ti/S/B/L/H, 512).
 
     Raises:
         WeightsError: for another width, asking for the partial ``--arch heads=H``.
@@ -96,6 +96,6 @@ def infer_arch(
         raise WeightsError(f"cannot infer the geometry of {family.label}; pass --arch")
     geo = family.infer(state_dict, heads)
     geo.pop("global_pool")
-    if geo["in_chans"] == 3 and in_chans == 1:
+    if geo.get("in_chans") == 3 and in_chans == 1:
         geo["in_chans"] = 1
     return ArchSpec(family=family.builds or family.name, **geo)

@@ -54,7 +54,7 @@ class BackboneSpec:
     # the geometry is the name's (a named model): --arch fields and checkpoint inference are off
     fixed_arch: bool = False
     # (spec, weights path, img_size, seed) -> module with backbone_info: a whole build path of
-    # its own (torchgeo's builder) instead of construct + load
+    # its own (a model from another library's builder) instead of construct + load
     builder: Callable | None = None
     # linear layers LoRA wraps; empty: the family's (family.lora_targets)
     lora_targets: tuple[str, ...] = ()
