@@ -79,7 +79,7 @@ def _plain_vit_state(dim: int = 32, cls: bool = False) -> dict[str, torch.Tensor
         torch.manual_seed(0)
         vit = VisionTransformer(
             img_size=32, patch_size=8, in_chans=1, num_classes=0, embed_dim=dim, depth=1,
-            num_heads=2, class_token=cls, global_pool="token" if cls else "avg",
+            num_heads=2, class_token=cls, global_pool="token" if cls else "avg", fc_norm=False,
         )  # fmt: skip
     return vit.state_dict()
 
