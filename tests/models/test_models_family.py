@@ -21,14 +21,6 @@ FAMILY_NAMES = re.compile(r"saratrx|hivit|sarmae|ijepa|torchgeo", re.IGNORECASE)
 GENERIC = ("checkpoint.py", "build.py", "family.py", "factory.py", "geometry.py", "registry.py")
 
 
-@pytest.fixture(scope="module")
-def zoo(vectors_dir):
-    folder = vectors_dir / "zoo"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not present")
-    return folder
-
-
 @pytest.mark.parametrize("name", GENERIC)
 def test_the_generic_modules_name_no_family(name):
     text = (MODELS / name).read_text()
