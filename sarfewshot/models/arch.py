@@ -44,9 +44,10 @@ class ArchSpec:
     """Geometry of a backbone.
 
     ``family`` is ``"irpe"`` (this package's iRPE ViT), ``"vit"`` (timm VisionTransformer built
-    from these fields), ``"hivit"`` (:class:`sarfewshot.models.hivit.HiViT`; ``depths`` per stage,
-    ``depth`` = the main stage's) or ``"timm"`` (a named timm model, ``timm_name``; the other
-    fields unused). ``fc_norm`` puts a fresh LayerNorm after the mean pooling (MAE fine-tuning
+    from these fields), ``"hivit"`` (:class:`sarfewshot.models.zoo.saratrx.HiViT`; ``depths``
+    per stage, ``depth`` = the main stage's), ``"timm"`` (a named timm model, ``timm_name``; the
+    other fields unused) or another registered family (:data:`sarfewshot.models.family.FAMILIES`).
+    ``fc_norm`` puts a fresh LayerNorm after the mean pooling (MAE fine-tuning
     readout: SARMAE, SARATR-X) instead of the final norm on every token.
     """
 
