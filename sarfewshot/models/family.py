@@ -100,9 +100,10 @@ def register_family(family: Family) -> Family:
 def family(name: str, role: str = "construct", **fields: Any) -> Callable:
     """Decorator: register a :class:`Family` whose ``role`` hook is the decorated function.
 
-    Example:
-        >>> @family("mynet", label="MyNet (mynet.* keys)", detect=lambda sd: "mynet.w" in sd)
-        ... def construct_mynet(arch, img_size, seed, key, drop_path_rate=0.0): ...
+    Example (in a family module; see docs/architecture.md, "How to add a family")::
+
+        @family("mynet", label="MyNet (mynet.* keys)", detect=lambda sd: "mynet.w" in sd)
+        def construct_mynet(arch, img_size, seed, key, drop_path_rate=0.0): ...
     """
 
     def deco(fn: Callable) -> Callable:
