@@ -29,7 +29,7 @@ def init_linear(layer: nn.Linear, std: float, generator: torch.Generator) -> Non
 
 def build_backbone_from_cfg(cfg: Any) -> nn.Module:
     """The backbone named by the config (the Dassl way, without the grid)."""
-    from sarfewshot.models.registry import build_backbone
+    from sarfewshot.models.factory import build_backbone
 
     size = cfg.INPUT.SIZE
     return build_backbone(

@@ -28,13 +28,12 @@ import yaml
 from yacs.config import CfgNode
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.precision import PRECISIONS
 
 CfgExtension = Callable[[CfgNode], None]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Values of ``MODEL.PRECISION``.
-PRECISIONS = ("fp32", "bf16")
 
 #: argparse attribute -> config key, applied only when the attribute is set (not None / "").
 ARG_TO_KEY: dict[str, str] = {

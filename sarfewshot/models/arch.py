@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.models.family import FAMILIES
 
 _FIELDS = {
     "patch": "patch_size",
@@ -43,9 +44,10 @@ class ArchSpec:
     """Geometry of a backbone.
 
     ``family`` is ``"irpe"`` (this package's iRPE ViT), ``"vit"`` (timm VisionTransformer built
-    from these fields), ``"hivit"`` (:class:`sarfewshot.models.hivit.HiViT`; ``depths`` per stage,
-    ``depth`` = the main stage's) or ``"timm"`` (a named timm model, ``timm_name``; the other
-    fields unused). ``fc_norm`` puts a fresh LayerNorm after the mean pooling (MAE fine-tuning
+    from these fields), ``"hivit"`` (:class:`sarfewshot.models.zoo.saratrx.HiViT`; ``depths``
+    per stage, ``depth`` = the main stage's), ``"timm"`` (a named timm model, ``timm_name``; the
+    other fields unused) or another registered family (:data:`sarfewshot.models.family.FAMILIES`).
+    ``fc_norm`` puts a fresh LayerNorm after the mean pooling (MAE fine-tuning
     readout: SARMAE, SARATR-X) instead of the final norm on every token.
     """
 
@@ -146,11 +148,16 @@ ARCH_PRESETS: dict[str, ArchSpec] = {
     "vit_tiny_patch16": _vit(16, 192, 12, 3),
     "vit_base_patch16_nocls": _vit(16, 768, 12, 12, cls=False),
     "vit_large_patch16": _vit(16, 1024, 24, 16),
-    # SARATR-X's encoder: HiViT-B (stem stages of 2 x 2 MLP blocks, 20 attention blocks)
-    "hivit_base_patch16": ArchSpec(
-        "hivit", 16, 512, 20, 8, in_chans=3, class_token=False, depths=(2, 2, 20)
-    ),
 }
+
+
+def register_preset(name: str, arch: ArchSpec) -> ArchSpec:
+    """Add a preset (a family module's named geometry, e.g. its released model's)."""
+    key = name.lower()
+    if key in ARCH_PRESETS and ARCH_PRESETS[key] != arch:
+        raise KeyError(f"arch preset {name!r} already registered with another geometry")
+    ARCH_PRESETS[key] = arch
+    return arch
 
 
 def list_archs() -> list[str]:
@@ -245,7 +252,7 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
         if not body.strip():
             raise ConfigError(f"arch {spec!r}: give a timm model name after 'timm:'")
         return ArchSpec(family="timm", timm_name=body.strip())
-    if sep and family in ("irpe", "vit", "hivit"):
+    if sep and (family in ("irpe", "vit", "hivit") or family in FAMILIES):
         return _parse_fields(family, body, text)
     raise ConfigError(
         f"unknown arch {spec!r}; use a preset ({', '.join(list_archs())}), "

@@ -1,9 +1,11 @@
 """Constructing backbones from an :class:`ArchSpec` and filling them from a state dict.
 
-Every backbone exposes ``forward_features(x) -> (B, D)`` and ``num_features``: the iRPE ViT and
-HiViT do natively, timm models are wrapped in :class:`TimmBackbone`. A model that expects another
-input than the toolkit's one-channel [0, 1] batch is wrapped in :class:`AdaptedBackbone`, whose
-:class:`InputAdapter` does the model-specific channel replication and normalisation.
+Every backbone exposes ``forward_features(x) -> (B, D)`` and ``num_features``; the network of an
+``ArchSpec`` comes from its family's ``construct`` hook (:data:`sarfewshot.models.family.
+FAMILIES`). A wrapper whose checkpoint keys are those of an inner module names it as
+``load_target``. A model that expects another input than the toolkit's one-channel [0, 1] batch
+is wrapped in :class:`AdaptedBackbone`, whose :class:`InputAdapter` does the model-specific
+channel replication and normalisation (:data:`INPUT_ADAPTERS`; a family module may add kinds).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from sarfewshot.errors import UnknownNameError
+from sarfewshot.errors import ConfigError
 from sarfewshot.models.arch import ArchSpec
 from sarfewshot.models.checkpoint import (
     RELEASE_EXTRA_KEYS,
@@ -22,35 +24,14 @@ from sarfewshot.models.checkpoint import (
     adapt_state_dict,
     load_checked,
 )
-from sarfewshot.models.hivit import HiViT
-from sarfewshot.models.vit_irpe import IRPEViT
-from sarfewshot.utils.seeding import derive_seed, torch_generator
-
-
-class TimmBackbone(nn.Module):
-    """A timm model (no head) with the toolkit's ``forward_features(x) -> (B, D)`` contract.
-
-    Features are timm's pre-logits: the class token after the final norm for ``global_pool=
-    "token"``, the mean of the normed patch tokens for ``"avg"`` (I-JEPA encoders).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.num_features = int(model.num_features)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, S, S)`` -> features ``(B, D)``."""
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)
-
+from sarfewshot.models.family import FAMILIES
+from sarfewshot.utils.seeding import derive_seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Input adaptations by name: (channels the model takes, mean/std or None).
-INPUT_ADAPTERS = {
+#: Input adaptations by name: (channels the model takes, mean/std or None). A spec names one in
+#: ``input_adapter``; a family whose model wants other statistics adds its kind here.
+INPUT_ADAPTERS: dict[str, tuple[int, tuple | None]] = {
     "grey3": (3, None),
     "grey3_imagenet": (3, (IMAGENET_MEAN, IMAGENET_STD)),
 }
@@ -118,70 +99,29 @@ def private_rng(seed: int) -> Iterator[None]:
         yield
 
 
-def _create_named_timm(name: str, in_chans: int, img_size: int) -> nn.Module:
-    import timm
-
-    if not timm.list_models(name):
-        raise UnknownNameError(
-            f"unknown timm model {name!r}; see timm.list_models() (e.g. timm:vit_small_patch16_224)"
-        )
-    kwargs = {"pretrained": False, "in_chans": in_chans, "num_classes": 0}
-    try:
-        return timm.create_model(name, img_size=img_size, **kwargs)
-    except TypeError:  # models without an img_size argument (CNNs) take any size
-        return timm.create_model(name, **kwargs)
-
-
-def _create_vit(arch: ArchSpec, img_size: int) -> nn.Module:
-    from timm.models.vision_transformer import VisionTransformer
-
-    # fc_norm=False keeps the final norm on every token, then pools (I-JEPA); fc_norm=True pools
-    # the un-normed tokens into a fresh LayerNorm (the MAE fine-tuning readout: SARMAE)
-    return VisionTransformer(
-        img_size=img_size,
-        patch_size=arch.patch_size,
-        in_chans=arch.in_chans,
-        num_classes=0,
-        embed_dim=arch.embed_dim,
-        depth=arch.depth,
-        num_heads=arch.num_heads,
-        mlp_ratio=arch.mlp_ratio,
-        qkv_bias=arch.qkv_bias,
-        class_token=arch.class_token,
-        global_pool=arch.global_pool,
-        fc_norm=arch.fc_norm,
-    )
-
-
 def construct(
     arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
 ) -> nn.Module:
     """A freshly initialised backbone for ``arch``, reproducible from ``(seed, key)``.
 
-    The iRPE ViT is initialised from a caller-owned generator; timm models from their own init
-    run under a forked global generator seeded with the same derived seed.
+    The family's constructor runs under torch's global generator forked and seeded with the
+    derived seed, so module inits (ours and timm's) are reproducible and leave the caller's
+    random state untouched; a family may draw from its own generator instead.
     """
-    derived = derive_seed(seed, "backbone", key)
-    with private_rng(derived):
-        if arch.family == "irpe":
-            model = IRPEViT(img_size=img_size, drop_path_rate=drop_path_rate, **arch.irpe_kwargs())
-            model.init_weights(torch_generator(seed, "backbone", key))
-            return model
-        if arch.family == "timm":
-            return TimmBackbone(_create_named_timm(arch.timm_name or "", arch.in_chans, img_size))
-        if arch.family == "hivit":
-            return HiViT(
-                img_size=img_size,
-                patch_size=arch.patch_size,
-                in_chans=arch.in_chans,
-                embed_dim=arch.embed_dim,
-                depths=arch.depths,
-                num_heads=arch.num_heads,
-                mlp_ratio=arch.mlp_ratio,
-                stem_mlp_ratio=arch.stem_mlp_ratio,
-                qkv_bias=arch.qkv_bias,
-            )
-        return TimmBackbone(_create_vit(arch, img_size))
+    family = FAMILIES.get(arch.family) if arch.family in FAMILIES else None
+    if family is None or family.construct is None:
+        raise ConfigError(f"arch {arch.to_string()!r}: no registered family builds {arch.family!r}")
+    with private_rng(derive_seed(seed, "backbone", key)):
+        return family.construct(arch, img_size, seed, key, drop_path_rate)
+
+
+def _pos_embed_grids(target: nn.Module, prefix: int) -> dict[str, int]:
+    """The model's absolute position embeddings (``*pos_embed``) and the grid side of each."""
+    grids = {}
+    for key, value in target.state_dict().items():
+        if key.split(".")[-1].endswith("pos_embed") and value.ndim == 3:
+            grids[key] = int(round((value.shape[1] - prefix) ** 0.5))
+    return grids
 
 
 def load_into(
@@ -193,13 +133,9 @@ def load_into(
     sha256: str | None = None,
 ) -> LoadReport:
     """Adapt ``state_dict`` to ``backbone`` (channels, position grid) and load it, checked."""
-    target = backbone.model if isinstance(backbone, TimmBackbone) else backbone
+    target = getattr(backbone, "load_target", backbone)
     in_chans = int(target.patch_embed.proj.weight.shape[1]) if hasattr(target, "patch_embed") else 1
-    grid = None
-    if "pos_embed" in target.state_dict():
-        grid = int(target.patch_embed.grid_size[0])
-    elif isinstance(target, HiViT):
-        grid = int(round(target.absolute_pos_embed.shape[1] ** 0.5))
-    prefix = int(getattr(target, "num_prefix_tokens", 1))
-    adapted = adapt_state_dict(state_dict, in_chans=in_chans, grid=grid, num_prefix_tokens=prefix)
+    prefix = int(getattr(target, "num_prefix_tokens", 0))
+    grids = _pos_embed_grids(target, prefix)
+    adapted = adapt_state_dict(state_dict, in_chans, grids, prefix, source=path)
     return load_checked(target, adapted, path, allowed_missing, ignore_unexpected, sha256)

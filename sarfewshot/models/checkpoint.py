@@ -3,8 +3,9 @@
 Every file goes through :func:`safe_load`: ``torch.load(weights_only=True)`` with only
 ``argparse.Namespace`` allow-listed (the release stores its ``args`` that way), so a file that
 needs arbitrary unpickling is refused before any of its code can run. The state-dict rules
-(layouts, prefixes, 3-channel patch embeddings, position-embedding interpolation, geometry
-inference) follow ``../shared/spec/SARJEPA.md`` section 2.
+(layouts, prefixes, 3-channel patch embeddings, position-embedding interpolation) follow
+``../shared/spec/SARJEPA.md`` section 2; a loaded tensor that is not finite is refused. Nothing
+here knows a model family: those are :mod:`sarfewshot.models.zoo`'s.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sarfewshot.errors import WeightsError
-from sarfewshot.models.arch import ArchSpec
 from sarfewshot.utils.io import PathLike, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,9 @@ RELEASE_EXTRA_KEYS = (
     "sarfeature*",
     "head.*",
 )
-RPE_TABLE_KEY = "blocks.0.attn.rpe_k.lookup_table_weight"
+# keys of MAE-style pretraining files (mask token, decoder, final norm, head) no encoder uses
+MAE_EXTRA_KEYS = ("norm.*", "mask_token", "decoder_*", "head.*")
 PATCH_KEY = "patch_embed.proj.weight"
-# head counts of the standard ViT widths (plain-ViT weights do not reveal the head count)
-STANDARD_HEADS = {192: 3, 384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
-# SARMAE's pretraining file nests the MAE under this prefix beside optical / alignment modules
-SARMAE_PREFIX = "sar_encoder."
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -104,6 +101,8 @@ def _refusal(path: Path, reason: str, name: str | None) -> str:
 def safe_load(path: PathLike) -> dict:
     """Load a checkpoint with ``torch.load(weights_only=True)`` (``argparse.Namespace`` allowed).
 
+    A ``.safetensors`` file (hub weights) is read with ``safetensors`` instead.
+
     Raises:
         WeightsError: the file is missing, needs arbitrary unpickling (refused, nothing in it
             runs), is not a readable torch file, or does not hold a dict.
@@ -111,6 +110,8 @@ def safe_load(path: PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}; {RELEASE_HINT}")
+    if p.suffix == ".safetensors":
+        return _load_safetensors(p)
     try:
         # a context, not add_safe_globals: the allow-list must not outlive this call
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -124,6 +125,18 @@ def safe_load(path: PathLike) -> dict:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{p} holds a {type(obj).__name__}, expected a dict (a state dict)")
     return dict(obj)
+
+
+def _load_safetensors(path: Path) -> dict:
+    """A ``.safetensors`` file (hub weights): tensors only, so nothing to unpickle."""
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise WeightsError(
+            f"cannot read {path} as safetensors: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -178,203 +191,6 @@ def extract_state_dict(
     )
 
 
-def _block_indices(state_dict: Mapping[str, torch.Tensor]) -> list[int]:
-    found = {int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))}
-    return sorted(found)
-
-
-def _need(state_dict: Mapping[str, torch.Tensor], key: str, what: str) -> torch.Tensor:
-    if key not in state_dict:
-        raise WeightsError(f"cannot infer the {what}: the checkpoint has no {key!r}")
-    return state_dict[key]
-
-
-def _common_geometry(state_dict: Mapping[str, torch.Tensor]) -> dict:
-    patch = _need(state_dict, PATCH_KEY, "patch embedding")
-    if patch.ndim != 4 or patch.shape[-1] != patch.shape[-2]:
-        raise WeightsError(f"{PATCH_KEY} has shape {tuple(patch.shape)}, expected (D, C, p, p)")
-    depth = len(_block_indices(state_dict))
-    if depth == 0 or _block_indices(state_dict) != list(range(depth)):
-        raise WeightsError("cannot infer the depth: blocks.N.* keys are missing or not 0..N-1")
-    dim = int(patch.shape[0])
-    fc1 = _need(state_dict, "blocks.0.mlp.fc1.weight", "MLP ratio")
-    return {
-        "patch_size": int(patch.shape[-1]),
-        "in_chans": int(patch.shape[1]),
-        "embed_dim": dim,
-        "depth": depth,
-        "mlp_ratio": float(fc1.shape[0]) / dim,
-        "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
-        "class_token": "cls_token" in state_dict,
-    }
-
-
-def infer_irpe_arch(state_dict: Mapping[str, torch.Tensor]) -> dict:
-    """Geometry of an iRPE ViT from its (prefix-stripped) state dict.
-
-    The head count is ``embed_dim / head_dim`` with ``head_dim`` read from the iRPE table shape
-    ``(1, head_dim, 50)``. Returns keyword arguments of :class:`IRPEViT`, ``global_pool``
-    included (``token`` with a class token, else ``avg``).
-    """
-    geo = _common_geometry(state_dict)
-    table = _need(state_dict, RPE_TABLE_KEY, "head count")
-    head_dim = int(table.shape[1])
-    if table.ndim != 3 or head_dim == 0 or geo["embed_dim"] % head_dim:
-        raise WeightsError(
-            f"{RPE_TABLE_KEY} has shape {tuple(table.shape)}, which does not divide embed dim "
-            f"{geo['embed_dim']} into heads"
-        )
-    geo["num_heads"] = geo["embed_dim"] // head_dim
-    geo["global_pool"] = "token" if geo["class_token"] else "avg"
-    return geo
-
-
-def standard_heads(dim: int, what: str, full_spec: str, heads: int | None = None) -> int:
-    """``heads`` if given, else the head count of a standard width (ViT-Ti/S/B/L/H, HiViT-B).
-
-    Raises:
-        WeightsError: for another width, asking for the partial ``--arch heads=H``.
-    """
-    if heads is not None:
-        return heads
-    if dim not in STANDARD_HEADS:
-        raise WeightsError(
-            f"{what}'s weights do not say its head count, and width {dim} is not a standard "
-            f'one ({sorted(STANDARD_HEADS)}); pass --arch heads=H (Python: arch="heads=H"; '
-            f"the rest is still inferred) or a full --arch {full_spec}"
-        )
-    return STANDARD_HEADS[dim]
-
-
-def infer_vit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
-    """Geometry of a plain ViT (absolute ``pos_embed``).
-
-    Its weights do not reveal the head count, so it comes from ``heads`` or the standard widths
-    (ViT-Ti/S/B/L/H: 192/3, 384/6, 768/12, 1024/16, 1280/16); any other width needs it given.
-    """
-    geo = _common_geometry(state_dict)
-    dim = geo["embed_dim"]
-    full = (
-        f"vit:patch={geo['patch_size']},dim={dim},depth={geo['depth']},heads=H"
-        f"{'' if geo['class_token'] else ',cls=0'}"
-    )
-    geo["num_heads"] = standard_heads(dim, "a plain ViT", full, heads)
-    geo["global_pool"] = "token" if geo["class_token"] else "avg"
-    return geo
-
-
-def _stage_layout(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """Kind of each HiViT ``blocks.N``: ``stem`` (MLP only), ``merge`` or ``main`` (attention)."""
-    kinds = []
-    for i in _block_indices(state_dict):
-        if f"blocks.{i}.reduction.weight" in state_dict:
-            kinds.append("merge")
-        else:
-            kinds.append("main" if f"blocks.{i}.attn.qkv.weight" in state_dict else "stem")
-    return kinds
-
-
-def infer_hivit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
-    """Geometry of a HiViT (SARATR-X) from its keys: stages, widths, sub-patch grid, ratios."""
-    kinds = _stage_layout(state_dict)
-    if not kinds or kinds[-1] != "main" or "merge" not in kinds:
-        raise WeightsError("cannot infer the HiViT stages: blocks.N.* keys are not stem/merge/main")
-    cuts = [i for i, k in enumerate(kinds) if k == "merge"]
-    bounds = [-1, *cuts]
-    stems = [cuts[j] - bounds[j] - 1 for j in range(len(cuts))]
-    if any(n % 2 for n in stems) or "merge" in kinds[cuts[-1] + 1 :]:
-        raise WeightsError(f"HiViT stem stages of {stems} MLP blocks: expected an even count each")
-    depths = (*(n // 2 for n in stems), len(kinds) - cuts[-1] - 1)
-    conv = _need(state_dict, PATCH_KEY, "patch embedding")
-    dim = int(_need(state_dict, f"blocks.{len(kinds) - 1}.attn.qkv.weight", "width").shape[1])
-    main_fc1 = state_dict[f"blocks.{len(kinds) - 1}.mlp.fc1.weight"]
-    stem_fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
-    patch = int(conv.shape[-1]) * 2 ** len(cuts)
-    full = f"hivit:patch={patch},dim={dim},depths={'-'.join(map(str, depths))},heads=H"
-    return {
-        "patch_size": patch,
-        "in_chans": int(conv.shape[1]),
-        "embed_dim": dim,
-        "depth": depths[-1],
-        "depths": depths,
-        "num_heads": standard_heads(dim, "a HiViT", full, heads),
-        "mlp_ratio": float(main_fc1.shape[0]) / dim,
-        "stem_mlp_ratio": float(stem_fc1.shape[0]) / conv.shape[0] if stem_fc1 is not None else 3.0,
-        "qkv_bias": f"blocks.{len(kinds) - 1}.attn.qkv.bias" in state_dict,
-        "class_token": False,
-        "global_pool": "avg",
-    }
-
-
-#: What each detected checkpoint family is, for messages (see :func:`detect_family`).
-FAMILY_LABELS = {
-    "irpe": "the iRPE ViT of the SAR-JEPA release (blocks.N.attn.rpe_k tables)",
-    "vit": "a plain timm ViT (absolute pos_embed, no iRPE tables)",
-    "hivit": "a HiViT (SARATR-X: absolute_pos_embed, patch-merging blocks)",
-    "sarmae": "a SARMAE pretraining file (the ViT nested under sar_encoder.)",
-    None: "an unrecognised architecture (neither an iRPE table nor an absolute pos_embed)",
-}
-
-
-def detect_family(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """The model family a (prefix-stripped) state dict belongs to, from its keys alone.
-
-    ``"irpe"`` when it holds an iRPE table (``blocks.0.attn.rpe_k.lookup_table_weight``), whatever
-    else it holds (the release's iRPE files carry an unused ``pos_embed``); ``"hivit"`` for an
-    ``absolute_pos_embed`` with patch-merging blocks (SARATR-X); ``"sarmae"`` for a ViT nested
-    under ``sar_encoder.`` (SARMAE); else ``"vit"`` when it has an absolute ``pos_embed`` (a timm /
-    MAE / I-JEPA ViT); else None.
-    """
-    if RPE_TABLE_KEY in state_dict:
-        return "irpe"
-    merges = any(k.endswith(".reduction.weight") for k in state_dict)
-    if "absolute_pos_embed" in state_dict and merges:
-        return "hivit"
-    if f"{SARMAE_PREFIX}pos_embed" in state_dict:
-        return "sarmae"
-    if "pos_embed" in state_dict:
-        return "vit"
-    return None
-
-
-def unwrap_sarmae(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ViT of a SARMAE file: the ``sar_encoder.`` keys without the prefix (others dropped)."""
-    n = len(SARMAE_PREFIX)
-    return {k[n:]: v for k, v in state_dict.items() if k.startswith(SARMAE_PREFIX)}
-
-
-def infer_arch(
-    state_dict: Mapping[str, torch.Tensor], in_chans: int = 1, heads: int | None = None
-) -> ArchSpec:
-    """The :class:`ArchSpec` a state dict was trained with.
-
-    The family comes from :func:`detect_family`, the geometry from the tensor shapes; ``heads``
-    supplies the head count that plain-ViT and HiViT weights do not store. A 3-channel patch
-    embedding becomes ``in_chans`` (1) since :func:`adapt_state_dict` sums it; pass
-    ``in_chans=3`` to keep it (the model-specific input adaptation then replicates the chip).
-    """
-    family = detect_family(state_dict)
-    if family == "sarmae":
-        state_dict, family = unwrap_sarmae(state_dict), "vit"
-    if family == "irpe":
-        geo = infer_irpe_arch(state_dict)
-        if heads is not None:
-            geo["num_heads"] = heads
-    elif family == "vit":
-        geo = infer_vit_arch(state_dict, heads)
-    elif family == "hivit":
-        geo = infer_hivit_arch(state_dict, heads)
-    else:
-        raise WeightsError(
-            "cannot tell the architecture: the checkpoint has neither an iRPE table "
-            f"({RPE_TABLE_KEY}) nor an absolute pos_embed; pass --arch"
-        )
-    geo.pop("global_pool")
-    if geo["in_chans"] == 3 and in_chans == 1:
-        geo["in_chans"] = 1
-    return ArchSpec(family=family, **geo)
-
-
 def interpolate_pos_embed(
     pos_embed: torch.Tensor, grid: int, num_prefix_tokens: int
 ) -> torch.Tensor:
@@ -396,29 +212,86 @@ def interpolate_pos_embed(
     return torch.cat([prefix, spatial], dim=1)
 
 
+# (file, key, old grid, new grid) already reported: a grid builds one backbone many times
+_INTERPOLATIONS_SAID: set[tuple[str, str, int, int]] = set()
+
+
+def _say_interpolated(source: object, key: str, old: int, new: int) -> None:
+    said = (str(source), key, old, new)
+    if said in _INTERPOLATIONS_SAID:
+        return
+    _INTERPOLATIONS_SAID.add(said)
+    logger.warning(
+        "%s: position embedding %s interpolated (bicubic) from a %dx%d to a %dx%d token grid: "
+        "the weights were trained at another image size than --img-size; features differ from "
+        "those at the training size",
+        source if source is not None else "checkpoint",
+        key,
+        old,
+        old,
+        new,
+        new,
+    )
+
+
 def adapt_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     in_chans: int = 1,
-    grid: int | None = None,
+    grids: Mapping[str, int] | None = None,
     num_prefix_tokens: int = 1,
+    source: PathLike | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fit a state dict to a one-channel model at a given grid (returns a new dict).
 
     - A 3-channel patch embedding is summed over its channels: on a gray image replicated to
       three channels that is exactly the same convolution.
-    - An absolute ``pos_embed`` (plain ViTs; pass ``grid``) is interpolated bicubically to
-      ``grid x grid``; the ``num_prefix_tokens`` leading entries are kept as they are.
+    - Each absolute position embedding named in ``grids`` (key -> the model's grid side) is
+      interpolated bicubically to that grid, keeping its ``num_prefix_tokens`` leading entries;
+      each interpolation is logged once per file, key and grid sizes.
     """
     out = dict(state_dict)
     weight = out.get(PATCH_KEY)
     if weight is not None and weight.ndim == 4 and weight.shape[1] == 3 and in_chans == 1:
         out[PATCH_KEY] = weight.sum(dim=1, keepdim=True)
         logger.info("summed the 3-channel patch embedding to 1 channel")
-    if grid is not None and "pos_embed" in out:
-        out["pos_embed"] = interpolate_pos_embed(out["pos_embed"], grid, num_prefix_tokens)
-    if grid is not None and "absolute_pos_embed" in out:  # HiViT: no prefix tokens
-        out["absolute_pos_embed"] = interpolate_pos_embed(out["absolute_pos_embed"], grid, 0)
+    for key, grid in (grids or {}).items():
+        if key not in out:
+            continue
+        before = out[key]
+        out[key] = interpolate_pos_embed(before, grid, num_prefix_tokens)
+        if out[key] is not before:
+            old = int(round((before.shape[1] - num_prefix_tokens) ** 0.5))
+            _say_interpolated(source, key, old, grid)
     return out
+
+
+def first_non_finite(state_dict: Mapping[str, torch.Tensor], keys: Sequence[str]) -> str | None:
+    """The first floating tensor among ``keys`` of ``state_dict`` with a NaN or an infinity."""
+    for key in keys:
+        value = state_dict[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
+def check_finite(
+    state_dict: Mapping[str, torch.Tensor], path: PathLike, keys: Sequence[str] | None = None
+) -> None:
+    """Refuse weights holding a NaN or an infinity: they would make every feature NaN.
+
+    Raises:
+        WeightsError: naming the file, the first bad tensor (in file order) and its bad count.
+    """
+    bad = first_non_finite(state_dict, list(state_dict) if keys is None else keys)
+    if bad is None:
+        return
+    value = state_dict[bad]
+    count = int((~torch.isfinite(value)).sum())
+    raise WeightsError(
+        f"{path}: tensor {bad!r} holds {count} non-finite value(s) (NaN or inf) of "
+        f"{value.numel()}; refusing weights that would make every feature NaN (a diverged or "
+        "corrupted checkpoint: use an earlier one, or download the file again)"
+    )
 
 
 @dataclasses.dataclass
@@ -507,6 +380,7 @@ def load_checked(
     if others:
         logger.warning("%s: %d unexpected key(s) not used: %s", path, len(others), others[:8])
     loaded = [k for k in state_dict if k in model_sd]
+    check_finite(state_dict, path, loaded)
     model.load_state_dict({k: state_dict[k] for k in loaded}, strict=False)
     report = LoadReport(path, sha256 or sha256_file(path), loaded, missing, unexpected, ignored)
     logger.info(report.summary())

@@ -15,8 +15,8 @@ import sys
 import torch
 from torch import nn
 
-from sarfewshot.engine.config import PRECISIONS
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.precision import PRECISIONS
 from sarfewshot.utils.progress import heartbeat_iter
 
 

@@ -135,24 +135,24 @@ def test_a_pinned_sha256_mismatch_names_both_hashes(vectors_dir, tmp_path, monke
     import pytest
 
     from sarfewshot.errors import WeightsError
-    from sarfewshot.models import registry
+    from sarfewshot.models import factory
     from sarfewshot.models.hub import WeightSource
 
     ckpt = vectors_dir / "zoo" / "sarmae_ckpt.pth"
     cache = hf_cache(tmp_path, "Wenquandan777/SARMAE", SARMAE_FILE, ckpt)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    real = registry.get_backbone_spec
+    real = factory.get_backbone_spec
     uri = f"hf://Wenquandan777/SARMAE/{SARMAE_FILE}"
 
     def pinned(digest):
         src = WeightSource("hf", "Wenquandan777/SARMAE", SARMAE_FILE, sha256=digest)
         return lambda name: dataclasses.replace(real(name), sources=(src,))
 
-    monkeypatch.setattr(registry, "get_backbone_spec", pinned("ab" * 32))
+    monkeypatch.setattr(factory, "get_backbone_spec", pinned("ab" * 32))
     with pytest.raises(WeightsError) as err:
-        registry.build_backbone("sarmae", weights=uri, arch="heads=2", img_size=64)
+        factory.build_backbone("sarmae", weights=uri, arch="heads=2", img_size=64)
     assert sha256_file(ckpt) in str(err.value) and "ab" * 32 in str(err.value)
-    monkeypatch.setattr(registry, "get_backbone_spec", pinned(sha256_file(ckpt)))
-    net = registry.build_backbone("sarmae", weights=uri, arch="heads=2", img_size=64)
+    monkeypatch.setattr(factory, "get_backbone_spec", pinned(sha256_file(ckpt)))
+    net = factory.build_backbone("sarmae", weights=uri, arch="heads=2", img_size=64)
     assert net.backbone_info["weights"] == uri

@@ -15,10 +15,10 @@ from sarfewshot.models import build_backbone, safe_load
 from sarfewshot.models.checkpoint import (
     _unpickling_reason,
     extract_state_dict,
-    infer_irpe_arch,
     strip_prefixes,
 )
 from sarfewshot.models.vit_irpe import IRPEViT
+from sarfewshot.models.zoo.release import infer_irpe_arch
 from tests.models.modelkit import (
     pretrain_extras,
     random_irpe_state,

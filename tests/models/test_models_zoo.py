@@ -19,14 +19,6 @@ from sarfewshot.models.arch import is_partial_arch
 ZOO = ("saratrx", "sarmae", "ijepa")
 
 
-@pytest.fixture(scope="module")
-def zoo(vectors_dir):
-    folder = vectors_dir / "zoo"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not present")
-    return folder
-
-
 def _vectors(zoo, name):
     v = np.load(zoo / f"{name}_features.npz")
     return v, json.loads(str(v["meta"]))

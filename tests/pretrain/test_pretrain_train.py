@@ -112,7 +112,7 @@ def test_checkpoint_format_and_backbone_loading(chips, tmp_path):
     fields = {"step", "epoch", "loss", "lr", "img_s", "target_var", "grad_norm", "tflops"}
     assert set(log[0]) == fields | {"wall_s", "cpu_s"}
 
-    from sarfewshot.models.registry import build_backbone
+    from sarfewshot.models.factory import build_backbone
 
     net = build_backbone("sarjepa", weights=last, img_size=64).eval()
     assert net.backbone_info["arch"] == "irpe:patch=8,dim=64,depth=2,heads=2" == ckpt["args"].arch

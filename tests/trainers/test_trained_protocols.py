@@ -12,8 +12,8 @@ from sarfewshot.configs import config_path
 from sarfewshot.engine import config as C
 from sarfewshot.engine.protocol import CellContext, CellData, NonFiniteLossError
 from sarfewshot.engine.registry import get_trainer
+from sarfewshot.models.factory import build_backbone
 from sarfewshot.models.features import extract_features
-from sarfewshot.models.registry import build_backbone
 
 ARCH = "irpe_vit_micro_patch8"
 

@@ -68,7 +68,7 @@ def backbone_label(req: BackboneRequest) -> str:
 
 def resolve_backbone(req: BackboneRequest, img_size: int) -> ResolvedBackbone:
     """Build the backbone once on CPU (weights loaded and hashed) and describe it."""
-    from sarfewshot.models.registry import build_backbone
+    from sarfewshot.models.factory import build_backbone
 
     model = build_backbone(
         req.name, weights=req.weights, arch=req.arch, img_size=img_size, seed=RANDOM_INIT_SEED

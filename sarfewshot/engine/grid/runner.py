@@ -76,7 +76,7 @@ class GridRunner:
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
         self.backbones = [resolve_backbone(canonical_backbone(b), img_size) for b in req.backbones]
-        from sarfewshot.models.registry import describe_arch
+        from sarfewshot.models.factory import describe_arch
 
         for bb in self.backbones:  # which network each row is, before any cell runs
             self.print(f"backbone {describe_arch(bb.info)}")

@@ -21,6 +21,10 @@ import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, WeightsError
+from sarfewshot.models.checkpoint import check_finite, extract_state_dict, safe_load
+from sarfewshot.models.family import name_prefix
+from sarfewshot.models.registry import BackboneSpec
+from sarfewshot.utils.io import sha256_file
 
 TORCHGEO_PREFIX = "torchgeo:"
 SAR_BANDS = {"VV", "VH", "HH", "HV"}
@@ -89,8 +93,6 @@ def build_torchgeo(name: str, weights_file: Path | None, seed: int) -> tuple[nn.
     """The backbone and its ``backbone_info`` fields; loads ``weights_file`` or torchgeo's."""
     import torchgeo.models as tgm
 
-    from sarfewshot.models.checkpoint import extract_state_dict, safe_load
-
     weights = torchgeo_weights(name)
     channels = int(weights.meta["in_chans"])
     with torch.random.fork_rng(devices=[]):
@@ -100,6 +102,7 @@ def build_torchgeo(name: str, weights_file: Path | None, seed: int) -> tuple[nn.
         state = extract_state_dict(safe_load(weights_file), source=weights_file)
     else:
         state = weights.get_state_dict(progress=True)  # torchgeo's download and cache
+    check_finite(state, weights_file or weights.url)
     result = model.load_state_dict(state, strict=False)
     stray = [k for k in result.missing_keys if not k.startswith(("fc.", "head."))]
     if stray:
@@ -119,3 +122,40 @@ def build_torchgeo(name: str, weights_file: Path | None, seed: int) -> tuple[nn.
         "load": {"loaded": len(state) - len(result.unexpected_keys), "missing": len(stray)},
     }
     return net, info
+
+
+def build_torchgeo_backbone(
+    spec: BackboneSpec, path: Path | None, img_size: int, seed: int
+) -> nn.Module:
+    """The backbone of ``spec`` with its ``backbone_info`` (the spec's whole build path)."""
+    model, extra = build_torchgeo(spec.name, path, seed)
+    model.backbone_info = {
+        "name": spec.name,
+        "family": "torchgeo",
+        "arch": spec.default_arch,
+        "arch_source": "name",
+        "img_size": img_size,
+        "num_features": int(model.num_features),
+        "weights": str(path) if path is not None else spec.name,
+        "weights_sha256": sha256_file(path) if path is not None else None,
+        "seed": None,
+        **extra,
+    }
+    return model
+
+
+@name_prefix(TORCHGEO_PREFIX)
+def torchgeo_spec(name: str) -> BackboneSpec:
+    """The spec of ``torchgeo:<Enum>.<MEMBER>``: torchgeo's weights unless ``--weights``."""
+    body = name[len(TORCHGEO_PREFIX) :].strip()
+    return BackboneSpec(
+        name=f"{TORCHGEO_PREFIX}{body}",
+        description=f"torchgeo weights {body} (SAR bands; chip mapped to dB per channel)",
+        family="torchgeo",
+        default_arch=f"{TORCHGEO_PREFIX}{body}",
+        checkpoint_format="torchgeo's state dict of those weights (--weights PATH, else torchgeo)",
+        expected_file=None,
+        needs_weights=False,
+        accepts=(),
+        builder=build_torchgeo_backbone,
+    )

@@ -1,4 +1,5 @@
-"""HiViT (Zhang et al., ICLR 2023), the encoder of SARATR-X, written from the paper.
+"""SARATR-X: its HiViT encoder (Zhang et al., ICLR 2023, written from the paper), the geometry
+inferred from its files, its checkpoint filter, its preset and its backbone name.
 
 A hierarchical ViT without window attention: each 16x16 patch is embedded as a grid of
 ``inner x inner`` sub-patches; stem stages of MLP-only blocks run on that grid and halve it with
@@ -9,16 +10,26 @@ stem blocks, merges and main blocks in order).
 
 The readout is SARATR-X's linear-probe feature: the mean of the main-stage tokens, then
 ``fc_norm``. Relative position tables are not built: SARATR-X's downstream model runs with
-``rpe=False`` and ignores them when a file carries them.
+``rpe=False`` and ignores them when a file carries them. The release trained at 224 px; at
+another ``--img-size`` the ``absolute_pos_embed`` is interpolated (bicubic) and a warning says so
+once (the release itself never interpolates it).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sarfewshot.errors import WeightsError
+from sarfewshot.models.arch import ArchSpec, register_preset
+from sarfewshot.models.checkpoint import MAE_EXTRA_KEYS, PATCH_KEY
+from sarfewshot.models.family import family
+from sarfewshot.models.geometry import block_indices, need, standard_heads
+from sarfewshot.models.hub import WeightSource
+from sarfewshot.models.registry import BackboneSpec, zoo_backbone
 
 LN_EPS = 1e-6
 
@@ -175,3 +186,119 @@ def _init_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+def _stage_layout(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Kind of each HiViT ``blocks.N``: ``stem`` (MLP only), ``merge`` or ``main`` (attention)."""
+    kinds = []
+    for i in block_indices(state_dict):
+        if f"blocks.{i}.reduction.weight" in state_dict:
+            kinds.append("merge")
+        else:
+            kinds.append("main" if f"blocks.{i}.attn.qkv.weight" in state_dict else "stem")
+    return kinds
+
+
+def infer_hivit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
+    """Geometry of a HiViT (SARATR-X) from its keys: stages, widths, sub-patch grid, ratios."""
+    kinds = _stage_layout(state_dict)
+    if not kinds or kinds[-1] != "main" or "merge" not in kinds:
+        raise WeightsError("cannot infer the HiViT stages: blocks.N.* keys are not stem/merge/main")
+    cuts = [i for i, k in enumerate(kinds) if k == "merge"]
+    bounds = [-1, *cuts]
+    stems = [cuts[j] - bounds[j] - 1 for j in range(len(cuts))]
+    if any(n % 2 for n in stems) or "merge" in kinds[cuts[-1] + 1 :]:
+        raise WeightsError(f"HiViT stem stages of {stems} MLP blocks: expected an even count each")
+    depths = (*(n // 2 for n in stems), len(kinds) - cuts[-1] - 1)
+    conv = need(state_dict, PATCH_KEY, "patch embedding")
+    dim = int(need(state_dict, f"blocks.{len(kinds) - 1}.attn.qkv.weight", "width").shape[1])
+    main_fc1 = state_dict[f"blocks.{len(kinds) - 1}.mlp.fc1.weight"]
+    stem_fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
+    patch = int(conv.shape[-1]) * 2 ** len(cuts)
+    full = f"hivit:patch={patch},dim={dim},depths={'-'.join(map(str, depths))},heads=H"
+    return {
+        "patch_size": patch,
+        "in_chans": int(conv.shape[1]),
+        "embed_dim": dim,
+        "depth": depths[-1],
+        "depths": depths,
+        "num_heads": standard_heads(dim, "a HiViT", full, heads),
+        "mlp_ratio": float(main_fc1.shape[0]) / dim,
+        "stem_mlp_ratio": float(stem_fc1.shape[0]) / conv.shape[0] if stem_fc1 is not None else 3.0,
+        "qkv_bias": f"blocks.{len(kinds) - 1}.attn.qkv.bias" in state_dict,
+        "class_token": False,
+        "global_pool": "avg",
+    }
+
+
+def _is_hivit(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    merges = any(k.endswith(".reduction.weight") for k in state_dict)
+    return "absolute_pos_embed" in state_dict and merges
+
+
+@family(
+    "hivit",
+    label="a HiViT (SARATR-X: absolute_pos_embed, patch-merging blocks)",
+    detect=_is_hivit,
+    order=10,
+    infer=infer_hivit_arch,
+    own_readout=True,
+    record_family="hivit",
+    lora_targets=("qkv", "proj"),
+)
+def construct_hivit(
+    arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
+) -> nn.Module:
+    """A fresh :class:`HiViT` of ``arch`` (its own init under the caller's forked RNG)."""
+    return HiViT(
+        img_size=img_size,
+        patch_size=arch.patch_size,
+        in_chans=arch.in_chans,
+        embed_dim=arch.embed_dim,
+        depths=arch.depths,
+        num_heads=arch.num_heads,
+        mlp_ratio=arch.mlp_ratio,
+        stem_mlp_ratio=arch.stem_mlp_ratio,
+        qkv_bias=arch.qkv_bias,
+    )
+
+
+# SARATR-X's encoder: HiViT-B (stem stages of 2 x 2 MLP blocks, 20 attention blocks)
+register_preset(
+    "hivit_base_patch16",
+    ArchSpec("hivit", 16, 512, 20, 8, in_chans=3, class_token=False, depths=(2, 2, 20)),
+)
+SARATRX_RULE = (
+    "pretraining file {'model': HiViT-MAE state dict, 'optimizer', 'epoch', 'scaler', 'args'}"
+    " ('module.' stripped); HiViT geometry inferred (heads: standard widths or --arch heads=H);"
+    " norm.*, mask_token, decoder_*, sarfeature*, relative-position tables ignored;"
+    " absolute_pos_embed interpolated (with a warning) at another --img-size"
+)
+
+
+@zoo_backbone("saratrx", aliases=("saratr-x", "saratr_x"))
+def saratrx_spec() -> BackboneSpec:
+    """SARATR-X's HiViT-B: the mean main-stage token into a fresh ``fc_norm``."""
+    return BackboneSpec(
+        name="saratrx",
+        description="SARATR-X: HiViT-B MAE on SAR gradient-feature targets (186 K chips)",
+        family="hivit",
+        default_arch="hivit_base_patch16",
+        checkpoint_format=SARATRX_RULE,
+        expected_file="saratrx.pth",
+        pooling="avg",
+        allowed_missing=("fc_norm.*",),
+        ignore_unexpected=(
+            *MAE_EXTRA_KEYS,
+            "sarfeature*",
+            "blocks.*.attn.relative_position_*",
+            "relative_position_index",
+        ),
+        accepts=("hivit",),
+        input_adapter="grey3",
+        feature="fc_norm (fresh) of the mean main-stage token (SARATR-X MIM_linear head input)",
+        sources=(
+            WeightSource("hf", "waterdisappear/SARATR-X", note="HiViT-B checkpoint"),
+            WeightSource("baidu", "https://pan.baidu.com/s/1EuTo0WCbb69F_bGV6Iwd8A?pwd=7b3u"),
+        ),
+    )
