@@ -221,9 +221,11 @@ def _panel_order(key: tuple) -> tuple:
     return (key[0], _condition_order(key[1]), key[2])
 
 
-def _not_counted(records: Sequence[Mapping[str, Any]], include_diverged: bool) -> list[dict]:
+def _not_counted(
+    parts: Mapping[str, Sequence[Mapping[str, Any]]], include_diverged: bool
+) -> list[dict]:
     """The failed (and, unless counted, diverged) cells: left out of the means, listed."""
-    kept, _ = deduplicate(records)
+    kept = [r for recs in parts.values() for r in deduplicate(recs)[0]]
     skip = ("failed",) if include_diverged else ("failed", "diverged")
     out = [
         {
@@ -400,7 +402,7 @@ def build_board(
         "comparisons": comparisons,
         "references": refs,
         "robustness": _robustness(board_rows, columns),
-        "not_counted": _not_counted(records, include_diverged),
+        "not_counted": _not_counted(parts, include_diverged),
         "notes": table_caption(all_rows),
         "warnings": sorted({str(w.message) for w in caught}),
         "filters": {

@@ -55,11 +55,6 @@ def header_groups(columns: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[s
     return {"datasets": datasets, "conditions": conditions}
 
 
-def _script_data(board: Mapping[str, Any]) -> dict[str, Any]:
-    """What the page's script reads: the cells' details and the shot curves."""
-    return {"details": board["details"], "curves": board["curves"]}
-
-
 def render_board(board: Mapping[str, Any], title: str = "sarfewshot board") -> str:
     """The page's HTML for a :func:`~sarfewshot.results.board.build_board` result."""
     template = _environment().get_template(TEMPLATE)
@@ -67,7 +62,6 @@ def render_board(board: Mapping[str, Any], title: str = "sarfewshot board") -> s
         board=board,
         title=title,
         groups=header_groups(board["columns"]),
-        script_data=_script_data(board),
         in_distribution=IN_DISTRIBUTION,
     )
 

@@ -2,7 +2,12 @@
 // The board's behaviour: sorting, filters, cell details, shot curves, reference choice.
 // Record values reach the page only through textContent and setAttribute, never as markup.
 (function () {
-  var DATA = JSON.parse(document.getElementById("board-data").textContent);
+  var CURVES = JSON.parse(document.getElementById("board-curves").textContent);
+  var details = null;  // the largest block: parsed when a first cell is opened
+  function detailOf(index) {
+    if (details === null) details = JSON.parse(document.getElementById("board-details").textContent);
+    return details[index];
+  }
   var SVG = "http://www.w3.org/2000/svg";
   var table = document.getElementById("board-table");
   var tbody = table.tBodies[0];
@@ -121,7 +126,7 @@
     node.appendChild(body);
   }
   function openDetail(index) {
-    var d = DATA.details[index];
+    var d = detailOf(index);
     document.getElementById("detail-title").textContent = d.title;
     fillRows(document.querySelector("#detail-classes tbody"), d.per_class.map(function (c) { return [c.name, fmt(c.acc, 2), c.n]; }));
     fillRows(document.querySelector("#detail-seeds tbody"), d.seeds.map(function (s) { return [s.seed, fmt(s.acc, 2), s.split || "–"]; }));
@@ -142,7 +147,7 @@
   var DASHES = ["", "6 3", "2 3", "8 3 2 3", "1 2", "10 4"];
   var MARKERS = ["circle", "square", "triangle", "diamond", "cross", "down"];
   var labels = [];
-  DATA.curves.forEach(function (p) { p.series.forEach(function (s) { if (labels.indexOf(s.label) < 0) labels.push(s.label); }); });
+  CURVES.forEach(function (p) { p.series.forEach(function (s) { if (labels.indexOf(s.label) < 0) labels.push(s.label); }); });
   labels.sort();
   function style(label) {
     var i = labels.indexOf(label);
@@ -214,7 +219,10 @@
     return fig;
   }
   var panels = document.getElementById("curve-panels");
-  DATA.curves.forEach(function (p) { panels.appendChild(drawPanel(p)); });
+  function drawCurves() {
+    CURVES.forEach(function (p) { panels.appendChild(drawPanel(p)); });
+    applyFilters();
+  }
 
   // ------------------------------------------------------------------ comparisons
   var ref = document.getElementById("reference");
@@ -223,4 +231,6 @@
   });
 
   applyFilters();
+  // the table paints first; the curves follow in the next frame
+  requestAnimationFrame(function () { setTimeout(drawCurves, 0); });
 })();
