@@ -322,9 +322,7 @@ def _robustness(
 ) -> dict[str, Any] | None:
     """Per (backbone, protocol, dataset, K): the in-distribution mean, each condition's mean
     and its drop (condition minus in-distribution, points). None without conditions."""
-    conditions = sorted(
-        {c["condition"] for c in columns} - {IN_DISTRIBUTION}, key=_condition_order
-    )
+    conditions = sorted({c["condition"] for c in columns} - {IN_DISTRIBUTION}, key=_condition_order)
     if not conditions:
         return None
     lines = []

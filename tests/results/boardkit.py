@@ -29,9 +29,7 @@ def board_record(backbone: str, protocol: str, shots: int, seed: int, **kw: Any)
         backbone=backbone, sha=SHAS[backbone], protocol=protocol, shots=shots, seed=seed,
         acc=acc, **kw,
     )  # fmt: skip
-    rec["metrics"]["per_class_accuracy"] = {
-        c: acc + d for c, d in zip(CLASSES, (-6.0, 0.0, 6.0))
-    }
+    rec["metrics"]["per_class_accuracy"] = {c: acc + d for c, d in zip(CLASSES, (-6.0, 0.0, 6.0))}
     return rec
 
 
@@ -43,7 +41,9 @@ def board_records() -> list[dict]:
         for k in (1, 5)
         for seed in (1, 2, 3)
     ]
-    recs.append(fake_record(backbone="sarjepa", protocol="linear", shots=5, seed=4, status="failed"))
+    recs.append(
+        fake_record(backbone="sarjepa", protocol="linear", shots=5, seed=4, status="failed")
+    )
     diverged = fake_record(backbone="sarjepa", protocol="linear", shots=5, seed=5, status="failed")
     diverged.update(status="diverged", error="loss ended far above its start")
     diverged["metrics"] = {"accuracy": 40.0}  # scored, so --include-diverged can average it

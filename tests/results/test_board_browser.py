@@ -67,9 +67,10 @@ def test_sorting_by_a_column_follows_the_numbers(opened):
     assert values == sorted(values, reverse=True)
     after = _visible_rows(page)
     assert after != before and sorted(after) == sorted(before)
-    assert page.locator('#board-table thead th[data-shots="5"]').get_attribute(
-        "aria-sort"
-    ) == "descending"
+    assert (
+        page.locator('#board-table thead th[data-shots="5"]').get_attribute("aria-sort")
+        == "descending"
+    )
     header.focus()
     page.keyboard.press("Enter")  # the same control from the keyboard: ascending
     assert _column_values(page, 3) == sorted(values)
@@ -99,7 +100,7 @@ def test_cell_detail_matches_the_records(opened, records):
     row = page.locator('#board-table tbody tr[data-backbone="random"][data-protocol="linear"]')
     row.locator('td[data-shots="5"] button.cell').click()
     assert page.locator("#detail").is_visible()
-    assert "random · linear · mstar · K=5" == page.locator("#detail-title").inner_text()
+    assert page.locator("#detail-title").inner_text() == "random · linear · mstar · K=5"
     mine = [
         r
         for r in records

@@ -147,7 +147,9 @@ def test_page_escapes_record_values_everywhere():
     page = render_board(build_board(board_records(), command="sarfewshot board r --out s"))
     assert EVIL not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    data = re.search(r'<script type="application/json" id="board-details">(.*?)</script>', page, re.S)
+    data = re.search(
+        r'<script type="application/json" id="board-details">(.*?)</script>', page, re.S
+    )
     assert "\\u003cscript\\u003e" in data.group(1) and "<" not in data.group(1)
     assert json.loads(data.group(1))[0]["title"]
     assert "sarfewshot board r --out s" in page
