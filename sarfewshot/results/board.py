@@ -110,13 +110,19 @@ def _distinct(values: Iterable[Any]) -> list[str]:
     return sorted({str(v) for v in values if v not in (None, "")})
 
 
+def _fingerprint(record: Mapping[str, Any]) -> str:
+    """``dataset: sha256`` of the dataset folder a record was computed on (``unknown`` for
+    records written before fingerprints existed)."""
+    fingerprint = (record.get("dataset") or {}).get("fingerprint") or {}
+    return f"{record['key']['dataset']}: {fingerprint.get('sha256') or 'unknown'}"
+
+
 def _provenance(cells: Sequence[Mapping[str, Any]], rows: Sequence[Row]) -> dict[str, list[str]]:
     """What produced a row's numbers: every distinct value over its counted cells."""
-    fp = [(c.get("dataset") or {}).get("fingerprint") or {} for c in cells]
     return {
         "weights sha256": _distinct(c["key"]["weights_sha256"] or "none" for c in cells),
         "weights source": _distinct(c["backbone"].get("weights") or "none" for c in cells),
-        "dataset fingerprint": _distinct(f.get("sha256") for f in fp),
+        "dataset fingerprint": _distinct(_fingerprint(c) for c in cells),
         "config sha256": _distinct(r.config_sha256 for r in rows),
         "precision": _distinct(
             c["backbone"].get("precision")

@@ -119,6 +119,20 @@ def test_cell_detail_matches_the_records(opened, records):
     assert not page.locator("#detail").is_visible()
 
 
+def test_keyboard_alone_opens_and_closes_a_detail(opened):
+    page, _ = opened
+    button = page.locator('#board-table tbody tr[data-backbone="sarjepa"] button.cell').first
+    button.focus()
+    page.keyboard.press("Enter")
+    assert page.locator("#detail").is_visible()
+    assert page.evaluate("document.activeElement.id") == "detail"
+    page.keyboard.press("Escape")
+    assert not page.locator("#detail").is_visible()
+    assert page.evaluate("document.activeElement.dataset.detail") == button.get_attribute(
+        "data-detail"
+    )
+
+
 def test_hostile_backbone_name_is_text(opened):
     page, watch = opened
     label = page.locator(f'#board-table tbody tr[data-backbone="{EVIL}"] th a').first

@@ -83,7 +83,7 @@ def test_provenance_names_what_produced_a_row():
         rec["dataset"]["fingerprint"] = {"sha256": "f" * 64}
     prov = _line(build_board(records), "sarjepa", "linear")["provenance"]
     assert prov["weights sha256"] == ["a" * 64] and prov["weights source"] == ["/w/ckpt.pth"]
-    assert prov["dataset fingerprint"] == ["f" * 64] and prov["precision"] == ["fp32"]
+    assert prov["dataset fingerprint"] == ["mstar: " + "f" * 64] and prov["precision"] == ["fp32"]
     assert prov["executor"] == ["batched"] and prov["host"] == ["node1"]
     assert prov["sarfewshot"] == ["0.1.0"] and prov["torch"] == ["x"] and prov["timm"] == ["x"]
     assert len(prov["config sha256"]) == 1

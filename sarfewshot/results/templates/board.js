@@ -125,6 +125,11 @@
     });
     node.appendChild(body);
   }
+  var opener = null;  // the cell button that opened the panel gets the focus back
+  function closeDetail() {
+    panel.hidden = true;
+    if (opener) opener.focus();
+  }
   function openDetail(index) {
     var d = detailOf(index);
     document.getElementById("detail-title").textContent = d.title;
@@ -136,10 +141,12 @@
   }
   tbody.addEventListener("click", function (ev) {
     var button = ev.target.closest("button.cell");
-    if (button) openDetail(parseInt(button.getAttribute("data-detail"), 10));
+    if (!button) return;
+    opener = button;
+    openDetail(parseInt(button.getAttribute("data-detail"), 10));
   });
-  document.getElementById("detail-close").addEventListener("click", function () { panel.hidden = true; });
-  panel.addEventListener("keydown", function (ev) { if (ev.key === "Escape") panel.hidden = true; });
+  document.getElementById("detail-close").addEventListener("click", closeDetail);
+  panel.addEventListener("keydown", function (ev) { if (ev.key === "Escape") closeDetail(); });
 
   // ------------------------------------------------------------------ shot curves
   // Okabe-Ito: told apart by colour-blind readers; dashes and markers keep lines apart in greyscale.
