@@ -370,7 +370,7 @@ def build_board(
     Args:
         records: records of any number of run folders (as ``leaderboard`` loads them).
         references: backbones (``compare``'s spelling) to compare the others with; None: see
-            :func:`default_references`.
+            :func:`default_references`; empty: no comparison.
         include_diverged: average diverged cells too (``leaderboard --include-diverged``).
         command: the command that regenerates the page (shown in its footer).
 
@@ -383,7 +383,7 @@ def build_board(
     """
     if not records:
         raise SarFewShotError("the board needs at least one record")
-    refs = list(references) if references else default_references(records)
+    refs = default_references(records) if references is None else list(references)
     unknown = [r for r in refs if r not in compare_labels(records)]
     if unknown:
         raise SarFewShotError(

@@ -133,6 +133,17 @@ def test_keyboard_alone_opens_and_closes_a_detail(opened):
     )
 
 
+def test_reference_menu_switches_the_comparisons(opened):
+    page, _ = opened
+    shown = page.locator("div.cmp:visible")
+    assert shown.count() == 1 and shown.get_attribute("data-reference") == EVIL
+    page.select_option("#reference", "sarjepa")
+    assert shown.count() == 1 and shown.get_attribute("data-reference") == "sarjepa"
+    assert "Holm" in page.locator("#comparisons").inner_text()
+    captions = shown.locator("caption").all_inner_texts()
+    assert captions == [f"{EVIL} − sarjepa", "random − sarjepa"]
+
+
 def test_hostile_backbone_name_is_text(opened):
     page, watch = opened
     label = page.locator(f'#board-table tbody tr[data-backbone="{EVIL}"] th a').first

@@ -10,7 +10,12 @@ import pytest
 from sarfewshot.cli.main import main
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import aggregate_records
-from sarfewshot.results.board import IN_DISTRIBUTION, build_board, record_condition
+from sarfewshot.results.board import (
+    IN_DISTRIBUTION,
+    build_board,
+    default_references,
+    record_condition,
+)
 from sarfewshot.results.board_page import render_board
 from sarfewshot.results.compare import paired_compare
 from sarfewshot.results.records import write_record
@@ -30,7 +35,7 @@ def _column(board, dataset="mstar", shots=5, condition=IN_DISTRIBUTION):
 
 def test_cells_are_the_leaderboard_rows():
     records = board_records()
-    board = build_board(records)
+    board = build_board(records, references=[])
     rows = aggregate_records(records)
     assert len(board["details"]) == len(rows)
     assert {(r["label"], r["protocol"]) for r in board["rows"]} == {
@@ -43,21 +48,21 @@ def test_cells_are_the_leaderboard_rows():
 
 
 def test_failed_and_diverged_cells_are_listed_not_averaged():
-    board = build_board(board_records())
+    board = build_board(board_records(), references=[])
     cell = _line(board, "sarjepa", "linear")["cells"][_column(board, shots=5)]
     assert (cell["n"], cell["failed"], cell["diverged"]) == (3, 1, 1)
     assert {(c["seed"], c["status"]) for c in board["not_counted"]} == {
         (4, "failed"),
         (5, "diverged"),
     }
-    counted = build_board(board_records(), include_diverged=True)
+    counted = build_board(board_records(), references=[], include_diverged=True)
     cell = _line(counted, "sarjepa", "linear")["cells"][_column(counted, shots=5)]
     assert cell["n"] == 4 and [c["seed"] for c in counted["not_counted"]] == [4]
 
 
 def test_detail_holds_per_class_mean_confusion_and_seeds():
     records = board_records()
-    board = build_board(records)
+    board = build_board(records, references=[])
     cell = _line(board, "random", "knn")["cells"][_column(board, shots=1)]
     detail = board["details"][cell["detail"]]
     mine = [
@@ -81,7 +86,7 @@ def test_provenance_names_what_produced_a_row():
         rec["backbone"]["precision"] = "fp32"
         rec["execution"] = {"executor": "batched", "group_size": 3}
         rec["dataset"]["fingerprint"] = {"sha256": "f" * 64}
-    prov = _line(build_board(records), "sarjepa", "linear")["provenance"]
+    prov = _line(build_board(records, references=[]), "sarjepa", "linear")["provenance"]
     assert prov["weights sha256"] == ["a" * 64] and prov["weights source"] == ["/w/ckpt.pth"]
     assert prov["dataset fingerprint"] == ["mstar: " + "f" * 64] and prov["precision"] == ["fp32"]
     assert prov["executor"] == ["batched"] and prov["host"] == ["node1"]
@@ -92,7 +97,7 @@ def test_provenance_names_what_produced_a_row():
 def test_other_configs_are_separate_marked_rows():
     records = board_records()
     records.append(board_record("random", "linear", 1, 4, config={"OPTIM": {"LR": 0.1}}))
-    board = build_board(records)
+    board = build_board(records, references=[])
     labels = sorted(r["label"] for r in board["rows"] if r["protocol"] == "linear")
     assert sum(label.startswith("random {cfg ") for label in labels) == 2
     assert any("different configs" in note for note in board["notes"])
@@ -109,12 +114,14 @@ def test_comparisons_call_compare_with_holm():
     assert [g["significant"] for g in pair["groups"]] == [
         g["p_t_adj"] is not None and g["p_t_adj"] < 0.05 for g in expected["groups"]
     ]
+    assert default_references(records) == sorted([EVIL, "random", "sarjepa"])
+    assert "No reference backbone" in render_board(build_board(records, references=[]))
     with pytest.raises(SarFewShotError, match="--reference nope"):
         build_board(records, references=["nope"])
 
 
 def test_shot_curves_have_bands_per_backbone():
-    board = build_board(board_records())
+    board = build_board(board_records(), references=[])
     panel = next(p for p in board["curves"] if p["protocol"] == "knn")
     series = {s["label"]: s["points"] for s in panel["series"]}
     assert set(series) == {"sarjepa", "random", EVIL}
@@ -125,7 +132,7 @@ def test_shot_curves_have_bands_per_backbone():
 def test_conditions_give_robustness_and_stay_apart():
     records = board_records()
     assert record_condition(records[0]) == IN_DISTRIBUTION
-    assert build_board(records)["robustness"] is None
+    assert build_board(records, references=[])["robustness"] is None
     noisy = []
     for rec in records[:18]:  # the linear cells
         if rec["status"] == "ok":
@@ -133,7 +140,7 @@ def test_conditions_give_robustness_and_stay_apart():
             copy["condition"] = "speckle"
             copy["metrics"]["accuracy"] -= 10.0
             noisy.append(copy)
-    board = build_board(records + noisy)
+    board = build_board(records + noisy, references=[])
     assert board["has_conditions"]
     assert _column(board, shots=5, condition="speckle") > _column(board, shots=5)
     rob = board["robustness"]
@@ -144,7 +151,8 @@ def test_conditions_give_robustness_and_stay_apart():
 
 
 def test_page_escapes_record_values_everywhere():
-    page = render_board(build_board(board_records(), command="sarfewshot board r --out s"))
+    board = build_board(board_records(), references=[EVIL], command="sarfewshot board r --out s")
+    page = render_board(board)
     assert EVIL not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     data = re.search(
@@ -156,7 +164,7 @@ def test_page_escapes_record_values_everywhere():
 
 
 def test_page_is_self_contained():
-    page = render_board(build_board(board_records()))
+    page = render_board(build_board(board_records(), references=[]))
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert "<link" not in page and "@import" not in page and "url(" not in page
     assert "default-src 'none'" in page  # the page may not load anything
