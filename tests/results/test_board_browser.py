@@ -167,3 +167,26 @@ def test_screenshots_at_two_widths(browser, site, tmp_path, width, height):
     assert overflow <= 0
     assert watch.errors == [] and watch.requests == []
     page.context.close()
+
+
+def test_conditions_add_columns_and_the_robustness_table(browser, records, tmp_path):
+    noisy = []
+    for rec in records:
+        if rec["status"] == "ok" and rec["protocol"] == "linear":
+            copy = {**rec, "condition": "speckle", "metrics": dict(rec["metrics"])}
+            copy["metrics"]["accuracy"] = rec["metrics"]["accuracy"] - 10.0
+            noisy.append(copy)
+    page_path = write_board(records + noisy, tmp_path, references=[])
+    page, watch = open_page(browser, page_path)
+    try:
+        groups = page.locator("#board-table thead th.cond")
+        assert groups.all_inner_texts() == ["in-distribution", "speckle"]
+        page.select_option("#filter-shots", "5")
+        assert [groups.nth(i).get_attribute("colspan") for i in range(2)] == ["1", "1"]
+        table = page.locator("#robustness-table")
+        assert table.is_visible()
+        line = table.locator("tbody tr").filter(has_text="sarjepa").first
+        assert line.locator("td.drop").first.inner_text() == "-10.00"
+        assert watch.errors == [] and watch.requests == []
+    finally:
+        page.context.close()
