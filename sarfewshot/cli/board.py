@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_board_flags(p)
     add_dassl_log_flags(p)
     p.add_argument(
-        "--skip-invalid", action="store_true", help="warn about invalid record files instead"
+        "--skip-invalid", action="store_true", help="warn about invalid record files, do not stop"
     )
     p.add_argument(
         "--include-diverged",
