@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from sarfewshot.cli.leaderboard import add_dassl_log_flags
+from sarfewshot.cli.leaderboard import add_record_flags
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,16 +29,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="RUNS", help="run folders to read")
     p.add_argument("--out", required=True, metavar="SITE", help="folder of index.html")
     add_board_flags(p)
-    add_dassl_log_flags(p)
-    p.add_argument(
-        "--skip-invalid", action="store_true", help="warn about invalid record files, do not stop"
-    )
-    p.add_argument(
-        "--include-diverged",
-        action="store_true",
-        help="average diverged cells with the ok ones (by default they are listed, not averaged)",
-    )
-    p.set_defaults(func=run, dassl_logs="auto")
+    add_record_flags(p)
+    p.set_defaults(func=run)
     return p
 
 

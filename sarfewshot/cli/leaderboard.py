@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="SITE",
         help="also write SITE/index.html, the self-contained page of `sarfewshot board`",
     )
+    add_record_flags(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_record_flags(parser: argparse.ArgumentParser) -> None:
+    """How records are read and counted, shared with ``board``: the Dassl-log flags,
+    ``--skip-invalid`` and ``--include-diverged``."""
     add_dassl_log_flags(parser)
     parser.add_argument(
         "--skip-invalid",
@@ -66,8 +74,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="average diverged cells (loss non-finite or far above its start) with the ok ones; "
         "by default they are counted, not averaged",
     )
-    parser.set_defaults(func=run, dassl_logs="auto")
-    return parser
+    parser.set_defaults(dassl_logs="auto")
 
 
 def add_dassl_log_flags(parser: argparse.ArgumentParser) -> None:
