@@ -189,3 +189,23 @@ def test_empty_board_is_an_error():
     with pytest.raises(SarFewShotError, match="at least one record"):
         build_board([])
     assert fake_record()["status"] == "ok"
+
+
+def test_dassl_log_runs_join_the_board_marked(tmp_path):
+    from sarfewshot.results.dassl_logs import records_from_dassl_runs
+    from tests.results.recordkit import dassl_log
+
+    for seed, acc in ((1, 70.0), (2, 72.5)):
+        log = tmp_path / "output" / "mstar_soc" / "MIM_linear" / "vit_b16_10shots" / f"seed{seed}"
+        log.mkdir(parents=True)
+        (log / "log.txt").write_text(dassl_log(seed=seed, acc=acc, config=False))
+    records = records_from_dassl_runs([tmp_path / "output"])
+    board = build_board(records + board_records(), references=[])
+    (line,) = [r for r in board["rows"] if r["label"].endswith(" *")]
+    cell = next(c for c in line["cells"] if c is not None)
+    assert cell["mean"] == 71.25 and cell["n"] == 2
+    assert line["provenance"]["source"] == ["dassl_log"]
+    assert any("Dassl log.txt" in note for note in board["notes"])
+    detail = board["details"][cell["detail"]]
+    assert [s["seed"] for s in detail["seeds"]] == [1, 2]
+    assert "one-decimal" in render_board(board)
