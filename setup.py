@@ -30,6 +30,8 @@ EXTRAS = {
     "shards": ["webdataset"],
     # --launcher slurm|local (eval job arrays, multi-node pretraining)
     "slurm": ["submitit"],
+    # `sarfewshot board` (the HTML page); its tests drive a system Chromium through playwright
+    "board": ["jinja2>=3.0", "playwright"],
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.
@@ -52,7 +54,11 @@ setup(
         "sarfewshot.configs": "configs",
     },
     # The YAML presets ship inside the package so the CLI finds them in any install.
-    package_data={"sarfewshot.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    package_data={
+        "sarfewshot.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"],
+        # the board page's template, style sheet and script
+        "sarfewshot.results": ["templates/*"],
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision",

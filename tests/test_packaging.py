@@ -93,6 +93,7 @@ def test_regular_install_from_wheel(tmp_path):
         names = zf.namelist()
         zf.extractall(site)
     assert not any(n.startswith(("datasets/", "trainers/")) for n in names), "top-level plug-ins"
+    assert "sarfewshot/results/templates/board.html.j2" in names, "the board's template"
     # PYTHONPATH comes before site-packages (and the editable finder), and the working
     # directory is outside the checkout, so the unpacked wheel is what gets imported.
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}

@@ -10,7 +10,8 @@ outside ``eval``'s default ``runs/``, so the demo's synthetic rows never mix int
    the ``linear``, ``knn`` and ``prototype`` protocols, K = 1, 5, 10, seeds 1-3
    (``<output>/runs``).
 4. Print the table, write ``leaderboard.csv`` (and accuracy-vs-shots PNGs when matplotlib is
-   installed), and print the command that runs the same comparison on real data.
+   installed), write the board page ``<output>/board/index.html`` (when jinja2 is installed)
+   and print its path, and print the command that runs the same comparison on real data.
 
 Everything is resumable: a second run reuses the data, the checkpoint and the records.
 ``--quick`` shrinks every stage (for tests and a first look).
@@ -138,6 +139,21 @@ def write_plots(out: Path) -> list[Path]:
         return []
 
 
+def write_board_page(out: Path) -> Path | None:
+    """``<out>/board/index.html`` (``sarfewshot board <out>/runs``), when jinja2 is installed."""
+    from sarfewshot.cli.board import write_page
+    from sarfewshot.cli.leaderboard import load_run_records
+    from sarfewshot.results.board_page import BoardUnavailableError
+
+    runs = out / "runs"
+    args = argparse.Namespace(dirs=[str(runs)], dassl_logs="auto")
+    try:
+        return write_page(load_run_records(args.dirs), args, out / "board")
+    except BoardUnavailableError as exc:
+        print(f"(no board page: {exc})")
+        return None
+
+
 def next_steps(ckpt: Path) -> str:
     """The real-data command to run next."""
     return (
@@ -162,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate(out, data, ckpt, plan, args.device)
     for path in write_plots(out):
         print(f"plot: {path}")
+    page = write_board_page(out)
+    if page is not None:
+        print(f"board: {page}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     print(next_steps(ckpt))
     return 1 if summary.failed else 0

@@ -49,6 +49,19 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="FMT",
         help="tabulate format of the printed table (default: grid)",
     )
+    parser.add_argument(
+        "--html",
+        metavar="SITE",
+        help="also write SITE/index.html, the self-contained page of `sarfewshot board`",
+    )
+    add_record_flags(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_record_flags(parser: argparse.ArgumentParser) -> None:
+    """How records are read and counted, shared with ``board``: the Dassl-log flags,
+    ``--skip-invalid`` and ``--include-diverged``."""
     add_dassl_log_flags(parser)
     parser.add_argument(
         "--skip-invalid",
@@ -61,8 +74,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="average diverged cells (loss non-finite or far above its start) with the ok ones; "
         "by default they are counted, not averaged",
     )
-    parser.set_defaults(func=run, dassl_logs="auto")
-    return parser
+    parser.set_defaults(dassl_logs="auto")
 
 
 def add_dassl_log_flags(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +164,14 @@ def _write_files(args: argparse.Namespace, rows: list) -> list[Path]:
     return written
 
 
+def _write_html(args: argparse.Namespace, records: list) -> list[Path]:
+    if not args.html:
+        return []
+    from sarfewshot.cli.board import write_page
+
+    return [write_page(records, args, args.html)]
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the leaderboard; prints the table and the written files."""
     from sarfewshot.results.aggregate import aggregate_records
@@ -166,6 +186,6 @@ def run(args: argparse.Namespace) -> int:
             # also when no result was found: the warnings (e.g. unfinished runs) say why
             print_warnings(caught)
     print(table_text(rows, fmt=args.format), end="")
-    for path in _write_files(args, rows):
+    for path in _write_files(args, rows) + _write_html(args, records):
         print(f"wrote {path}")
     return 0

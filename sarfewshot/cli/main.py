@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "eval",
     "leaderboard",
     "compare",
+    "board",
     "pretrain",
     "data",
     "backbones",

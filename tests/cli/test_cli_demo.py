@@ -15,6 +15,11 @@ def test_quick_demo_runs_resumes_and_stays_out_of_runs(tmp_path, capsys, monkeyp
     assert "random@irpe_vit_micro_patch8" in text and "sarjepa" in text
     assert "sarfewshot eval --backbone sarjepa --weights" in text and "--dataset mstar" in text
     assert (out / "runs" / "leaderboard.csv").is_file()
+    page = out / "board" / "index.html"
+    assert f"board: {page.relative_to(tmp_path)}" in text
+    assert "sarfewshot board sarfewshot-demo-quick/runs --out sarfewshot-demo-quick/board" in (
+        page.read_text()
+    )
     assert not (tmp_path / "runs").exists(), "the demo wrote into eval's default folder"
     records = [read_record(p) for p in record_files(out / "runs")]
     assert {r["protocol"] for r in records} == {"linear", "knn", "prototype"}
