@@ -19,7 +19,9 @@
 #   eval      every backbone: linear, kNN, prototype, fine-tune; K = SHOTS; seeds SEEDS; TEST
 #   check     after the fact, never used to choose: the selection's kNN cells on TEST for each
 #             chosen sweep run, and on the validation pool for the full runs
-#   report    DOCS/*.csv and *.md, the plots, and the paired comparisons (Holm)
+#   report    DOCS/*.csv and *.md, the plots, the paired comparisons (Holm), the comparisons
+#             with the pretraining run as the unit, and copies of times.tsv and the machine's
+#             description (machine.txt) into DOCS
 # Re-runnable: a finished pretraining run has a `done` file and is skipped, an unfinished one
 # resumes from its last checkpoint, and evaluation skips finished cells.
 # Wall and CPU times are appended to OUT/times.tsv.
@@ -233,4 +235,13 @@ if has_stage report; then
         --methods $METHODS | tee "$OUT/summary.md"
     echo "times (label, wall s, CPU s):"
     cat "$OUT/times.tsv" 2>/dev/null || echo "(none recorded in $OUT/times.tsv)"
+    # committed with the tables, so the doc's CPU-hours and machine are backed by files
+    if [ -f "$OUT/times.tsv" ]; then cp "$OUT/times.tsv" "$DOCS/times.tsv"; fi
+    {
+        echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+        echo "cores: $(nproc)"
+        $PY -c 'import platform, torch, sarfewshot
+print("python:", platform.python_version()); print("torch:", torch.__version__)
+print("sarfewshot:", sarfewshot.__version__)'
+    } >"$DOCS/machine.txt"
 fi

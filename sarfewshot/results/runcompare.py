@@ -34,7 +34,7 @@ from sarfewshot.results.runstats import (
     run_means_test,
 )
 
-__all__ = ["run_compare", "run_unit_row"]
+__all__ = ["run_compare", "run_means_row", "run_unit_row"]
 
 
 def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[str, list[dict]]:
@@ -89,8 +89,7 @@ def run_unit_row(
     """The run-unit statistics of one group from its runs x seeds tables (NaN: missing).
 
     The run means use the seeds every run has (so that shared seed effects cancel); the mixed
-    model uses every value. Returns ``runs_a, runs_b, seeds, mean_a, mean_b, mean_diff, ci_low,
-    ci_high, p, df, mdd80, run_pairs, run_pairs_agree, p_agree, note``.
+    model uses every value. Returns :func:`run_means_row`'s fields and ``seeds``.
     """
     if run_test not in RUN_TESTS:
         raise SarFewShotError(f"--run-test {run_test}: choose one of {', '.join(RUN_TESTS)}")
@@ -98,17 +97,32 @@ def run_unit_row(
     if not full.any():
         raise SarFewShotError("no seed that every run has in this group")
     means_a, means_b = table_a[:, full].mean(axis=1), table_b[:, full].mean(axis=1)
-    res = run_means_test(means_a, means_b)
+    row = run_means_row(means_a, means_b)
     if run_test == "mixedlm":
         res = mixedlm_test(table_a, table_b)
-    agree = agreement(means_a, means_b)
-    notes = [res["note"]]
+        row.update({k: res[k] for k in ("ci_low", "ci_high", "p", "df")}, mean_diff=res["diff"])
+        row["note"] = res["note"]
     if not full.all():
-        notes.append(f"run means over the {int(full.sum())} of {full.size} seeds every run has")
+        row["note"] = "; ".join(
+            n
+            for n in (row["note"], f"run means over the {int(full.sum())} of {full.size} seeds")
+            if n
+        )
+    return {**row, "seeds": int(full.sum())}
+
+
+def run_means_row(means_a: Sequence[float], means_b: Sequence[float]) -> dict[str, Any]:
+    """The run-unit statistics of one group from each arm's run means (one value per run).
+
+    Returns ``runs_a, runs_b, mean_a, mean_b, mean_diff, ci_low, ci_high, p, df, mdd80,
+    run_pairs, run_pairs_agree, p_agree, note`` (see :mod:`sarfewshot.results.runstats`).
+    """
+    means_a, means_b = np.asarray(means_a, dtype=float), np.asarray(means_b, dtype=float)
+    res = run_means_test(means_a, means_b)
+    agree = agreement(means_a, means_b)
     return {
-        "runs_a": len(table_a),
-        "runs_b": len(table_b),
-        "seeds": int(full.sum()),
+        "runs_a": len(means_a),
+        "runs_b": len(means_b),
         "mean_a": float(means_a.mean()),
         "mean_b": float(means_b.mean()),
         "mean_diff": res["diff"],
@@ -120,7 +134,7 @@ def run_unit_row(
         "run_pairs": agree["pairings"],
         "run_pairs_agree": agree["agree"],
         "p_agree": agree["p"],
-        "note": "; ".join(n for n in notes if n),
+        "note": res["note"],
     }
 
 
