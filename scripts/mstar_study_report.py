@@ -609,7 +609,38 @@ def render_pretrain(rows: list[dict[str, str]]) -> str:
     return markdown(header, body)
 
 
+def render_neighbours(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["rule"],
+            r["seeds"],
+            r["pool_chips"],
+            f"{r['median']} [{r['q10']}, {r['q90']}]",
+            f"{100 * float(r['share_0.8']):.1f} %",
+            f"{100 * float(r['share_0.9']):.1f} %",
+        ]
+        for r in rows
+    ]
+    header = ["rule", "split seeds", "pool chips", "median [10 %, 90 %]", "> 0.8", "> 0.9"]
+    return markdown(header, body)
+
+
+def render_order(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["measure"],
+            *(f"{100 * float(r[k]):.1f} %" for k in ("within_1", "within_5", "within_10")),
+        ]
+        + [r["median_distance"]]
+        for r in rows
+    ]
+    header = ["order", "within 1", "within 5", "within 10", "median distance"]
+    return markdown(header, body)
+
+
 RENDERERS = {
+    "val_pool_neighbours": render_neighbours,
+    "val_pool_order": render_order,
     "lr_selection": render_selection,
     "pretraining": render_pretrain,
     "results": render_results,

@@ -9,8 +9,8 @@
   chips ordered by **azimuth** where every chip of the class carries one (a raw MSTAR file's
   Phoenix header ``TargetAz``; a SAMPLE file name's ``azCenter_<deg>_<hundredths>``), otherwise
   by the collection's **file order** (the listing's sorted paths), which only approximates
-  azimuth (the MSTAR JPEG bundle's ``hbNNNNN`` names carry none; docs/mstar_study.md measures how
-  well its file order stands in). The blocks are spaced evenly around the order (it wraps), at
+  azimuth, and on the MSTAR JPEG bundle hardly at all (its ``hbNNNNN`` names carry none, and a
+  chip's most similar chip is rarely near it in file order: docs/mstar_study.md). The blocks are spaced evenly around the order (it wraps), at
   an offset drawn from ``numpy_rng(dataset, "val-blocks", class name)``: the pool depends on
   the listing and ``DATASET.VAL_POOL`` only, never on the seed, so one exclusion of the pool
   from pretraining (``pretrain --exclude-split DATASET:val``) covers every seed's cells. Chips

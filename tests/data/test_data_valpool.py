@@ -121,3 +121,22 @@ def test_the_default_rule_leaves_the_config_fingerprint_as_it_was():
     assert config_sha(cfg) == before
     cfg.DATASET.VAL_POOL_RULE = "blocks"
     assert config_sha(cfg) != before
+
+
+def test_the_neighbour_script_finds_a_planted_duplicate():
+    import importlib.util
+    import sys
+
+    import numpy as np
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "val_pool_neighbours.py"
+    spec = importlib.util.spec_from_file_location("val_pool_neighbours", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 64))
+    x[3] = x[0]  # a pool chip's exact copy among the support candidates
+    x = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
+    best = module.nearest_support({0: (["a", "b", "c", "d"], x)}, pool={"a", "b"})
+    assert best[0] == pytest.approx(1.0) and abs(best[1]) < 0.9
