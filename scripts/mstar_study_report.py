@@ -10,7 +10,8 @@ Subcommands:
   reference method (Holm-adjusted), as CSVs and as markdown blocks of ``docs/mstar_study.md``;
   the same comparisons with the pretraining run as the unit (``run_unit``);
 - ``run-unit``: that run-unit table again from the committed ``leaderboard_runs.csv`` and
-  ``results.csv`` alone (the per-seed records are not committed).
+  ``results.csv`` alone (the per-seed records are not committed);
+- ``plan``: the CPU budget of a run (the ``blocks`` stage's dry run).
 
 Every markdown table is rendered from its CSV (``render``), so the committed CSVs and the doc's
 tables agree by construction, and a test re-renders them from the CSVs.
@@ -762,6 +763,47 @@ def cmd_run_unit(args: argparse.Namespace) -> None:
     print(block)
 
 
+def plan_rows(args: argparse.Namespace) -> list[dict]:
+    """The CPU budget of a study run: pretraining from the measured CPU seconds per epoch of the
+    committed pretraining table (scaled to the images left after the exclusion), evaluation
+    from the per-backbone figures given (assumptions, printed as such)."""
+    per_epoch: dict[str, list[float]] = {}
+    for r in read_csv(Path(args.pretraining)):
+        if r["method"] in args.methods and r["run"].split("/")[1] == r["method"]:
+            per_epoch.setdefault(r["method"], []).append(float(r["cpu_s"]) / int(r["epochs"]))
+    missing = set(args.methods) - set(per_epoch)
+    if missing:
+        raise SystemExit(f"{args.pretraining}: no measured run of {', '.join(sorted(missing))}")
+    scale = 1.0 - args.excluded
+    cost = {m: statistics.mean(v) * scale for m, v in per_epoch.items()}
+    sweep_runs = {m: len(args.lrs) * (2 if m in args.norm_pix_methods else 1) for m in cost}
+    n_sweep = sum(sweep_runs.values())
+    full = len(args.methods) * len(args.seeds)
+    rows = [
+        ("sweep", n_sweep, sum(n * args.sweep_epochs * cost[m] for m, n in sweep_runs.items())),
+        ("select (kNN on the pool)", n_sweep, n_sweep * args.knn_cpu_s),
+        ("pretrain", full, sum(args.epochs * cost[m] * len(args.seeds) for m in cost)),
+        ("pretrain mae_equal_time", 1, args.epochs * cost.get("sarjepa", 0.0)),
+        ("eval", full + 2, (full + 2) * args.eval_cpu_s),
+        ("check (kNN)", len(cost) + full, (len(cost) + full) * args.knn_cpu_s),
+    ]
+    return [{"stage": s, "runs": n, "cpu_h": c / 3600} for s, n, c in rows]
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    rows = plan_rows(args)
+    total = sum(r["cpu_h"] for r in rows)
+    body = [[r["stage"], str(r["runs"]), f"{r['cpu_h']:.1f}"] for r in rows]
+    body.append(["total", "", f"{total:.1f}"])
+    print(markdown(["stage", "runs", "CPU-hours"], body))
+    print(
+        f"\nwall time at {args.jobs} run(s) at once: about {total / args.jobs:.1f} h. Pretraining "
+        f"from the measured CPU s per epoch ({args.pretraining}) x {1 - args.excluded:.2f} (the "
+        f"images left after the exclusion); evaluation assumed {args.eval_cpu_s:.0f} CPU s per "
+        f"backbone and {args.knn_cpu_s:.0f} per kNN check (not measured by this plan)."
+    )
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -797,6 +839,19 @@ def main(argv: list[str] | None = None) -> None:
     u.add_argument("--reference", default="sarjepa")
     u.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"))
     u.set_defaults(func=cmd_run_unit)
+    b = sub.add_parser("plan", help="the CPU budget of a study run (the blocks stage's dry run)")
+    b.add_argument("--pretraining", default="docs/mstar_study/pretraining.csv")
+    b.add_argument("--methods", nargs="+", required=True)
+    b.add_argument("--norm-pix-methods", nargs="*", default=[])
+    b.add_argument("--lrs", nargs="+", required=True)
+    b.add_argument("--sweep-epochs", type=int, required=True)
+    b.add_argument("--epochs", type=int, required=True)
+    b.add_argument("--seeds", nargs="+", required=True)
+    b.add_argument("--excluded", type=float, default=0.2, help="share of TRAIN left out")
+    b.add_argument("--eval-cpu-s", type=float, default=1000.0, help="per backbone (assumed)")
+    b.add_argument("--knn-cpu-s", type=float, default=60.0, help="per kNN check (assumed)")
+    b.add_argument("--jobs", type=int, default=1)
+    b.set_defaults(func=cmd_plan)
     args = p.parse_args(argv)
     args.func(args)
 

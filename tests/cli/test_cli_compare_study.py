@@ -295,3 +295,24 @@ def test_run_unit_table_is_rebuilt_from_the_committed_csvs():
             assert row[field] == pytest.approx(float(line[field]), rel=1e-9)
     # the run-unit test finds no MAE - SAR-JEPA group below 0.05, even unadjusted
     assert min(r["p"] for r in rows if r["b"] == "mae") > 0.05
+
+
+def test_blocks_stage_dry_run_prints_its_plan_and_budget(tmp_path):
+    env = {
+        **os.environ,
+        "DRY_RUN": "1",
+        "STAGES": "blocks",
+        "OUT": str(tmp_path / "out"),
+        "PY": sys.executable,
+        "SFS": "sarfewshot",
+        "JOBS": "2",
+    }
+    res = subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "--exclude-split mstar_soc:val" in out and "DATASET.VAL_POOL_RULE blocks" in out
+    assert "| pretrain | 10 |" in out and "| sweep | 21 |" in out and "| total |" in out
+    assert "wall time at 2 run(s) at once" in out
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
