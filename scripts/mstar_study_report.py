@@ -550,46 +550,47 @@ def _label(records: list[dict], name: str) -> str:
     return name if name in names else next(n for n in sorted(names) if n.startswith(name))
 
 
-def render_compare(rows: list[dict[str, str]], ref: str) -> str:
+def _arm_table(rows: list[dict[str, str]], ref: str, cell, label=lambda b, first: b) -> str:
+    """``ref`` minus each arm: one line per (arm, protocol), one ``cell(row)`` per K."""
     shots = sorted({int(r["shots"]) for r in rows})
     groups = {(r["b"], r["protocol"], int(r["shots"])): r for r in rows}
     body = []
     for b in dict.fromkeys(r["b"] for r in rows):
         for protocol in [p for p in PROTOCOLS if (b, p, shots[0]) in groups]:
-            body.append([b, protocol, *[_cmp_cell(groups.get((b, protocol, k))) for k in shots]])
+            cells = [cell(groups.get((b, protocol, k))) for k in shots]
+            body.append([label(b, groups[(b, protocol, shots[0])]), protocol, *cells])
     return markdown([f"{ref} minus", "protocol", *[f"K={k}" for k in shots]], body)
+
+
+def render_compare(rows: list[dict[str, str]], ref: str) -> str:
+    return _arm_table(rows, ref, _cmp_cell)
+
+
+def _interval_cell(r: dict[str, str], p_adj: str) -> str:
+    """``diff [low, high]``, in bold where the adjusted p (column ``p_adj``) is below 0.05."""
+    mark = "**" if r[p_adj] and float(r[p_adj]) < 0.05 else ""
+    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
+    return f"{mark}{interval}{_f(r['ci_high'], sign=True)}]{mark}"
 
 
 def _cmp_cell(r: dict[str, str] | None) -> str:
     if r is None:
         return "-"
-    mark = "**" if r["p_t_adj"] and float(r["p_t_adj"]) < 0.05 else ""
-    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
-    interval += f"{_f(r['ci_high'], sign=True)}]"
     agree = f"{r['run_pairs_agree']}/{r['run_pairs']}"
     agree += f" (P {float(r['p_agree']):.2f})" if r.get("p_agree") else ""
-    return f"{mark}{interval}{mark}, p {_p(r['p_t_adj'])}, {agree}"
+    return f"{_interval_cell(r, 'p_t_adj')}, p {_p(r['p_t_adj'])}, {agree}"
 
 
 def render_run_unit(rows: list[dict[str, str]], ref: str) -> str:
-    shots = sorted({int(r["shots"]) for r in rows})
-    groups = {(r["b"], r["protocol"], int(r["shots"])): r for r in rows}
-    body = []
-    for b in dict.fromkeys(r["b"] for r in rows):
-        for protocol in [p for p in PROTOCOLS if (b, p, shots[0]) in groups]:
-            cells = [_run_unit_cell(groups.get((b, protocol, k))) for k in shots]
-            runs = groups[(b, protocol, shots[0])]
-            body.append([f"{b} ({runs['runs_a']}x{runs['runs_b']} runs)", protocol, *cells])
-    return markdown([f"{ref} minus", "protocol", *[f"K={k}" for k in shots]], body)
+    return _arm_table(
+        rows, ref, _run_unit_cell, lambda b, r: f"{b} ({r['runs_a']}x{r['runs_b']} runs)"
+    )
 
 
 def _run_unit_cell(r: dict[str, str] | None) -> str:
     if r is None:
         return "-"
-    mark = "**" if r["p_adj"] and float(r["p_adj"]) < 0.05 else ""
-    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
-    interval += f"{_f(r['ci_high'], sign=True)}]"
-    return f"{mark}{interval}{mark}, p {_p(r['p'])} / {_p(r['p_adj'])}, MDD {_f(r['mdd80'])}"
+    return f"{_interval_cell(r, 'p_adj')}, p {_p(r['p'])} / {_p(r['p_adj'])}, MDD {_f(r['mdd80'])}"
 
 
 def render_pretrain(rows: list[dict[str, str]]) -> str:

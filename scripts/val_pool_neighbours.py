@@ -18,8 +18,7 @@ usage: python scripts/val_pool_neighbours.py [--root ../shared/data] [--csv FILE
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from sarfewshot.data.transforms import center_crop_pad
 from sarfewshot.data.valpool import class_order
 from sarfewshot.utils.seeding import numpy_rng
 
+HERE = Path(__file__).resolve().parent
 COLUMNS = ["rule", "seeds", "pool_chips", "median", "q10", "q90", "share_0.9", "share_0.8"]
 ORDER_COLUMNS = ["measure", "within_1", "within_5", "within_10", "median_distance"]
 
@@ -104,11 +104,14 @@ def _order_row(name: str, d: list[int]) -> dict:
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    """The study report's CSV writer (one format for every table of the study doc)."""
+    spec = importlib.util.spec_from_file_location(
+        "mstar_study_report", HERE / "mstar_study_report.py"
+    )
+    report = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = report  # its dataclass looks its module up by name
+    spec.loader.exec_module(report)
+    return report.csv_text(rows, columns)
 
 
 def main(argv: list[str] | None = None) -> int:
