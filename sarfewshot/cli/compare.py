@@ -83,10 +83,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "compare",
         help="paired comparison of two backbones",
-        description="Pair the cells both backbones have (same dataset, protocol, K, seed and "
-        "split file) and report acc(a) - acc(b) with a paired Student-t 95 % interval, "
-        "paired t-test and Wilcoxon p-values adjusted across the groups, per "
-        "(dataset, protocol, K) and pooled.",
+        description="Compare acc(a) - acc(b) per (dataset, protocol, K) over the cells both "
+        "backbones have (same dataset, protocol, K, seed and split file). A name with several "
+        "weights files (pretraining runs) is compared with the run as the unit (t-test on run "
+        "means, minimum detectable difference, run-pairing agreement); single weights files "
+        "(or --pool) get the paired Student-t 95 % interval over the seeds, paired t-test and "
+        "Wilcoxon p-values, and a pooled line. p-values are adjusted across the groups or a "
+        "pre-registered --family.",
         epilog=EPILOG,
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
@@ -353,7 +356,13 @@ def _compare(records: list[dict], args: argparse.Namespace) -> tuple[dict, list[
     family = read_family(args.family) if args.family else None
     if _several_runs(records, args):
         result = run_compare(
-            records, args.a, args.b, adjust=args.adjust, run_test=args.run_test, family=family
+            records,
+            args.a,
+            args.b,
+            adjust=args.adjust,
+            run_test=args.run_test,
+            family=family,
+            allow_unknown_split=args.allow_unknown_split,
         )
         result["family_given"] = family is not None
         text = "\n".join([_run_table(result), *_run_footer(result, args)])

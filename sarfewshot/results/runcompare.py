@@ -49,12 +49,13 @@ def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[s
 
 
 def _tables(
-    runs_a: list[dict], runs_b: list[dict]
+    runs_a: list[dict], runs_b: list[dict], allow_unknown_split: bool = False
 ) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
     """Per group: the seeds, and the runs x seeds tables of a and b (NaN: a run lacks the seed).
 
     A seed enters a group when every run that has it has it on one split file and both arms
-    have it at least once; the split file is what makes seeds comparable across runs.
+    have it at least once; the split file is what makes seeds comparable across runs. Cells
+    without a split hash (records from Dassl logs) enter only with ``allow_unknown_split``.
     """
     cells: dict[tuple, dict] = {}
     for side, runs in enumerate((runs_a, runs_b)):
@@ -65,7 +66,7 @@ def _tables(
     for cell, recs in cells.items():
         splits = {rec["split"].get("sha256") for rec in recs.values()}
         sides = {side for side, _ in recs}
-        if len(splits) != 1 or sides != {0, 1}:
+        if len(splits) != 1 or sides != {0, 1} or (None in splits and not allow_unknown_split):
             continue
         groups.setdefault(cell[:3], {})[cell[3]] = recs
     out = {}
@@ -146,6 +147,7 @@ def run_compare(
     adjust: str = "holm",
     run_test: str = "means",
     family: Sequence[Sequence[str]] | None = None,
+    allow_unknown_split: bool = False,
 ) -> dict[str, Any]:
     """acc(a) - acc(b) per (dataset, protocol, shots) group, the pretraining run as the unit.
 
@@ -156,6 +158,7 @@ def run_compare(
         adjust: ``holm``, ``bh`` or ``none`` over the groups, or over ``family``.
         run_test: ``means`` (two-sample t on run means) or ``mixedlm``.
         family: a pre-registered family of (a, b, dataset, protocol, shots) comparisons.
+        allow_unknown_split: also use cells without a split hash, trusting the seed.
 
     Returns:
         ``{"a", "b", "adjust", "run_test", "test", "family_size", "groups": [{"dataset",
@@ -169,7 +172,7 @@ def run_compare(
     kept, _ = deduplicate(records)
     label_a, runs_a = _runs(kept, a, "--a")
     label_b, runs_b = _runs(kept, b, "--b")
-    tables = _tables(runs_a, runs_b)
+    tables = _tables(runs_a, runs_b, allow_unknown_split)
     if not tables:
         raise SarFewShotError(
             f"--a {a} and --b {b} share no (dataset, protocol, shots, seed) cell on one split file"

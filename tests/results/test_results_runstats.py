@@ -141,3 +141,35 @@ def test_when_the_run_dominates_only_the_run_unit_test_holds_its_level():
 def test_mixedlm_holds_its_level_when_the_run_dominates():
     seed_only, run_unit = _rejections(40, runs=3, mixed=True)
     assert seed_only > 0.5 and run_unit <= 0.15
+
+
+def test_run_compare_builds_run_means_over_the_seeds_every_run_has():
+    from sarfewshot.results.runcompare import run_compare
+    from tests.results.recordkit import SHA_A, SHA_B, fake_record
+
+    acc = {  # (name, sha) -> accuracies of seeds 1-4; d lacks seed 4
+        ("sarjepa", SHA_A): [60.0, 62.0, 64.0, 66.0],
+        ("sarjepa", SHA_B): [50.0, 53.0, 51.0, 70.0],
+        ("mae", "c" * 64): [55.0, 58.0, 56.0, 57.0],
+        ("mae", "d" * 64): [40.0, 45.0, 41.0, None],
+    }
+    recs = [
+        fake_record(backbone=name, sha=sha, seed=seed, acc=a)
+        for (name, sha), values in acc.items()
+        for seed, a in enumerate(values, start=1)
+        if a is not None
+    ]
+    res = run_compare(recs, "sarjepa", "mae")
+    (g,) = res["groups"]
+    means_a = [np.mean([60, 62, 64]), np.mean([50, 53, 51])]
+    means_b = [np.mean([55, 58, 56]), np.mean([40, 45, 41])]
+    exact = run_means_test(means_a, means_b)
+    assert (g["runs_a"], g["runs_b"], g["seeds"]) == (2, 2, 3)
+    assert g["p"] == pytest.approx(exact["p"]) and g["mean_diff"] == pytest.approx(exact["diff"])
+    assert "3 of 4 seeds" in g["note"] and res["family_size"] == 1
+    # 51.3 (second sarjepa run) is below 56.3 (first mae run): 3 of 4 pairings, P = 4/6
+    assert (g["run_pairs_agree"], g["p_agree"]) == (3, pytest.approx(2 / 3))
+    mixed = run_compare(recs, "sarjepa", "mae", run_test="mixedlm")["groups"][0]
+    assert mixed["p"] is not None and mixed["df"] == 2  # every value, seed 4 included
+    with pytest.raises(SarFewShotError, match="--run-test"):
+        run_compare(recs, "sarjepa", "mae", run_test="bayes")
