@@ -5,16 +5,17 @@
 - ``random`` (the default): each class's pool is a random subset drawn from
   ``numpy_rng(seed, dataset, "val")``, so it changes with the split seed (see
   :mod:`sarfewshot.data.splits`).
-- ``blocks``: each class's pool is :data:`BLOCKS_PER_CLASS` contiguous blocks of the class's
-  chips ordered by **azimuth** where every chip of the class carries one (a raw MSTAR file's
-  Phoenix header ``TargetAz``; a SAMPLE file name's ``azCenter_<deg>_<hundredths>``), otherwise
-  by the collection's **file order** (the listing's sorted paths), which only approximates
-  azimuth, and on the MSTAR JPEG bundle hardly at all (its ``hbNNNNN`` names carry none, and a
-  chip's most similar chip is rarely near it in file order: docs/mstar_study.md). The blocks are spaced evenly around the order (it wraps), at
+- ``blocks``: each class's pool is up to :data:`BLOCKS_PER_CLASS` contiguous blocks of the
+  class's chips ordered by **azimuth** where every chip of the class carries one (a raw MSTAR
+  file's Phoenix header ``TargetAz``; a SAMPLE file name's ``azCenter_<A>_<B>``, read as A.B
+  degrees), otherwise by the collection's **file order** (the listing's sorted paths). File
+  order only approximates azimuth, and on the MSTAR JPEG bundle hardly at all: its ``hbNNNNN``
+  names carry none, and a chip's most similar chip is rarely near it in file order
+  (docs/mstar_study.md). The blocks alternate with equal gaps around the order (it wraps), at
   an offset drawn from ``numpy_rng(dataset, "val-blocks", class name)``: the pool depends on
   the listing and ``DATASET.VAL_POOL`` only, never on the seed, so one exclusion of the pool
   from pretraining (``pretrain --exclude-split DATASET:val``) covers every seed's cells. Chips
-  a few degrees apart are near-duplicates; contiguous blocks keep most of a pool chip's
+  a few degrees apart look alike; contiguous azimuth blocks keep most of a pool chip's
   neighbours inside the pool instead of among the support candidates.
 """
 
