@@ -66,6 +66,7 @@ setup(
         "yacs",
         "scikit-learn",
         "scipy>=1.11",  # stats.false_discovery_control
+        "statsmodels",  # compare: MixedLM and the power of the run-unit design
         "tabulate",
         "pillow",
         "numpy",

@@ -19,7 +19,14 @@
 #   eval      every backbone: linear, kNN, prototype, fine-tune; K = SHOTS; seeds SEEDS; TEST
 #   check     after the fact, never used to choose: the selection's kNN cells on TEST for each
 #             chosen sweep run, and on the validation pool for the full runs
-#   report    DOCS/*.csv and *.md, the plots, and the paired comparisons (Holm)
+#   blocks    (the next edition; not in the default STAGES) every stage above again under
+#             OUT/blocks, with a validation pool that pretraining never sees: the pool drawn as
+#             seed-free blocks (DATASET.VAL_POOL_RULE blocks) and left out of every pretraining
+#             run (pretrain --exclude-split mstar_soc:val --exclude-root DATA). DRY_RUN=1 prints
+#             its plan and CPU budget and runs nothing:  DRY_RUN=1 STAGES=blocks scripts/mstar_study.sh
+#   report    DOCS/*.csv and *.md, the plots, the paired comparisons (Holm), the comparisons
+#             with the pretraining run as the unit, and copies of times.tsv and the machine's
+#             description (machine.txt) into DOCS
 # Re-runnable: a finished pretraining run has a `done` file and is skipped, an unfinished one
 # resumes from its last checkpoint, and evaluation skips finished cells.
 # Wall and CPU times are appended to OUT/times.tsv.
@@ -53,6 +60,12 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-1}                         # runs (pretraining or evaluation) at once, e.g. JOBS=2
 THREADS=${THREADS:-}                    # threads per run when JOBS > 1 (default: cores / JOBS)
 STAGES=${STAGES:-"sweep select pretrain eval check report"}
+PRETRAIN_ARGS=${PRETRAIN_ARGS:-}        # extra pretrain flags (the blocks stage sets the exclusion)
+PRETRAIN_OPTS=${PRETRAIN_OPTS:-}        # extra trailing KEY VALUE pairs of every pretraining run
+EVAL_OPTS=${EVAL_OPTS:-}                # extra trailing KEY VALUE pairs of every evaluation
+VAL_POOL=${VAL_POOL:-0.2}               # the blocks stage's validation share (MSTAR's default)
+BLOCKS_DOCS=${BLOCKS_DOCS:-docs/mstar_study_blocks}  # where the blocks stage's report goes
+DRY_RUN=${DRY_RUN:-0}                   # 1: the blocks stage prints its plan and budget only
 
 if [ -z "$THREADS" ]; then
     THREADS=$(($(nproc) / JOBS))
@@ -66,7 +79,7 @@ if [ -z "${SFS:-}" ] && [ -x .venv/bin/sarfewshot ] && ! command -v sarfewshot >
 fi
 SFS=${SFS:-sarfewshot}
 PY=${PY:-python}
-mkdir -p "$OUT" "$DOCS"
+if [ "$DRY_RUN" != 1 ]; then mkdir -p "$OUT" "$DOCS"; fi
 IRPE_ARCH="irpe:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
 VIT_ARCH="vit:patch=$PATCH,dim=$EMBED,depth=$DEPTH,heads=$HEADS"
 REPORT=(scripts/mstar_study_report.py)
@@ -89,11 +102,11 @@ pretrain() {  # pretrain DIR METHOD EPOCHS SEED LR NORM_PIX: one run of the shar
     if [ -f "$dir/done" ]; then echo "pretrain $dir: done"; return; fi
     timed "pretrain ${dir#"$OUT"/}" $SFS pretrain --config "configs/pretrain/${m}_tiny.yaml" \
         --data "$DATA/MSTAR_SOC/TRAIN" --output "$dir" --epochs "$epochs" --batch-size "$BATCH" \
-        --img-size "$IMG" --seed "$seed" --device "$DEVICE" --resume \
+        --img-size "$IMG" --seed "$seed" --device "$DEVICE" --resume $PRETRAIN_ARGS \
         MODEL.PATCH_SIZE "$PATCH" MODEL.EMBED_DIM "$EMBED" MODEL.DEPTH "$DEPTH" \
         MODEL.NUM_HEADS "$HEADS" MODEL.PRED_DIM "$PRED_DIM" MODEL.PRED_DEPTH "$PRED_DEPTH" \
         MODEL.PRED_HEADS "$PRED_HEADS" OPTIM.LR "$lr" TARGET.NORM_PIX "$norm_pix" \
-        TRAIN.LOG_EVERY 50
+        TRAIN.LOG_EVERY 50 $PRETRAIN_OPTS
     touch "$dir/done"
 }
 
@@ -107,7 +120,8 @@ evaluate() {  # evaluate NAME WEIGHTS ARCH OUTPUT EVAL-ARGS...: one backbone's g
     if [ -n "$weights" ]; then extra+=(--weights "$weights"); fi
     if [ -n "$arch" ]; then extra+=(--arch "$arch"); fi
     timed "eval ${weights:-$name}" $SFS eval --backbone "$name" "${extra[@]}" \
-        --dataset mstar --root "$DATA" --img-size "$IMG" --device "$DEVICE" --output "$out" "$@"
+        --dataset mstar --root "$DATA" --img-size "$IMG" --device "$DEVICE" --output "$out" "$@" \
+        $EVAL_OPTS
 }
 
 variants() {  # variants METHOD: "NAME NORM_PIX" lines, the normalised-pixel one where it applies
@@ -226,6 +240,37 @@ if has_stage check; then
     drain
 fi
 
+if has_stage blocks; then
+    # The next edition: the whole study again in its own folders, with the validation pool drawn
+    # as seed-free blocks and excluded from every pretraining run, so that selecting on the pool
+    # no longer scores images pretraining has seen. Its split files are drawn under the blocks
+    # rule (the evaluations' DATASET.VAL_POOL_RULE), so its cells never mix with this edition's.
+    blocks_env=(
+        OUT="$OUT/blocks" DOCS="$BLOCKS_DOCS" DOC="$BLOCKS_DOCS.md"
+        STAGES="sweep select pretrain eval check report"
+        PRETRAIN_ARGS="--exclude-split mstar_soc:val --exclude-root $DATA"
+        PRETRAIN_OPTS="DATASET.VAL_POOL $VAL_POOL DATASET.VAL_POOL_RULE blocks"
+        EVAL_OPTS="DATASET.VAL_POOL $VAL_POOL DATASET.VAL_POOL_RULE blocks"
+    )
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "blocks stage (dry run: nothing is run)"
+        echo "  the study's stages again, with:"
+        printf '    %s\n' "${blocks_env[@]}"
+        echo "  first sweep run:"
+        echo "    $SFS pretrain --config configs/pretrain/sarjepa_tiny.yaml --data $DATA/MSTAR_SOC/TRAIN" \
+            "--output $OUT/blocks/sweep/sarjepa/lr${SWEEP_LRS%% *} --epochs $SWEEP_EPOCHS ..." \
+            "--exclude-split mstar_soc:val --exclude-root $DATA ... DATASET.VAL_POOL_RULE blocks"
+        echo "  selection: $SFS eval ... --protocol knn --eval-split val ... DATASET.VAL_POOL_RULE blocks"
+        echo "  CPU budget (OUT/blocks, JOBS=$JOBS):"
+        # shellcheck disable=SC2086
+        $PY "${REPORT[@]}" plan --methods $METHODS --norm-pix-methods $NORM_PIX_METHODS \
+            --lrs $SWEEP_LRS --sweep-epochs "$SWEEP_EPOCHS" --epochs "$EPOCHS" \
+            --seeds $PRETRAIN_SEEDS --excluded "$VAL_POOL" --jobs "$JOBS" | sed 's/^/    /'
+    else
+        env "${blocks_env[@]}" "$0"
+    fi
+fi
+
 if has_stage report; then
     # one row per backbone and weights file (each pretraining run apart), for the record
     $SFS leaderboard "$OUT/eval" --csv "$DOCS/leaderboard_runs.csv" >/dev/null
@@ -233,4 +278,13 @@ if has_stage report; then
         --methods $METHODS | tee "$OUT/summary.md"
     echo "times (label, wall s, CPU s):"
     cat "$OUT/times.tsv" 2>/dev/null || echo "(none recorded in $OUT/times.tsv)"
+    # committed with the tables, so the doc's CPU-hours and machine are backed by files
+    if [ -f "$OUT/times.tsv" ]; then cp "$OUT/times.tsv" "$DOCS/times.tsv"; fi
+    {
+        echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+        echo "cores: $(nproc)"
+        $PY -c 'import platform, torch, sarfewshot
+print("python:", platform.python_version()); print("torch:", torch.__version__)
+print("sarfewshot:", sarfewshot.__version__)'
+    } >"$DOCS/machine.txt"
 fi

@@ -7,7 +7,11 @@ Subcommands:
 - ``equal-time``: the MAE epochs that fit in SAR-JEPA's measured pretraining CPU time;
 - ``report``: the pretraining table, the results pooled over pretraining runs (intervals that
   include the run-to-run variation), the per-run means, and the paired comparisons against the
-  reference method (Holm-adjusted), as CSVs and as markdown blocks of ``docs/mstar_study.md``.
+  reference method (Holm-adjusted), as CSVs and as markdown blocks of ``docs/mstar_study.md``;
+  the same comparisons with the pretraining run as the unit (``run_unit``);
+- ``run-unit``: that run-unit table again from the committed ``leaderboard_runs.csv`` and
+  ``results.csv`` alone (the per-seed records are not committed);
+- ``plan``: the CPU budget of a run (the ``blocks`` stage's dry run).
 
 Every markdown table is rendered from its CSV (``render``), so the committed CSVs and the doc's
 tables agree by construction, and a test re-renders them from the CSVs.
@@ -27,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sarfewshot.results.compare import paired_compare
+from sarfewshot.results.compare import adjust_pvalues, paired_compare
 from sarfewshot.results.crossed import crossed_interval
 from sarfewshot.results.records import iter_records
+from sarfewshot.results.runcompare import run_means_row
+from sarfewshot.results.runstats import RUN_TESTS, agreement
 from sarfewshot.utils.io import atomic_write_text, sha256_file
 
 PROTOCOLS = ("linear", "knn", "prototype", "finetune")
@@ -337,7 +343,11 @@ GROUP_FIELDS = [
     "protocol", "shots", "n", "mean_diff", "ci_low", "ci_high", "p_t", "p_t_adj", "p_wilcoxon",
     "p_wilcoxon_adj",
 ]  # fmt: skip
-COMPARE_COLUMNS = ["b", *GROUP_FIELDS, "adjust", "run_pairs", "run_pairs_agree"]
+COMPARE_COLUMNS = ["b", *GROUP_FIELDS, "adjust", "run_pairs", "run_pairs_agree", "p_agree"]
+RUN_UNIT_COLUMNS = [
+    "b", "protocol", "shots", "runs_a", "runs_b", "mean_diff", "ci_low", "ci_high", "df", "p",
+    "p_adj", "adjust", "family_size", "mdd80", "run_pairs", "run_pairs_agree", "p_agree", "test",
+]  # fmt: skip
 
 
 def pretrain_rows(out: Path, runs: dict[str, PretrainRun]) -> list[dict]:
@@ -455,6 +465,53 @@ def _run_pairs(table, a: str, b: str, protocol: str, shots: int, sign: float) ->
     return agree, total
 
 
+def run_means(table: dict[tuple, float]) -> dict[tuple, list[float]]:
+    """``(arm, protocol, K) -> [mean over the seeds of each run]``, runs in path order, over the
+    seeds every run of the arm has (those of ``results.csv``)."""
+    out = {}
+    for arm, protocol, shots in sorted({(c[0], c[2], c[3]) for c in table}):
+        grid = _grid(table, arm, protocol, shots)
+        seeds = set.intersection(*(set(v) for v in grid.values()))
+        if seeds:
+            out[(arm, protocol, shots)] = [
+                float(np.mean([grid[p][s] for s in sorted(seeds)])) for p in sorted(grid)
+            ]
+    return out
+
+
+def run_unit_rows(
+    means: dict[tuple, list[float]], ref: str, others: list[str], adjust: str
+) -> list[dict]:
+    """``ref`` minus each other arm with the pretraining run as the unit: the t-test on run
+    means per (protocol, K), adjusted over that comparison's groups (as the pooled table)."""
+    rows = []
+    for b in others:
+        groups = [
+            (p, k)
+            for p in PROTOCOLS
+            for k in sorted({k for (arm, q, k) in means if arm == ref and q == p})
+            if (ref, p, k) in means and (b, p, k) in means
+        ]
+        stats = [run_means_row(means[(ref, p, k)], means[(b, p, k)]) for p, k in groups]
+        for (p, k), st, p_adj in zip(
+            groups, stats, adjust_pvalues([x["p"] for x in stats], adjust)
+        ):
+            row = {c: st.get(c) for c in RUN_UNIT_COLUMNS if c in st}
+            rows.append(
+                {
+                    **row,
+                    "b": b,
+                    "protocol": p,
+                    "shots": k,
+                    "p_adj": p_adj,
+                    "adjust": adjust,
+                    "family_size": len(groups),
+                    "test": RUN_TESTS["means"],
+                }
+            )
+    return rows
+
+
 def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str) -> list[dict]:
     """``ref`` minus each other arm, pooled over pretraining runs, paired over support sets."""
     rows = []
@@ -470,8 +527,10 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
         name_b = RANDOM if b == RANDOM else ("mae" if b == EQUAL_TIME else b)
         # the arm's records only, so mae and its equal-time run never pool together
         res = paired_compare(mine, ref, _label(mine, name_b), adjust=adjust, pool=True)
+        means = run_means(table)
         for g in res["groups"]:
             agree, total = _run_pairs(table, ref, b, g["protocol"], g["shots"], g["mean_diff"])
+            ma, mb = means[(ref, g["protocol"], g["shots"])], means[(b, g["protocol"], g["shots"])]
             rows.append(
                 {
                     "b": b,
@@ -479,6 +538,7 @@ def compare_rows(records, runs, table, ref: str, others: list[str], adjust: str)
                     "adjust": res["adjust"],
                     "run_pairs": total,
                     "run_pairs_agree": agree,
+                    "p_agree": agreement(ma, mb)["p"],
                 }
             )
     return rows
@@ -490,23 +550,47 @@ def _label(records: list[dict], name: str) -> str:
     return name if name in names else next(n for n in sorted(names) if n.startswith(name))
 
 
-def render_compare(rows: list[dict[str, str]], ref: str) -> str:
+def _arm_table(rows: list[dict[str, str]], ref: str, cell, label=lambda b, first: b) -> str:
+    """``ref`` minus each arm: one line per (arm, protocol), one ``cell(row)`` per K."""
     shots = sorted({int(r["shots"]) for r in rows})
     groups = {(r["b"], r["protocol"], int(r["shots"])): r for r in rows}
     body = []
     for b in dict.fromkeys(r["b"] for r in rows):
         for protocol in [p for p in PROTOCOLS if (b, p, shots[0]) in groups]:
-            body.append([b, protocol, *[_cmp_cell(groups.get((b, protocol, k))) for k in shots]])
+            cells = [cell(groups.get((b, protocol, k))) for k in shots]
+            body.append([label(b, groups[(b, protocol, shots[0])]), protocol, *cells])
     return markdown([f"{ref} minus", "protocol", *[f"K={k}" for k in shots]], body)
+
+
+def render_compare(rows: list[dict[str, str]], ref: str) -> str:
+    return _arm_table(rows, ref, _cmp_cell)
+
+
+def _interval_cell(r: dict[str, str], p_adj: str) -> str:
+    """``diff [low, high]``, in bold where the adjusted p (column ``p_adj``) is below 0.05."""
+    mark = "**" if r[p_adj] and float(r[p_adj]) < 0.05 else ""
+    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
+    return f"{mark}{interval}{_f(r['ci_high'], sign=True)}]{mark}"
 
 
 def _cmp_cell(r: dict[str, str] | None) -> str:
     if r is None:
         return "-"
-    mark = "**" if r["p_t_adj"] and float(r["p_t_adj"]) < 0.05 else ""
-    interval = f"{_f(r['mean_diff'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
-    interval += f"{_f(r['ci_high'], sign=True)}]"
-    return f"{mark}{interval}{mark}, p {_p(r['p_t_adj'])}, {r['run_pairs_agree']}/{r['run_pairs']}"
+    agree = f"{r['run_pairs_agree']}/{r['run_pairs']}"
+    agree += f" (P {float(r['p_agree']):.2f})" if r.get("p_agree") else ""
+    return f"{_interval_cell(r, 'p_t_adj')}, p {_p(r['p_t_adj'])}, {agree}"
+
+
+def render_run_unit(rows: list[dict[str, str]], ref: str) -> str:
+    return _arm_table(
+        rows, ref, _run_unit_cell, lambda b, r: f"{b} ({r['runs_a']}x{r['runs_b']} runs)"
+    )
+
+
+def _run_unit_cell(r: dict[str, str] | None) -> str:
+    if r is None:
+        return "-"
+    return f"{_interval_cell(r, 'p_adj')}, p {_p(r['p'])} / {_p(r['p_adj'])}, MDD {_f(r['mdd80'])}"
 
 
 def render_pretrain(rows: list[dict[str, str]]) -> str:
@@ -527,7 +611,38 @@ def render_pretrain(rows: list[dict[str, str]]) -> str:
     return markdown(header, body)
 
 
+def render_neighbours(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["rule"],
+            r["seeds"],
+            r["pool_chips"],
+            f"{r['median']} [{r['q10']}, {r['q90']}]",
+            f"{100 * float(r['share_0.8']):.1f} %",
+            f"{100 * float(r['share_0.9']):.1f} %",
+        ]
+        for r in rows
+    ]
+    header = ["rule", "split seeds", "pool chips", "median [10 %, 90 %]", "> 0.8", "> 0.9"]
+    return markdown(header, body)
+
+
+def render_order(rows: list[dict[str, str]]) -> str:
+    body = [
+        [
+            r["measure"],
+            *(f"{100 * float(r[k]):.1f} %" for k in ("within_1", "within_5", "within_10")),
+        ]
+        + [r["median_distance"]]
+        for r in rows
+    ]
+    header = ["order", "within 1", "within 5", "within 10", "median distance"]
+    return markdown(header, body)
+
+
 RENDERERS = {
+    "val_pool_neighbours": render_neighbours,
+    "val_pool_order": render_order,
     "lr_selection": render_selection,
     "pretraining": render_pretrain,
     "results": render_results,
@@ -540,6 +655,8 @@ def render(name: str, rows: list[dict[str, str]], ref: str = "sarjepa") -> str:
     """The markdown of a committed CSV's rows (``pretrain_seed_spread``: of ``results.csv``)."""
     if name == "comparisons":
         return render_compare(rows, ref)
+    if name == "run_unit":
+        return render_run_unit(rows, ref)
     return RENDERERS[name](rows)
 
 
@@ -575,6 +692,10 @@ def cmd_report(args: argparse.Namespace) -> None:
             compare_rows(records, runs, table, args.reference, arms[1:], args.adjust),
             COMPARE_COLUMNS,
         ),
+        "run_unit": (
+            run_unit_rows(run_means(table), args.reference, arms[1:], args.adjust),
+            RUN_UNIT_COLUMNS,
+        ),
     }
     for name, (rows, columns) in tables.items():
         atomic_write_text(docs / f"{name}.csv", csv_text(rows, columns))
@@ -588,6 +709,100 @@ def cmd_report(args: argparse.Namespace) -> None:
     if selection.exists():
         blocks["lr_selection"] = render("lr_selection", read_csv(selection))
     refresh_blocks(Path(args.doc), blocks)
+
+
+def committed_run_means(leaderboard: Path, results: Path) -> dict[tuple, list[float]]:
+    """:func:`run_means` rebuilt from the committed CSVs (the per-seed records are not).
+
+    ``leaderboard`` (one row per backbone, weights file, protocol and K) gives each run's mean
+    over the seeds at full precision but not its arm (``mae`` and ``mae_equal_time`` share a
+    name); ``results`` gives each arm's run means to 3 decimals in run order. A weights file
+    belongs to the one (arm, run) whose means it matches in every (protocol, K).
+
+    Raises:
+        SystemExit: a weights file that matches no run, or several.
+    """
+    arm_runs = {
+        (r["backbone"], r["protocol"], int(r["shots"])): [
+            float(x) for x in r["run_means"].split(";")
+        ]
+        for r in read_csv(results)
+    }
+    cells: dict[tuple, dict] = {}
+    for r in read_csv(leaderboard):
+        key = (r["backbone"], r["weights_sha256"])
+        cells.setdefault(key, {})[(r["protocol"], int(r["shots"]))] = float(r["acc_mean"])
+    slots = {(arm, i) for (arm, _, _), ms in arm_runs.items() for i in range(len(ms))}
+    means: dict[tuple, dict[int, float]] = {}
+    for key, accs in sorted(cells.items()):
+        hits = [
+            (arm, i)
+            for arm, i in sorted(slots)
+            if all(
+                (arm, p, k) in arm_runs and abs(arm_runs[(arm, p, k)][i] - acc) <= 6e-4
+                for (p, k), acc in accs.items()
+            )
+        ]
+        if len(hits) != 1:
+            raise SystemExit(f"{leaderboard}: {key[0]} {key[1][:12]} matches runs {hits}")
+        arm, i = hits[0]
+        for (p, k), acc in accs.items():
+            means.setdefault((arm, p, k), {})[i] = acc
+    return {key: [by_run[i] for i in sorted(by_run)] for key, by_run in sorted(means.items())}
+
+
+def cmd_run_unit(args: argparse.Namespace) -> None:
+    docs = Path(args.docs)
+    means = committed_run_means(docs / "leaderboard_runs.csv", docs / "results.csv")
+    # the pooled comparisons' order, so that the two tables read side by side
+    others = list(dict.fromkeys(r["b"] for r in read_csv(docs / "comparisons.csv")))
+    rows = run_unit_rows(means, args.reference, others, args.adjust)
+    atomic_write_text(docs / "run_unit.csv", csv_text(rows, RUN_UNIT_COLUMNS))
+    block = render("run_unit", read_csv(docs / "run_unit.csv"), args.reference)
+    atomic_write_text(docs / "run_unit.md", block + "\n")
+    refresh_blocks(Path(args.doc), {"run_unit": block})
+    print(block)
+
+
+def plan_rows(args: argparse.Namespace) -> list[dict]:
+    """The CPU budget of a study run: pretraining from the measured CPU seconds per epoch of the
+    committed pretraining table (scaled to the images left after the exclusion), evaluation
+    from the per-backbone figures given (assumptions, printed as such)."""
+    per_epoch: dict[str, list[float]] = {}
+    for r in read_csv(Path(args.pretraining)):
+        if r["method"] in args.methods and r["run"].split("/")[1] == r["method"]:
+            per_epoch.setdefault(r["method"], []).append(float(r["cpu_s"]) / int(r["epochs"]))
+    missing = set(args.methods) - set(per_epoch)
+    if missing:
+        raise SystemExit(f"{args.pretraining}: no measured run of {', '.join(sorted(missing))}")
+    scale = 1.0 - args.excluded
+    cost = {m: statistics.mean(v) * scale for m, v in per_epoch.items()}
+    sweep_runs = {m: len(args.lrs) * (2 if m in args.norm_pix_methods else 1) for m in cost}
+    n_sweep = sum(sweep_runs.values())
+    full = len(args.methods) * len(args.seeds)
+    rows = [
+        ("sweep", n_sweep, sum(n * args.sweep_epochs * cost[m] for m, n in sweep_runs.items())),
+        ("select (kNN on the pool)", n_sweep, n_sweep * args.knn_cpu_s),
+        ("pretrain", full, sum(args.epochs * cost[m] * len(args.seeds) for m in cost)),
+        ("pretrain mae_equal_time", 1, args.epochs * cost.get("sarjepa", 0.0)),
+        ("eval", full + 2, (full + 2) * args.eval_cpu_s),
+        ("check (kNN)", len(cost) + full, (len(cost) + full) * args.knn_cpu_s),
+    ]
+    return [{"stage": s, "runs": n, "cpu_h": c / 3600} for s, n, c in rows]
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    rows = plan_rows(args)
+    total = sum(r["cpu_h"] for r in rows)
+    body = [[r["stage"], str(r["runs"]), f"{r['cpu_h']:.1f}"] for r in rows]
+    body.append(["total", "", f"{total:.1f}"])
+    print(markdown(["stage", "runs", "CPU-hours"], body))
+    print(
+        f"\nwall time at {args.jobs} run(s) at once: about {total / args.jobs:.1f} h. Pretraining "
+        f"from the measured CPU s per epoch ({args.pretraining}) x {1 - args.excluded:.2f} (the "
+        f"images left after the exclusion); evaluation assumed {args.eval_cpu_s:.0f} CPU s per "
+        f"backbone and {args.knn_cpu_s:.0f} per kNN check (not measured by this plan)."
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -617,6 +832,27 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--methods", nargs="+", required=True)
     r.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"))
     r.set_defaults(func=cmd_report)
+    u = sub.add_parser(
+        "run-unit", help="the run-unit comparisons from the committed CSVs (leaderboard_runs.csv)"
+    )
+    u.add_argument("--docs", default="docs/mstar_study", help="folder of the committed CSVs")
+    u.add_argument("--doc", default="docs/mstar_study.md", help="doc whose block to refresh")
+    u.add_argument("--reference", default="sarjepa")
+    u.add_argument("--adjust", default="holm", choices=("holm", "bh", "none"))
+    u.set_defaults(func=cmd_run_unit)
+    b = sub.add_parser("plan", help="the CPU budget of a study run (the blocks stage's dry run)")
+    b.add_argument("--pretraining", default="docs/mstar_study/pretraining.csv")
+    b.add_argument("--methods", nargs="+", required=True)
+    b.add_argument("--norm-pix-methods", nargs="*", default=[])
+    b.add_argument("--lrs", nargs="+", required=True)
+    b.add_argument("--sweep-epochs", type=int, required=True)
+    b.add_argument("--epochs", type=int, required=True)
+    b.add_argument("--seeds", nargs="+", required=True)
+    b.add_argument("--excluded", type=float, default=0.2, help="share of TRAIN left out")
+    b.add_argument("--eval-cpu-s", type=float, default=1000.0, help="per backbone (assumed)")
+    b.add_argument("--knn-cpu-s", type=float, default=60.0, help="per kNN check (assumed)")
+    b.add_argument("--jobs", type=int, default=1)
+    b.set_defaults(func=cmd_plan)
     args = p.parse_args(argv)
     args.func(args)
 

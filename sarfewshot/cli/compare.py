@@ -30,8 +30,23 @@ COLUMNS = (
     "p_wilcoxon_adj",
     "p_adjust",
     "bootstrap_resamples",
+    "unit",
+    "test",
+    "interval",
+    "runs_a",
+    "runs_b",
+    "df",
+    "mdd80",
+    "family_size",
+    "run_pairs",
+    "run_pairs_agree",
+    "p_agree",
     "note",
 )
+SEED_TEST = "paired t-test over seeds (scipy.stats.ttest_rel)"
+SEED_INTERVAL = "paired Student-t 95 %, unadjusted, over seeds"
+POOL_CONDITION = "conditional on these pretraining runs (run-to-run variation left out)"
+RUN_INTERVAL = "Student-t 95 %, unadjusted, over runs x seeds"
 ADJUST_NAMES = {
     "holm": "Holm (family-wise error rate)",
     "bh": "Benjamini-Hochberg (false discovery rate)",
@@ -44,13 +59,21 @@ POOLED_NOTE = (
     "are optimistic"
 )
 EPILOG = """\
-p-values are two-sided: the paired t-test (scipy.stats.ttest_rel) and the Wilcoxon
-signed-rank test (scipy.stats.wilcoxon; with n <= 5 non-zero differences its exact p is at
-least 0.0625, so it cannot reach 0.05 at 5 seeds). They are adjusted over the groups one call
-reports (--adjust). The ALL line pools every pair and is not adjusted: the cells of one seed
-share their (nested) support sets across K and protocols, so its interval and p-values are
-optimistic. Backbones are written as the leaderboard prints them: NAME, or NAME@HASH when one
-name has several weights files (any prefix of the weights sha256; NAME@none for a run
+When a name has several weights files (pretraining runs), the run is the experimental unit:
+per group, a two-sample t-test on the run means (the exact test of the mixed model with seeds
+nested in runs; --run-test mixedlm fits statsmodels' MixedLM instead), its interval over runs x
+seeds, the minimum detectable difference at 80 % power, and how many run pairings agree in sign
+with the probability of that agreement under no difference. --pool instead averages the runs
+per cell and tests over the seeds: conditional on these runs.
+
+Single weights files (and --pool): p-values are two-sided: the paired t-test
+(scipy.stats.ttest_rel) and the Wilcoxon signed-rank test (scipy.stats.wilcoxon; with n <= 5
+non-zero differences its exact p is at least 0.0625, so it cannot reach 0.05 at 5 seeds).
+They are adjusted over the groups one call reports, or over --family (--adjust). The ALL
+line pools every pair and is not adjusted: the cells of one seed share their (nested) support
+sets across K and protocols, so its interval and p-values are optimistic. Backbones are
+written as the leaderboard prints them: NAME, or NAME@HASH when one name has several weights
+files (any prefix of the weights sha256; NAME@none for a run
 without weights).
 """
 
@@ -60,10 +83,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "compare",
         help="paired comparison of two backbones",
-        description="Pair the cells both backbones have (same dataset, protocol, K, seed and "
-        "split file) and report acc(a) - acc(b) with a paired Student-t 95 % interval, "
-        "paired t-test and Wilcoxon p-values adjusted across the groups, per "
-        "(dataset, protocol, K) and pooled.",
+        description="Compare acc(a) - acc(b) per (dataset, protocol, K) over the cells both "
+        "backbones have (same dataset, protocol, K, seed and split file). A name with several "
+        "weights files (pretraining runs) is compared with the run as the unit (t-test on run "
+        "means, minimum detectable difference, run-pairing agreement); single weights files "
+        "(or --pool) get the paired Student-t 95 % interval over the seeds, paired t-test and "
+        "Wilcoxon p-values, and a pooled line. p-values are adjusted across the groups or a "
+        "pre-registered --family.",
         epilog=EPILOG,
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
@@ -95,8 +121,21 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--pool",
         action="store_true",
         help="a NAME with several weights files (e.g. pretraining seeds) stands for their mean "
-        "accuracy per cell; the interval then covers the support-set draws, not the pretraining "
-        "runs",
+        "accuracy per cell, tested over the seeds: conditional on these runs (default: the run "
+        "is the unit)",
+    )
+    parser.add_argument(
+        "--run-test",
+        choices=("means", "mixedlm"),
+        default="means",
+        help="run-unit test: two-sample t on run means (default) or statsmodels MixedLM",
+    )
+    parser.add_argument(
+        "--family",
+        action="append",
+        metavar="FILE",
+        help="CSV (a,b,dataset,protocol,shots) of the pre-registered comparisons the adjustment "
+        "counts; repeat to join files (default: the groups of this call)",
     )
     parser.add_argument(
         "--allow-unknown-split",
@@ -139,9 +178,88 @@ def _lines(result: dict[str, Any]) -> list[dict[str, Any]]:
         "note": "; ".join(x for x in (POOLED_NOTE, result["note"]) if x),
     }
     groups = [{**g, "p_adjust": result["adjust"]} for g in result["groups"]]
+    interval = SEED_INTERVAL + (f", {POOL_CONDITION}" if result["pooled_runs"] else "")
     for line in (*groups, overall):
         line["bootstrap_resamples"] = result["bootstrap"] or None
+        line.update(unit="seed", test=SEED_TEST, interval=interval)
+        line["family_size"] = result["family_size"] if line is not overall else None
     return [*groups, overall]
+
+
+def _family_text(result: dict[str, Any], n_groups: int) -> str:
+    """What the adjustment counted: this call's groups, or the pre-registered family."""
+    if result["family_size"] == n_groups and not result.get("family_given"):
+        return f"the {n_groups} group(s)"
+    return (
+        f"the pre-registered family of {result['family_size']} comparison(s) "
+        f"({n_groups} here; the others count as p = 1)"
+    )
+
+
+def _run_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run-unit groups in the CSV's columns (``n``: the seeds every run has)."""
+    return [
+        {
+            **g,
+            "n": g["seeds"],
+            "p_t": g["p"],
+            "p_t_adj": g["p_adj"],
+            "p_adjust": result["adjust"],
+            "unit": "run",
+            "test": result["test"],
+            "interval": RUN_INTERVAL,
+            "family_size": result["family_size"],
+        }
+        for g in result["groups"]
+    ]
+
+
+def _agree_text(g: dict[str, Any]) -> str:
+    """``3/4 (P 0.67)``: the agreement and its probability under no difference, or nothing."""
+    if g["p_agree"] is None:
+        return ""
+    return f"{g['run_pairs_agree']}/{g['run_pairs']} (P {g['p_agree']:.2f})"
+
+
+def _run_table(result: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    body = [
+        [g["dataset"], g["protocol"], g["shots"], f"{g['runs_a']}x{g['runs_b']}", g["seeds"]]
+        + [f"{g['mean_a']:.2f}", f"{g['mean_b']:.2f}", _fmt(g["mean_diff"])]
+        + [_interval(g["ci_low"], g["ci_high"]), _fmt_p(g["p"]), _fmt_p(g["p_adj"], True)]
+        + ["" if g["mdd80"] is None else f"{g['mdd80']:.2f}", _agree_text(g)]
+        for g in result["groups"]
+    ]
+    adj = result["adjust"]
+    headers = ["dataset", "protocol", "K", "runs a x b", "seeds", f"acc {result['a']}"]
+    headers += [f"acc {result['b']}", "diff (a-b)", "95% CI runs x seeds", "p", f"p {adj}"]
+    headers += ["MDD 80%", "pairings agree"]
+    return tabulate(body, headers=headers, tablefmt="grid", disable_numparse=True)
+
+
+def _run_footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    lines = [
+        f"diff = acc({result['a']}) - acc({result['b']}) in points; the pretraining run is the "
+        f"unit: {result['test']}",
+        f"CI: {RUN_INTERVAL}; p: two-sided, adjusted across "
+        f"{_family_text(result, len(result['groups']))} with {ADJUST_NAMES[result['adjust']]}; "
+        f"*: adjusted p < {ALPHA}",
+        "MDD 80%: the smallest difference this design (these runs and seeds, the observed "
+        f"spread of the run means) detects with 80 % power at an unadjusted two-sided {ALPHA} "
+        "(statsmodels.stats.power); a non-significant difference smaller than it is no tie",
+        "pairings agree: run pairings (one run of each) whose difference has the mean's sign; P: "
+        "the probability that this many or more point one way when there is no difference "
+        "(exact Mann-Whitney; all 4 of 2x2 runs: 1/3)",
+    ]
+    if args.bootstrap:
+        lines.append("--bootstrap applies to the seed-level test (--pool or single weights)")
+    lines += [
+        f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}"
+        for g in result["groups"]
+        if g["note"]
+    ]
+    return lines
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -169,12 +287,20 @@ def _table(result: dict[str, Any]) -> str:
 
 def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     groups = result["groups"]
+    interval = SEED_INTERVAL + (f", {POOL_CONDITION}" if result["pooled_runs"] else "")
     lines = [
         f"diff = acc({result['a']}) - acc({result['b']}) in points over {result['n']} paired "
-        f"cells in {len(groups)} group(s); CI: paired Student-t 95 %",
-        "p: two-sided paired t-test / Wilcoxon signed-rank; adjusted across the "
-        f"{len(groups)} group(s) with {ADJUST_NAMES[result['adjust']]}; "
+        f"cells in {len(groups)} group(s); CI: {interval}",
+        "p: two-sided paired t-test / Wilcoxon signed-rank; adjusted across "
+        f"{_family_text(result, len(groups))} with {ADJUST_NAMES[result['adjust']]}; "
         f"*: adjusted p < {ALPHA}",
+        "MDD 80%: the smallest mean difference the paired t-test over these seeds detects "
+        f"with 80 % power at an unadjusted {ALPHA} (statsmodels.stats.power): "
+        + ", ".join(
+            f"{g['protocol']} K={g['shots']} {g['mdd80']:.2f}"
+            for g in groups
+            if g["mdd80"] is not None
+        ),
     ]
     if result["bootstrap"]:
         lines.append(
@@ -193,14 +319,14 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _csv_text(result: dict[str, Any]) -> str:
+def _csv_text(result: dict[str, Any], lines: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("a", "b", *COLUMNS))
-    for line in _lines(result):
+    for line in lines:
         values = [
             ""
-            if line[c] is None
+            if line.get(c) is None
             else (repr(line[c]) if isinstance(line[c], float) else str(line[c]))
             for c in COLUMNS
         ]
@@ -208,29 +334,66 @@ def _csv_text(result: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def _several_runs(records: list[dict], args: argparse.Namespace) -> bool:
+    """Whether --a or --b names several weights files (and --pool was not asked for)."""
+    from sarfewshot.results.aggregate import deduplicate
+    from sarfewshot.results.compare import select_weights
+
+    if args.pool:
+        return False
+    kept, _ = deduplicate(records)
+    return any(
+        len(select_weights(kept, spec, flag)[1]) > 1
+        for spec, flag in ((args.a, "--a"), (args.b, "--b"))
+    )
+
+
+def _compare(records: list[dict], args: argparse.Namespace) -> tuple[dict, list[dict], str]:
+    """The result, its CSV lines and its printed text, at the run or the seed unit."""
+    from sarfewshot.results.compare import paired_compare, read_family
+    from sarfewshot.results.runcompare import run_compare
+
+    family = read_family(args.family) if args.family else None
+    if _several_runs(records, args):
+        result = run_compare(
+            records,
+            args.a,
+            args.b,
+            adjust=args.adjust,
+            run_test=args.run_test,
+            family=family,
+            allow_unknown_split=args.allow_unknown_split,
+        )
+        result["family_given"] = family is not None
+        text = "\n".join([_run_table(result), *_run_footer(result, args)])
+        return result, _run_lines(result), text
+    result = paired_compare(
+        records,
+        args.a,
+        args.b,
+        allow_unknown_split=args.allow_unknown_split,
+        adjust=args.adjust,
+        bootstrap=args.bootstrap,
+        bootstrap_seed=args.bootstrap_seed,
+        pool=args.pool,
+        family=family,
+    )
+    result["family_given"] = family is not None
+    return result, _lines(result), "\n".join([_table(result), *_footer(result, args)])
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the paired comparison (and write --csv)."""
+    """Print the comparison (and write --csv)."""
     from sarfewshot.cli.leaderboard import load_run_records, print_warnings
-    from sarfewshot.results.compare import paired_compare
     from sarfewshot.utils.io import atomic_write_text
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = load_run_records(args.runs, args.dassl_logs)
-        result = paired_compare(
-            records,
-            args.a,
-            args.b,
-            allow_unknown_split=args.allow_unknown_split,
-            adjust=args.adjust,
-            bootstrap=args.bootstrap,
-            bootstrap_seed=args.bootstrap_seed,
-            pool=args.pool,
-        )
+        result, lines, text = _compare(records, args)
     print_warnings(caught)
-    print(_table(result))
-    print("\n".join(_footer(result, args)))
+    print(text)
     if args.csv:
-        atomic_write_text(args.csv, _csv_text(result))
+        atomic_write_text(args.csv, _csv_text(result, lines))
         print(f"wrote {args.csv}")
     return 0

@@ -51,7 +51,8 @@ def build_split(cfg: Any) -> tuple[SARDataset, Listing, FewShotSplit]:
 
     Keys: ``DATASET.NAME``, ``DATASET.ROOT``, ``DATASET.NUM_SHOTS`` (<= 0: the whole train pool),
     ``SEED``, ``DATASET.SPLIT_DIR`` (default ``<OUTPUT_DIR>/splits``), ``DATASET.VAL_POOL``
-    (< 0: the dataset's default), ``DATASET.REPEAT``, ``DATASET.ALLOW_SHORT_CLASSES``.
+    (< 0: the dataset's default), ``DATASET.VAL_POOL_RULE``, ``DATASET.REPEAT``,
+    ``DATASET.ALLOW_SHORT_CLASSES``.
     """
     name, root = _cfg(cfg, "DATASET.NAME", ""), _cfg(cfg, "DATASET.ROOT", "")
     if not name:
@@ -82,6 +83,7 @@ def build_split(cfg: Any) -> tuple[SARDataset, Listing, FewShotSplit]:
         val_pool if val_pool >= 0 else dataset.val_fraction,
         repeat=bool(_cfg(cfg, "DATASET.REPEAT", False)),
         allow_short=bool(_cfg(cfg, "DATASET.ALLOW_SHORT_CLASSES", False)),
+        val_rule=str(_cfg(cfg, "DATASET.VAL_POOL_RULE", "random")),
     )
     return dataset, listing, split
 

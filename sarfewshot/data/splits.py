@@ -3,7 +3,9 @@
 Drawing rule (:func:`make_split`), per class in label order:
 
 1. Validation pool: ``floor(val_fraction * n + 0.5)`` images of the class's train images (at most
-   ``n - 1``) are held out, chosen by a permutation from ``numpy_rng(seed, dataset, "val")``.
+   ``n - 1``) are held out, chosen by a permutation from ``numpy_rng(seed, dataset, "val")``
+   (``DATASET.VAL_POOL_RULE random``, the default), or as contiguous blocks of azimuth or file
+   order that do not depend on the seed (``blocks``, :mod:`sarfewshot.data.valpool`).
 2. K-shot draw: a permutation of the remaining pool from ``numpy_rng(seed, dataset, "train")``;
    the first K items are the support set. The permutation does not depend on K, so for one seed
    the 1-shot set is inside the 5-shot set, which is inside the 10-shot set.
@@ -60,9 +62,15 @@ class FewShotSplit:
     test: list[Datum]
     repeat: bool = False
     val_fraction: float = 0.0
+    val_rule: str = "random"
 
     def to_dict(self) -> dict:
-        """The JSON-ready form (entries are ``[relpath, label, classname]`` as in CoOp)."""
+        """The JSON-ready form (entries are ``[relpath, label, classname]`` as in CoOp).
+
+        ``val_rule`` is written only when it is not ``random``, so files (and their hashes) of
+        the default rule are those written before the rule existed.
+        """
+        rule = {} if self.val_rule == "random" else {"val_rule": self.val_rule}
         return {
             "format": SPLIT_FORMAT,
             "version": SPLIT_VERSION,
@@ -71,6 +79,7 @@ class FewShotSplit:
             "shots": self.shots,
             "repeat": self.repeat,
             "val_fraction": self.val_fraction,
+            **rule,
             "listing_sha256": self.listing_sha256,
             "classnames": list(self.classnames),
             "train": _entries(self.train),
@@ -159,6 +168,39 @@ def _check_draw_args(seed: int, val_fraction: float) -> None:
         raise SplitError(f"DATASET.VAL_POOL must be in [0, 1), got {val_fraction}")
 
 
+def _held_pools(
+    listing: Listing, dataset: str, seed: int, val_fraction: float, val_rule: str
+) -> list[tuple[list[Datum], list[Datum]]]:
+    """Per class (label order): its (validation pool, K-shot pool) under ``val_rule``."""
+    from sarfewshot.data.valpool import block_hold_out, check_rule
+
+    check_rule(val_rule)
+    by_class: list[list[Datum]] = [[] for _ in listing.classnames]
+    for d in listing.train:
+        by_class[d.label].append(d)
+    if val_rule == "blocks":
+        return [block_hold_out(listing, items, val_fraction, dataset) for items in by_class]
+    rng_val = numpy_rng(seed, dataset, "val")
+    return [_hold_out(items, val_fraction, rng_val) for items in by_class]
+
+
+def validation_pool(
+    listing: Listing, dataset: str, val_fraction: float, val_rule: str = "random", seed: int = 0
+) -> list[Datum]:
+    """The validation pool a split of ``listing`` holds out (under ``blocks``: for every seed).
+
+    Args:
+        dataset: the split name (it keys the generators).
+        val_fraction: ``DATASET.VAL_POOL``.
+        val_rule: ``DATASET.VAL_POOL_RULE``.
+        seed: the split seed (``random`` only; ``blocks`` ignores it).
+    """
+    _check_draw_args(seed, val_fraction)
+    return [
+        d for held, _ in _held_pools(listing, dataset, seed, val_fraction, val_rule) for d in held
+    ]
+
+
 def make_split(
     listing: Listing,
     dataset: str,
@@ -167,8 +209,11 @@ def make_split(
     val_fraction: float,
     repeat: bool = False,
     allow_short: bool = False,
+    val_rule: str = "random",
 ) -> FewShotSplit:
     """Draw a K-shot split from ``listing`` (``shots <= 0``: the whole train pool).
+
+    ``val_rule``: ``DATASET.VAL_POOL_RULE``, ``random`` or ``blocks``.
 
     Raises:
         SplitError: a negative seed, a bad ``val_fraction``, K larger than every class's pool
@@ -177,12 +222,7 @@ def make_split(
     """
     _check_draw_args(seed, val_fraction)
     shots = int(shots) if shots > 0 else -1
-    n_cls = len(listing.classnames)
-    by_class: list[list[Datum]] = [[] for _ in range(n_cls)]
-    for d in listing.train:
-        by_class[d.label].append(d)
-    rng_val = numpy_rng(seed, dataset, "val")
-    held_pool = [_hold_out(items, val_fraction, rng_val) for items in by_class]
+    held_pool = _held_pools(listing, dataset, seed, val_fraction, val_rule)
     sizes = [len(pool) for _, pool in held_pool]
     if shots > 0 and not repeat and sizes and max(sizes) < shots:
         raise SplitError(
@@ -210,6 +250,7 @@ def make_split(
         test=list(listing.test),
         repeat=bool(repeat),
         val_fraction=float(val_fraction),
+        val_rule=val_rule,
     )
 
 
@@ -276,6 +317,9 @@ def split_from_dict(data: Any, where: str) -> FewShotSplit:
         if not isinstance(data.get(key), kind):
             raise SplitError(f"split file {where}: field {key!r} is missing or malformed")
     classnames = [str(c) for c in data["classnames"]]
+    rule = data.get("val_rule", "random")
+    if rule not in ("random", "blocks"):
+        raise SplitError(f"split file {where}: field 'val_rule' is {rule!r}, not random or blocks")
     return FewShotSplit(
         dataset=data["dataset"],
         seed=data["seed"],
@@ -287,6 +331,7 @@ def split_from_dict(data: Any, where: str) -> FewShotSplit:
         test=_parse_entries(data.get("test"), "test", classnames, where),
         repeat=data["repeat"],
         val_fraction=float(data["val_fraction"]),
+        val_rule=rule,
     )
 
 
@@ -334,12 +379,17 @@ def _listing_of(path: Path) -> str | None:
         return None
 
 
-def _check_same_draw(split: FewShotSplit, path: Path, val_fraction: float) -> None:
+def _check_same_draw(split: FewShotSplit, path: Path, val_fraction: float, val_rule: str) -> None:
     if abs(split.val_fraction - float(val_fraction)) > 1e-9:
         raise SplitError(
             f"split file {path} was drawn with a validation pool of {split.val_fraction:g}, "
             f"not the requested {val_fraction:g} (DATASET.VAL_POOL); use another split "
             f"directory or delete the file"
+        )
+    if split.val_rule != val_rule:
+        raise SplitError(
+            f"split file {path} was drawn with DATASET.VAL_POOL_RULE {split.val_rule}, not the "
+            f"requested {val_rule}; use another split directory or delete the file"
         )
 
 
@@ -375,6 +425,7 @@ def load_or_make_split(
     repeat: bool = False,
     allow_short: bool = False,
     on_stale: Callable[[Path], None] | None = None,
+    val_rule: str = "random",
 ) -> FewShotSplit:
     """Reuse the split file of (dataset, K, seed) when present, else draw and save it.
 
@@ -389,12 +440,12 @@ def load_or_make_split(
         path.unlink()
     if path.is_file():
         split = load_split(path, listing)
-        _check_same_draw(split, path, val_fraction)
+        _check_same_draw(split, path, val_fraction, val_rule)
         short = split.short_classes()
         if short and not (split.repeat or allow_short):
             raise _short_error(dataset, split.shots, short, where=f" (split file {path})")
         return split
-    split = make_split(listing, dataset, seed, shots, val_fraction, repeat, allow_short)
+    split = make_split(listing, dataset, seed, shots, val_fraction, repeat, allow_short, val_rule)
     save_split(split, path)
     if "pool_split" in listing.extra:
         save_pool_split(split_dir, dataset, listing)

@@ -105,6 +105,7 @@ def _dataset_defaults() -> CfgNode:
     node.ALL_AS_UNLABELED = False
     node.SUBSAMPLE_CLASSES = "all"  # CoOp's addition: all | base | new
     node.VAL_POOL = -1.0
+    node.VAL_POOL_RULE = "random"  # random (per seed) | blocks (azimuth / file-order blocks)
     node.SPLIT_DIR = ""
     node.REPEAT = False
     node.ALLOW_SHORT_CLASSES = False  # K above a class's pool: refused unless set

@@ -1,7 +1,8 @@
 """Results: per-cell records, aggregation, leaderboard export and plots.
 
-Python with numpy, scipy and tabulate (matplotlib only for :mod:`sarfewshot.results.plots`):
-nothing here imports torch, the engine or the models, so tables can be built on any machine.
+Python with numpy, scipy, statsmodels (run-unit tests) and tabulate (matplotlib only for
+:mod:`sarfewshot.results.plots`): nothing here imports torch, the engine or the models, so
+tables can be built on any machine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sarfewshot.results.records import (
     record_path,
     write_record,
 )
+from sarfewshot.results.runcompare import run_compare
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,6 +43,7 @@ __all__ = [
     "record_exists",
     "record_path",
     "records_from_dassl_runs",
+    "run_compare",
     "summarize",
     "table_text",
     "write_csv",

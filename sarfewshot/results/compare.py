@@ -29,9 +29,18 @@ import numpy as np
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate, summarize
 from sarfewshot.results.labels import backbone_label, parse_backbone_label, weights_match
+from sarfewshot.results.runstats import mdd_paired
 from sarfewshot.utils.seeding import numpy_rng
 
-__all__ = ["ADJUST_METHODS", "adjust_pvalues", "paired_compare", "paired_tests"]
+__all__ = [
+    "ADJUST_METHODS",
+    "adjust_pvalues",
+    "family_size",
+    "paired_compare",
+    "paired_tests",
+    "read_family",
+    "select_weights",
+]
 
 CELL_FIELDS = ("dataset", "protocol", "shots", "seed")
 ADJUST_METHODS = ("holm", "bh", "none")
@@ -45,6 +54,23 @@ ZERO_TOL = 1e-9
 # ----------------------------------------------------------------------------- selection
 
 
+def select_weights(
+    records: Sequence[Mapping[str, Any]], spec: str, flag: str
+) -> tuple[str, list[str], list[Mapping[str, Any]]]:
+    """The backbone name of ``spec``, its weights hashes and its records; errors name ``flag``."""
+    # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
+    exact = any(r["key"]["backbone"] == spec for r in records)
+    name, prefix = (spec, None) if exact else parse_backbone_label(spec)
+    mine = [
+        r
+        for r in records
+        if r["key"]["backbone"] == name and weights_match(r["key"]["weights_sha256"], prefix)
+    ]
+    if not mine:
+        raise SarFewShotError(f"{flag} {spec}: no records of that backbone")
+    return name, sorted({str(r["key"]["weights_sha256"]) for r in mine}), mine
+
+
 def _select(
     records: Sequence[Mapping[str, Any]], spec: str, flag: str, pool: bool = False
 ) -> tuple[str, dict[tuple, dict]]:
@@ -54,23 +80,14 @@ def _select(
     whose accuracy is the mean over the weights files, for the cells every file has on the
     same split file.
     """
-    # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
-    exact = any(r["key"]["backbone"] == spec for r in records)
-    name, prefix = (spec, None) if exact else parse_backbone_label(spec)
-    mine = [
-        r
-        for r in records
-        if r["key"]["backbone"] == name and weights_match(r["key"]["weights_sha256"], prefix)
-    ]
-    shas = sorted({str(r["key"]["weights_sha256"]) for r in mine})
-    if not mine:
-        raise SarFewShotError(f"{flag} {spec}: no records of that backbone")
+    name, shas, mine = select_weights(records, spec, flag)
     if pool and len(shas) > 1:
         return f"{name} (mean of {len(shas)} weights)", _pooled_cells(mine, shas, flag, spec)
     if len(shas) > 1:
         raise SarFewShotError(
             f"{flag} {spec}: several weights files ({', '.join(s[:12] for s in shas)}); "
-            f"pick one as {name}@<sha256 prefix>, or pass --pool to average them"
+            f"pick one as {name}@<sha256 prefix>, pass --pool to average them, or compare "
+            "at the run unit (sarfewshot.results.runcompare.run_compare)"
         )
     return _label(records, name, mine[0]["key"]["weights_sha256"]), _by_cell(mine, flag, spec)
 
@@ -130,13 +147,18 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def adjust_pvalues(pvalues: Sequence[float | None], method: str) -> list[float | None]:
+def adjust_pvalues(
+    pvalues: Sequence[float | None], method: str, family_size: int | None = None
+) -> list[float | None]:
     """Adjust a family of p-values for multiple testing; None entries stay None, uncounted.
 
     Args:
         pvalues: one p-value per test (None where the test was not defined).
         method: ``holm`` (family-wise error rate), ``bh`` (Benjamini-Hochberg false discovery
             rate, ``scipy.stats.false_discovery_control``) or ``none``.
+        family_size: the size of a pre-registered family these tests belong to (at least the
+            number of known p-values). Its members not given here count as p = 1, which can
+            only raise the adjusted values: the adjustment stays valid whatever their p-values.
     """
     from scipy import stats
 
@@ -147,6 +169,9 @@ def adjust_pvalues(pvalues: Sequence[float | None], method: str) -> list[float |
     if not known:
         return out
     p = np.array([pvalues[i] for i in known], dtype=float)
+    if family_size is not None and family_size < len(p):
+        raise SarFewShotError(f"family of {family_size} tests, but {len(p)} p-values to adjust")
+    p = np.concatenate([p, np.ones((family_size or len(p)) - len(p))])
     if method == "holm":
         p = _holm(p)
     elif method == "bh":
@@ -222,6 +247,7 @@ def _stats(pairs: Sequence[dict], n_boot: int, rng_keys: tuple) -> dict[str, Any
         "n": s.n,
         "mean_diff": s.mean,
         "std_diff": s.std_sample,
+        "mdd80": mdd_paired(diffs) if s.n > 1 and (s.std_sample or 0) > 0 else None,
         "ci95": half,
         "ci_low": s.mean - half if half is not None else None,
         "ci_high": s.mean + half if half is not None else None,
@@ -231,6 +257,59 @@ def _stats(pairs: Sequence[dict], n_boot: int, rng_keys: tuple) -> dict[str, Any
         "p_wilcoxon": tests["p_wilcoxon"],
         "note": tests["note"],
     }
+
+
+# ----------------------------------------------------------------------------- family
+
+FAMILY_FIELDS = ("a", "b", "dataset", "protocol", "shots")
+
+
+def read_family(paths: Sequence[str]) -> list[tuple[str, ...]]:
+    """The comparisons of a pre-registered family: CSV files with columns a,b,dataset,protocol,
+    shots (one comparison per line; the union over the files, duplicates counted once).
+
+    Raises:
+        SarFewShotError: a missing file or column, naming ``--family``.
+    """
+    import csv
+
+    family: dict[tuple[str, ...], None] = {}
+    for path in paths:
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as err:
+            raise SarFewShotError(f"--family {path}: {err.strerror or err}") from err
+        for i, row in enumerate(rows, start=2):
+            if any(not (row.get(k) or "").strip() for k in FAMILY_FIELDS):
+                raise SarFewShotError(
+                    f"--family {path} line {i}: needs the columns {','.join(FAMILY_FIELDS)}"
+                )
+            family[tuple(row[k].strip() for k in FAMILY_FIELDS)] = None
+    if not family:
+        raise SarFewShotError(f"--family {', '.join(paths)}: no comparison listed")
+    return list(family)
+
+
+def family_size(
+    family: Sequence[Sequence[str]] | None, names: Sequence[str], groups: Sequence[Mapping]
+) -> int:
+    """How many tests the adjustment counts: the family's size, once every group is in it.
+
+    ``names``: the spellings of (a, b) a family line may use (as given, or as labelled).
+    """
+    if family is None:
+        return len(groups)
+    keys = {tuple(str(x) for x in entry) for entry in family}
+    a_names, b_names = set(names[0::2]), set(names[1::2])
+    for g in groups:
+        cell = (str(g["dataset"]), str(g["protocol"]), str(g["shots"]))
+        if not any((a, b, *cell) in keys for a in a_names for b in b_names):
+            raise SarFewShotError(
+                f"--family: {names[0]} vs {names[1]} on {'/'.join(cell)} is not in the family; "
+                "a pre-registered family lists every comparison it adjusts over"
+            )
+    return len(keys)
 
 
 # ----------------------------------------------------------------------------- pairing
@@ -293,6 +372,7 @@ def paired_compare(
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
     pool: bool = False,
+    family: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Paired difference acc(a) - acc(b) over the cells both backbones have.
 
@@ -307,14 +387,19 @@ def paired_compare(
         bootstrap_seed: seed of the bootstrap generators (one per group).
         pool: a NAME with several weights files (e.g. pretraining seeds) stands for the mean
             accuracy over them, per cell that every file has on the same split file. The
-            interval then covers the support-set draws only, not the pretraining runs.
+            interval then covers the support-set draws only, not the pretraining runs: it is
+            conditional on the runs made.
+        family: a pre-registered family of (a, b, dataset, protocol, shots) comparisons
+            (:func:`read_family`) that the adjustment counts; every group of this call must be
+            in it. None: the family is this call's groups.
 
     Returns:
-        ``{"a", "b", "adjust", "bootstrap", <stats of all pairs>, "groups": [{"dataset",
+        ``{"a", "b", "adjust", "bootstrap", "family_size", "pooled_runs", <stats of all
+        pairs>, "groups": [{"dataset",
         "protocol", "shots", "mean_a", "mean_b", <stats>, "p_t_adj", "p_wilcoxon_adj"}, ...],
         "cells": [{"dataset", "protocol", "shots", "seed", "split_sha256", "acc_a", "acc_b",
         "diff"}, ...], "skipped": {"only_a", "only_b", "split_mismatch", "unknown_split"}}``,
-        where <stats> is ``n, mean_diff, std_diff, ci95, ci_low, ci_high, boot_low,
+        where <stats> is ``n, mean_diff, std_diff, mdd80, ci95, ci_low, ci_high, boot_low,
         boot_high, p_t, p_wilcoxon, note``; ``a``/``b`` are the leaderboard's labels.
         Undefined numbers (an interval of a single pair, a test without spread) are None.
 
@@ -335,14 +420,17 @@ def paired_compare(
             f"and split file (skipped: {skipped})"
         )
     groups = _group_rows(pairs, bootstrap, bootstrap_seed)
+    size = family_size(family, (a, b, label_a, label_b), groups)
     for test in ("p_t", "p_wilcoxon"):
-        for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust)):
+        for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
             g[f"{test}_adj"] = adj
     return {
         "a": label_a,
         "b": label_b,
         "adjust": adjust,
         "bootstrap": bootstrap,
+        "family_size": size,
+        "pooled_runs": pool and "mean of" in label_a + label_b,
         **_stats(pairs, bootstrap, (bootstrap_seed, "compare-bootstrap", "ALL")),
         "groups": groups,
         "cells": pairs,

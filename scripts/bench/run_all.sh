@@ -71,9 +71,10 @@ PYEOF
     else
         echo "skipping the real-chip linear check: $DATA/MSTAR_SOC not found"
     fi
-    # 5. release grid at CPU scale (micro ViT, 64 px, 10 epochs, synthetic MSTAR-shaped data)
+    # 5. release grid at CPU scale (micro ViT, 64 px, 10 epochs, synthetic MSTAR-shaped data),
+    #    batched and --serial, one dataset: the rows of docs/performance.md's batched-executor table
     step $PY scripts/bench/bench_release_grid.py --device cpu --arch irpe_vit_micro_patch8 \
-        --img-size 64 --train-per-class 100 --test-per-class 100 --epochs 10 \
+        --img-size 64 --train-per-class 100 --test-per-class 100 --epochs 10 --datasets 1 \
         --work "$WORK/grid" --json "$WORK/release_grid_cpu.json"
 }
 

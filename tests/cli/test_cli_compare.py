@@ -99,3 +99,62 @@ def test_compare_help_warns_about_pooled_cells(capsys):
         main(["compare", "--help"])
     text = capsys.readouterr().out
     assert "nested" in text and "optimistic" in text and "--adjust" in text
+
+
+def _two_methods(tmp_path):
+    """Two names, each with 2 pretraining runs, over 2 K x 5 seeds; b's runs straddle a's."""
+    rng = random.Random(5)
+    shas = {
+        ("sarjepa", 0): SHA_A,
+        ("sarjepa", 1): SHA_B,
+        ("mae", 0): "c" * 64,
+        ("mae", 1): "d" * 64,
+    }
+    run_fx = {("sarjepa", 0): 2.0, ("sarjepa", 1): -1.0, ("mae", 0): 5.0, ("mae", 1): -6.0}
+    for shots in (1, 5):
+        for seed in range(1, 6):
+            base = rng.uniform(30, 60)
+            for (name, r), sha in shas.items():
+                acc = base + run_fx[(name, r)] + rng.gauss(0, 0.5)
+                rec = fake_record(backbone=name, sha=sha, shots=shots, seed=seed, acc=acc)
+                write_record(tmp_path / "run", rec)
+    return str(tmp_path / "run")
+
+
+def test_compare_uses_the_run_as_the_unit_when_a_name_has_several_runs(tmp_path, capsys):
+    run, out = _two_methods(tmp_path), tmp_path / "cmp.csv"
+    assert main(["compare", run, "--a", "sarjepa", "--b", "mae", "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "two-sample t-test on run means" in printed and "MDD 80%" in printed
+    assert "95% CI runs x seeds" in printed and "over runs x seeds" in printed
+    lines = _csv(out)
+    assert [ln["unit"] for ln in lines] == ["run", "run"]
+    assert all("unadjusted, over runs x seeds" in ln["interval"] for ln in lines)
+    assert all(ln["family_size"] == "2" and ln["runs_a"] == "2" for ln in lines)
+    assert all(float(ln["mdd80"]) > 0 and ln["df"] == "2" for ln in lines)
+    assert all(ln["run_pairs"] == "4" for ln in lines)
+    # the same data pooled: a seed-level test, which says it is conditional on the runs
+    assert main(["compare", run, "--a", "sarjepa", "--b", "mae", "--pool", "--csv", str(out)]) == 0
+    assert "conditional on these pretraining runs" in capsys.readouterr().out
+    lines = _csv(out)
+    assert {ln["unit"] for ln in lines} == {"seed"}
+    assert all("conditional on these pretraining runs" in ln["interval"] for ln in lines)
+    assert main(["compare", run, "--a", "sarjepa", "--b", "mae", "--run-test", "mixedlm"]) == 0
+    assert "MixedLM" in capsys.readouterr().out
+
+
+def test_compare_adjusts_over_a_pre_registered_family(tmp_path, capsys):
+    run, out, fam = _two_methods(tmp_path), tmp_path / "cmp.csv", tmp_path / "family.csv"
+    rows = ["a,b,dataset,protocol,shots"]
+    rows += [f"sarjepa,mae,mstar,{p},{k}" for p in ("linear", "knn") for k in (1, 5, 10, 20)]
+    fam.write_text("\n".join(rows) + "\n")
+    args = ["compare", run, "--a", "sarjepa", "--b", "mae", "--csv", str(out)]
+    assert main([*args, "--family", str(fam)]) == 0
+    assert "pre-registered family of 8 comparison(s) (2 here" in capsys.readouterr().out
+    lines = _csv(out)
+    assert {ln["family_size"] for ln in lines} == {"8"}
+    p = sorted(float(ln["p_t"]) for ln in lines)
+    assert min(float(ln["p_t_adj"]) for ln in lines) == pytest.approx(min(1.0, 8 * p[0]))
+    fam.write_text("a,b,dataset,protocol,shots\nsarjepa,mae,mstar,linear,1\n")
+    assert main([*args, "--family", str(fam)]) == 2
+    assert "not in the family" in capsys.readouterr().err

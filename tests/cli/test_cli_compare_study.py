@@ -270,3 +270,49 @@ def test_selection_check_scores_the_chosen_run_after_the_fact(tmp_path):
     assert float(rows["sarjepa"]["test_full"]) == pytest.approx(sum(want_test) / 12, abs=1e-3)
     assert len(want_test) == 12  # 2 runs x K 10, 20 x seeds 1-3; K = 1, 5 and seeds 4, 5 left out
     assert "lomar" not in rows  # no sweep run of the chosen LR: no row
+
+
+def test_run_unit_table_is_rebuilt_from_the_committed_csvs():
+    report = _load_report()
+    docs = REPO / "docs" / "mstar_study"
+    if not (docs / "run_unit.csv").exists():
+        pytest.skip("docs/mstar_study/run_unit.csv is not committed yet")
+    means = report.committed_run_means(docs / "leaderboard_runs.csv", docs / "results.csv")
+    assert (
+        len(means[("sarjepa", "linear", 20)]) == 2 and len(means[("mae_equal_time", "knn", 5)]) == 1
+    )
+    others = list(dict.fromkeys(r["b"] for r in report.read_csv(docs / "comparisons.csv")))
+    rows = report.run_unit_rows(means, "sarjepa", others, "holm")
+    committed = report.read_csv(docs / "run_unit.csv")
+    assert len(rows) == len(committed) == 96
+    for row, line in zip(rows, committed):
+        assert (row["b"], row["protocol"], str(row["shots"])) == (
+            line["b"],
+            line["protocol"],
+            line["shots"],
+        )
+        for field in ("mean_diff", "p", "p_adj", "mdd80"):
+            assert row[field] == pytest.approx(float(line[field]), rel=1e-9)
+    # the run-unit test finds no MAE - SAR-JEPA group below 0.05, even unadjusted
+    assert min(r["p"] for r in rows if r["b"] == "mae") > 0.05
+
+
+def test_blocks_stage_dry_run_prints_its_plan_and_budget(tmp_path):
+    env = {
+        **os.environ,
+        "DRY_RUN": "1",
+        "STAGES": "blocks",
+        "OUT": str(tmp_path / "out"),
+        "PY": sys.executable,
+        "SFS": "sarfewshot",
+        "JOBS": "2",
+    }
+    res = subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "--exclude-split mstar_soc:val" in out and "DATASET.VAL_POOL_RULE blocks" in out
+    assert "| pretrain | 10 |" in out and "| sweep | 21 |" in out and "| total |" in out
+    assert "wall time at 2 run(s) at once" in out
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing

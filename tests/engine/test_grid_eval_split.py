@@ -83,3 +83,14 @@ def test_cli_flag_runs_the_val_cells(root, tmp_path):  # noqa: F811
     (rec,) = iter_records(out)
     assert rec["key"]["dataset"] == "synthetic:val"
     assert rec["config"]["TEST"]["SPLIT"] == "val"
+
+
+def test_blocks_rule_scores_one_pool_for_every_seed(root, tmp_path):  # noqa: F811
+    out = tmp_path / "runs"
+    opts = [*VAL, "DATASET.VAL_POOL_RULE", "blocks"]
+    run_grid(_req(root, out, opts=opts, protocols=["knn"], shots=[1], seeds=[1, 2]), printer=print)
+    records = _records(out)
+    splits = [_split_file(rec, out) for rec in records.values()]
+    assert len(splits) == 2 and all(s["val_rule"] == "blocks" for s in splits)
+    assert splits[0]["val"] == splits[1]["val"] and splits[0]["train"] != splits[1]["train"]
+    assert all(r["metrics"]["total"] == len(splits[0]["val"]) for r in records.values())

@@ -86,7 +86,14 @@ FINGERPRINT_EXCLUDE_EXTRA = ("TRAINER.LINEAR.FEATURE_CACHE",)  # same numbers ei
 
 
 def config_sha(cfg: Any) -> str:
-    """The config fingerprint stored in records (seed, K, paths and cache switches left out)."""
+    """The config fingerprint stored in records (seed, K, paths and cache switches left out).
+
+    ``DATASET.VAL_POOL_RULE`` at its default (``random``) is left out too, so records computed
+    before the key existed keep their fingerprint; ``blocks`` changes it (and the split files).
+    """
     from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS, config_fingerprint
 
-    return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA)
+    extra = FINGERPRINT_EXCLUDE_EXTRA
+    if str(cfg.DATASET.get("VAL_POOL_RULE", "random")) == "random":
+        extra += ("DATASET.VAL_POOL_RULE",)
+    return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + extra)

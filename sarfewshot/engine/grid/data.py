@@ -180,6 +180,7 @@ def load_split(
         repeat=bool(cfg.DATASET.REPEAT),
         allow_short=bool(cfg.DATASET.ALLOW_SHORT_CLASSES),
         on_stale=note if redraw_stale else None,
+        val_rule=str(cfg.DATASET.VAL_POOL_RULE),
     )
 
 
