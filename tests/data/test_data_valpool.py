@@ -111,7 +111,7 @@ def test_blocks_pool_on_the_real_mstar_chips(mstar_soc_root):
 def test_the_default_rule_leaves_the_config_fingerprint_as_it_was():
     from sarfewshot.engine import config as C
     from sarfewshot.engine.grid.config import FINGERPRINT_EXCLUDE_EXTRA, cfg_dict, config_sha
-    from sarfewshot.results.records import CELL_CONFIG_FIELDS, config_fingerprint
+    from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS, config_fingerprint
 
     cfg = C.get_cfg_default()
     C.extend_cfg(cfg)
