@@ -60,10 +60,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "compare",
         help="paired comparison of two backbones",
-        description="Pair the cells both backbones have (same dataset, protocol, K, seed and "
-        "split file) and report acc(a) - acc(b) with a paired Student-t 95 % interval, "
-        "paired t-test and Wilcoxon p-values adjusted across the groups, per "
-        "(dataset, protocol, K) and pooled.",
+        description="Pair the cells both backbones have (same dataset, protocol, K, seed, "
+        "split file and dataset version) and report acc(a) - acc(b) with a paired "
+        "Student-t 95 % interval, paired t-test and Wilcoxon p-values adjusted across the "
+        "groups, per (dataset, protocol, K) and pooled.",
         epilog=EPILOG,
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
@@ -103,6 +103,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="also pair cells without a split hash (records from Dassl logs)",
     )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="also pair cells computed on different versions of the dataset folder (other "
+        "fingerprints: chips added, removed or replaced); by default such pairs stop the "
+        "command (exit 2); with this flag the table and every CSV line say so",
+    )
     add_dassl_log_flags(parser)
     parser.set_defaults(func=run, dassl_logs="auto")
     return parser
@@ -136,7 +143,7 @@ def _lines(result: dict[str, Any]) -> list[dict[str, Any]]:
         "p_t_adj": None,
         "p_wilcoxon_adj": None,
         "p_adjust": "",
-        "note": "; ".join(x for x in (POOLED_NOTE, result["note"]) if x),
+        "note": "; ".join(x for x in (POOLED_NOTE, result["note"], result["data_change"]) if x),
     }
     groups = [{**g, "p_adjust": result["adjust"]} for g in result["groups"]]
     for line in (*groups, overall):
@@ -187,6 +194,8 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     for g in groups:
         if g["note"]:
             lines.append(f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}")
+    if result["data_change"]:
+        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")
@@ -222,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
             args.a,
             args.b,
             allow_unknown_split=args.allow_unknown_split,
+            allow_data_change=args.allow_data_change,
             adjust=args.adjust,
             bootstrap=args.bootstrap,
             bootstrap_seed=args.bootstrap_seed,

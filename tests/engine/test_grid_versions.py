@@ -182,3 +182,32 @@ def test_redirected_runs_print_progress_and_tensorboard_logs(synth, tmp_path, ca
     acc.Reload()
     assert {"train/loss", "train/lr"} <= set(acc.Tags()["scalars"])
     assert len(acc.Scalars("train/loss")) == 3
+
+
+@pytest.mark.realdata
+def test_compare_refuses_cells_of_two_dataset_versions(mstar_copy, tmp_path, capsys):
+    """One TEST chip replaced in place: the split files agree, the test sets do not."""
+    assert _eval(mstar_copy, tmp_path / "v1") == 0
+    chip = sorted((mstar_copy / "MSTAR_SOC" / "TEST" / "T72").iterdir())[0]
+    chip.write_bytes(sorted((mstar_copy / "MSTAR_SOC" / "TEST" / "D7").iterdir())[0].read_bytes())
+    other = "irpe:patch=8,dim=32,depth=1,heads=2"
+    assert _eval(mstar_copy, tmp_path / "v2", "--arch", other) == 0
+    a, b = "random@irpe_vit_micro_patch8", f"random@{other}"
+    fa, fb = (
+        json.loads(record_files(tmp_path / v)[0].read_text())["dataset"]["fingerprint"]["sha256"]
+        for v in ("v1", "v2")
+    )
+    assert fa != fb
+    capsys.readouterr()
+    runs = [str(tmp_path / "v1"), str(tmp_path / "v2")]
+    assert main(["compare", *runs, "--a", a, "--b", b]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert fa[:12] in err and fb[:12] in err and "--allow-data-change" in err
+    out_csv = tmp_path / "cmp.csv"
+    args = ["compare", *runs, "--a", a, "--b", b, "--csv", str(out_csv)]
+    assert main([*args, "--allow-data-change"]) == 0
+    printed = capsys.readouterr().out
+    assert "paired across dataset versions" in printed and fa[:12] in printed
+    lines = out_csv.read_text().splitlines()[1:]
+    assert lines and all("paired across dataset versions" in line for line in lines)
