@@ -211,3 +211,21 @@ def test_compare_refuses_cells_of_two_dataset_versions(mstar_copy, tmp_path, cap
     assert "paired across dataset versions" in printed and fa[:12] in printed
     lines = out_csv.read_text().splitlines()[1:]
     assert lines and all("paired across dataset versions" in line for line in lines)
+
+
+def test_a_version_conflict_in_the_table_is_one_warning_line(tmp_path, capsys):
+    """Shard 2 runs after the folder changed: its table warns in one line, no source line."""
+    data = generate_synthetic(
+        tmp_path / "data", n_train_per_class=4, n_test_per_class=2, size=48, progress_bar=False
+    )
+    out = tmp_path / "runs"
+    base = ["--protocol", "knn", "--seeds", "1,2"]
+    assert _synth_eval(data, out, *base, "--shard", "1/2") == 0
+    chip = next(p for p in sorted(data.rglob("*.png")) if "test" in p.parts)
+    chip.write_bytes(next(p for p in sorted(data.rglob("*.png")) if p != chip).read_bytes())
+    capsys.readouterr()
+    assert _synth_eval(data, out, *base, "--shard", "2/2") == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "versions of the dataset folder" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ")
+    assert "VersionConflictWarning" not in err and "warnings.warn" not in err
