@@ -110,6 +110,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "fingerprints: chips added, removed or replaced); by default such pairs stop the "
         "command (exit 2); with this flag the table and every CSV line say so",
     )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="warn about invalid record files instead of stopping",
+    )
     add_dassl_log_flags(parser)
     parser.set_defaults(func=run, dassl_logs="auto")
     return parser
@@ -225,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = load_run_records(args.runs, args.dassl_logs)
+        records = load_run_records(args.runs, args.dassl_logs, args.skip_invalid)
         result = paired_compare(
             records,
             args.a,

@@ -93,7 +93,9 @@ def _dir_records(path: Path, skip_invalid: bool) -> list[dict[str, Any]]:
             records.append(read_record(file))
         except RecordError as exc:
             if not skip_invalid:
-                raise
+                raise RecordError(
+                    f"{exc}; --skip-invalid leaves such files out (each named in a warning)"
+                ) from None
             warnings.warn(f"{exc}; skipped", stacklevel=2)
     return records
 
