@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # for rerun hints
     debug = debug_enabled(args)
     previous = os.environ.get("SARFEWSHOT_DEBUG")
     if debug:
