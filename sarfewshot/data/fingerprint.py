@@ -11,14 +11,17 @@ Size and modification time alone are not enough: ``touch -r``, ``cp -p`` or an a
 extracted twice set the modification time back by hand, and fixed-size chips (ATRNet-STAR's
 TIFFs) never change size. The kernel sets the status-change time on every write or rename and
 no user call can set it back, and a file replaced by a rename gets another inode, so a rewritten
-chip is always hashed again.
+chip is always hashed again. A file whose status changed in the last :data:`RACY_NS` is hashed
+but not remembered, because file times advance in clock ticks and a rewrite within the same
+tick as our ``stat`` would otherwise keep every field.
 
 These stat fields decide when a file is hashed again; they never enter the fingerprint, so two
 machines holding identical copies of a folder agree on it and their records merge.
 
 Folders larger than :data:`CONTENT_HASH_LIMIT` bytes (``SARFEWSHOT_HASH_LIMIT`` overrides it)
-are fingerprinted from size and modification time instead (``method: "stat"``): such a
-fingerprint still detects added, removed and rewritten files, but copies on other machines get
+are fingerprinted from the same stat fields instead (``method: "stat"``: size, modification
+time, status-change time and inode): such a fingerprint still detects added, removed and
+rewritten files (also with the modification time set back), but copies on other machines get
 other fingerprints.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,10 @@ from sarfewshot.utils.io import atomic_write_json, sha256_file, sha256_text
 FINGERPRINT_VERSION = 1
 CONTENT_HASH_LIMIT = 8 << 30  # bytes; above this a folder is fingerprinted by stat only
 MEMO_FORMAT = "sarfewshot-hash-memo"
+# A file changed less than this long ago is hashed but not remembered: file times advance in
+# clock ticks (milliseconds), so a rewrite within the tick of our ``stat`` could keep every
+# stat field; such "racy" entries are hashed again next time (as git does for its index).
+RACY_NS = 2_000_000_000
 MEMO_VERSION = 2  # entries [size, mtime_ns, ctime_ns, inode, sha256]; version 1 had no ctime/inode
 
 
@@ -46,7 +54,8 @@ class DatasetFingerprint:
 
     Attributes:
         sha256: the fingerprint itself (hex).
-        method: ``"content"`` (sizes and content hashes) or ``"stat"`` (sizes and mtimes).
+        method: ``"content"`` (sizes and content hashes) or ``"stat"`` (sizes, mtimes, ctimes
+            and inodes).
         files: number of listed images.
         bytes: their total size.
     """
@@ -123,6 +132,8 @@ def _content_hashes(
         digest = hashed[i] if i in hashed else memo[p][4]
         fresh[p] = [*key, digest]
         out.append(digest)
+    now = time.time_ns()
+    fresh = {p: e for p, e in fresh.items() if now - e[2] >= RACY_NS}  # ctime: not racy
     if memo_file is not None and fresh != memo:
         memo_doc = {"format": MEMO_FORMAT, "version": MEMO_VERSION, "files": fresh}
         atomic_write_json(memo_file, memo_doc, indent=0)
@@ -159,7 +170,8 @@ def dataset_fingerprint(
     if total <= hash_limit():
         method, per_file = "content", _content_hashes(paths, stats, memo_file, progress)
     else:
-        method, per_file = "stat", [str(st.st_mtime_ns) for st in stats]
+        # the memo key's fields: a rewrite with its mtime set back still changes ctime
+        method, per_file = "stat", [":".join(map(str, memo_key(st)[1:])) for st in stats]
     lines = [
         f"{part}\t{rel}\t{label}\t{st.st_size}\t{digest}"
         for (part, rel, label), st, digest in zip(entries, stats, per_file)

@@ -51,6 +51,7 @@ def test_copies_agree_and_every_change_is_seen(tree, tmp_path):
 
 
 def test_the_memo_saves_rehashing_until_a_file_changes(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(fp, "RACY_NS", 0)  # the tree was just written: remember it anyway
     listing = _listing(tree)
     memo = tmp_path / "memo" / "folder.json"
     calls = []
@@ -108,6 +109,7 @@ def test_each_part_of_the_memo_key_forces_a_rehash(tree, tmp_path, monkeypatch, 
     """A memo entry whose size still matches but whose other key part differs is not reused."""
     import json
 
+    monkeypatch.setattr(fp, "RACY_NS", 0)  # the tree was just written: remember it anyway
     listing = _listing(tree)
     memo = tmp_path / "memo.json"
     first = fp.dataset_fingerprint(listing, memo)
@@ -129,6 +131,7 @@ def test_a_memo_without_ctime_and_inode_is_not_trusted(tree, tmp_path, monkeypat
     """A version 1 memo (size and mtime only) is hashed again, not read."""
     import json
 
+    monkeypatch.setattr(fp, "RACY_NS", 0)
     listing = _listing(tree)
     memo = tmp_path / "memo.json"
     first = fp.dataset_fingerprint(listing, memo)
@@ -136,3 +139,24 @@ def test_a_memo_without_ctime_and_inode_is_not_trusted(tree, tmp_path, monkeypat
     old = {p: [e[0], e[1], "0" * 64] for p, e in doc["files"].items()}
     memo.write_text(json.dumps({"format": fp.MEMO_FORMAT, "files": old}))
     assert fp.dataset_fingerprint(listing, memo) == first
+
+
+def test_large_folders_catch_a_rewrite_with_its_mtime_restored(tree, monkeypatch):
+    listing = _listing(tree)
+    monkeypatch.setenv("SARFEWSHOT_HASH_LIMIT", "10")
+    stat = fp.dataset_fingerprint(listing)
+    _rewrite_keeping_size_and_mtime(tree / listing.test[0].impath)
+    assert fp.dataset_fingerprint(listing).sha256 != stat.sha256
+
+
+def test_a_file_changed_within_the_racy_window_is_not_remembered(tree, tmp_path, monkeypatch):
+    """File times advance in clock ticks: a just-written file is hashed again next time."""
+    import json
+
+    listing = _listing(tree)
+    memo = tmp_path / "memo.json"
+    fp.dataset_fingerprint(listing, memo)  # the tree was written a moment ago
+    assert not memo.is_file()  # nothing worth remembering yet
+    monkeypatch.setattr(fp, "RACY_NS", 0)
+    fp.dataset_fingerprint(listing, memo)
+    assert len(json.loads(memo.read_text())["files"]) == 10
