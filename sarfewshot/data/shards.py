@@ -204,6 +204,11 @@ def pack_shards(
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _pack_into(files, out, shard_size, reader or _read_chip, on_sample)
+    except DatasetError as exc:
+        _remove_partial(out, created)
+        raise type(exc)(
+            f"{exc} (no shard was kept: fix or remove the file, then run the same command again)"
+        ) from None
     except BaseException:
         # a failed pack (an undecodable chip, Ctrl-C) leaves nothing behind, so the same
         # command runs again once the chip is fixed instead of refusing a non-empty --out

@@ -151,7 +151,7 @@ def test_a_failed_pack_leaves_nothing_behind(chips, tmp_path, capsys):
     out = tmp_path / "new" / "s"
     assert _pack(chips, out) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(bad) in err
+    assert len(err.splitlines()) == 1 and str(bad) in err and "run the same command again" in err
     assert not out.exists()
     given = tmp_path / "given"
     given.mkdir()
