@@ -87,6 +87,7 @@ def _rewrite_keeping_size_and_mtime(chip: Path) -> None:
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
 
 
+@pytest.mark.realdata
 def test_a_real_chip_rewritten_with_its_mtime_restored_is_caught(mstar_soc_root, tmp_path):
     root = tmp_path / "MSTAR_SOC"
     for split, cls in (("TRAIN", "BMP2"), ("TRAIN", "T72"), ("TEST", "BMP2"), ("TEST", "T72")):

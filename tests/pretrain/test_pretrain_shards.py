@@ -87,6 +87,7 @@ def _flip_payload_byte(shards: Path, k: int) -> Path:
     return tar
 
 
+@pytest.mark.realdata
 def test_a_corrupted_real_chip_in_a_shard_is_never_read_silently(mstar_subset, tmp_path, capsys):
     out = tmp_path / "shards"
     assert main(["data", "pack", "--data", str(mstar_subset), "--out", str(out)]) == 0
