@@ -109,6 +109,8 @@ def _pooled_cells(
         recs = [cells[cell] for cells in per_sha]
         if len({r["split"].get("sha256") for r in recs}) != 1:
             continue  # not the same support set under every weights file
+        if len({dataset_version(r) for r in recs}) != 1:
+            continue  # not the same test set under every weights file
         accs = [float(r["metrics"]["accuracy"]) for r in recs]
         pooled[cell] = {**recs[0], "metrics": {"accuracy": float(np.mean(accs))}}
     if not pooled:
