@@ -57,7 +57,7 @@ def _select(
 
     ``pool``: a name with several weights files (pretraining runs) gives one record per cell
     whose accuracy is the mean over the weights files, for the cells every file has on the
-    same split file.
+    same split file and dataset version.
     """
     # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
     exact = any(r["key"]["backbone"] == spec for r in records)
@@ -341,8 +341,9 @@ def paired_compare(
         bootstrap: resamples of the bootstrap interval (0: none).
         bootstrap_seed: seed of the bootstrap generators (one per group).
         pool: a NAME with several weights files (e.g. pretraining seeds) stands for the mean
-            accuracy over them, per cell that every file has on the same split file. The
-            interval then covers the support-set draws only, not the pretraining runs.
+            accuracy over them, per cell that every file has on the same split file and
+            dataset version. The interval then covers the support-set draws only, not the
+            pretraining runs.
 
     Returns:
         ``{"a", "b", "adjust", "bootstrap", <stats of all pairs>, "groups": [{"dataset",
