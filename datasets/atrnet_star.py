@@ -23,8 +23,18 @@ differs).
 Class list: the 40 type folders (:data:`ATRNET_CLASSES`, spelled as in the release, sorted as
 ATRBench's ``ImageFolder`` numbers them); ``soc50`` adds :data:`MSTAR_CLASSES`. Folder names match
 in any case and punctuation; another folder is an error unless ``extra_classes``
-(``DATASET.SAR.EXTRA_CLASSES``) keeps it. Chips are 128 x 128 with the target off centre (random
-offsets), so the crop is the whole chip. 20 % of each train class is the validation pool.
+(``DATASET.SAR.EXTRA_CLASSES``) keeps it.
+
+Expected types: every train and test folder of every setting holds all of the setting's types
+(ATRBench's Table 1: 40, or 50 for ``soc50``), except the per-condition test folders of
+:data:`PARTIAL_TESTS` (EOC-Scene's woodland scene holds 11 of the 40 types). A folder set with
+types missing would give a record whose class count and per-class accuracies disagree with the
+benchmark's, so it is an error naming the missing type folders, unless ``allow_missing_classes``
+(``DATASET.SAR.ALLOW_MISSING_CLASSES``) is set: then the listing's ``extra["missing_classes"]``
+names them, the record carries them (``dataset.missing_classes``) and the table marks the cell.
+
+Chips are 128 x 128 with the target off centre (random offsets), so the crop is the whole chip.
+20 % of each train class is the validation pool.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import (
     FixedClassDataset,
     find_child_dir,
+    option_flag,
     require_child_dir,
     require_root,
 )
@@ -119,6 +130,9 @@ SETTINGS = {
     "eoc_polarization": Setting("EOC_pol", "HH -> VV, HV, VH", subsets=("VV", "HV", "VH")),
 }
 HF_PATH = ("Ground_Range", "Amplitude_8bit")
+# Per-condition test folders that legitimately hold fewer types than their setting: (setting
+# folder, subset) -> number of types. The woodland scene of EOC-Scene has 11 of the 40 types.
+PARTIAL_TESTS = {("EOC_scene", "woodland"): 11}
 
 
 def settings_text() -> str:
@@ -144,7 +158,8 @@ class ATRNetSTAR(FixedClassDataset):
     )
     options_help = (
         "setting (DATASET.SAR.ATRNET_SETTING, default soc40), test_subset "
-        "(DATASET.SAR.ATRNET_TEST_SUBSET), extra_classes (DATASET.SAR.EXTRA_CLASSES)"
+        "(DATASET.SAR.ATRNET_TEST_SUBSET), extra_classes (DATASET.SAR.EXTRA_CLASSES), "
+        "allow_missing_classes (DATASET.SAR.ALLOW_MISSING_CLASSES)"
     )
 
     def __init__(self, root, setting: str = "soc40", test_subset: str = "", **options) -> None:
@@ -175,10 +190,12 @@ class ATRNetSTAR(FixedClassDataset):
         """Plug-in options from ``DATASET.SAR.ATRNET_SETTING``, ``ATRNET_TEST_SUBSET`` and
         ``EXTRA_CLASSES``."""
         sar = getattr(cfg.DATASET, "SAR", None)
+        allow = {"allow_missing_classes": True} if getattr(sar, "ALLOW_MISSING_CLASSES", 0) else {}
         return {
             **super().options_from_cfg(cfg),
             "setting": getattr(sar, "ATRNET_SETTING", "soc40"),
             "test_subset": getattr(sar, "ATRNET_TEST_SUBSET", ""),
+            **allow,
         }
 
     @property
@@ -211,7 +228,45 @@ class ATRNetSTAR(FixedClassDataset):
         test_name = f"test_{self.test_subset}" if self.test_subset else self.spec.test
         train_dir = require_child_dir(base, self.spec.train, self.root, self.layout)
         test_dir = require_child_dir(base, test_name, self.root, self.layout)
-        return self.train_test_listing(base, train_dir, test_dir)
+        listing = self.train_test_listing(base, train_dir, test_dir)
+        missing = self._missing_types(listing, train_dir, test_dir)
+        if missing:
+            listing.extra["missing_classes"] = missing
+        return listing
+
+    def _missing_types(self, listing: Listing, train_dir: Path, test_dir: Path) -> dict:
+        """``{folder name: [missing types]}`` of train and test; an error unless allowed."""
+        have = {
+            train_dir: {d.classname for d in listing.train},
+            test_dir: {d.classname for d in listing.test},
+        }
+        partial = PARTIAL_TESTS.get((self.spec.folder, self.test_subset.lower()))
+        missing, problems = {}, []
+        for folder, types in have.items():
+            absent = [c for c in self.classes if c not in types]
+            expected = partial if folder == test_dir and partial else len(self.classes)
+            present = sum(c in types for c in self.classes)
+            if present == expected:
+                continue
+            missing[folder.name] = absent
+            problems.append(_missing_text(folder, present, expected, absent))
+        if problems and not option_flag(
+            self.options.get("allow_missing_classes", False), "allow_missing_classes"
+        ):
+            raise DatasetError(
+                f"ATRNet-STAR setting {self.setting}: " + "; ".join(problems) + ". A record "
+                "would then count fewer classes than the benchmark; restore the folders, or set "
+                "DATASET.SAR.ALLOW_MISSING_CLASSES True to evaluate anyway (the record and the "
+                "table are marked)"
+            )
+        return missing
+
+
+def _missing_text(folder: Path, present: int, expected: int, absent: list[str]) -> str:
+    if expected < len(absent) + present:  # a partial test folder: which types is not published
+        return f"{folder} has {present} type folders, ATRBench's has {expected}"
+    shown = ", ".join(absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+    return f"{folder} has {present} of the {expected} type folders (missing: {shown})"
 
 
 def _descend(root: Path, parts: tuple[str, ...]) -> Path | None:

@@ -100,33 +100,137 @@ def shard_requests(req: GridRequest, count: int) -> list[GridRequest]:
     return [dataclasses.replace(req, shard=(i, count)) for i in range(count)]
 
 
+def run_eval_job(req: GridRequest) -> dict[str, Any]:
+    """One array job: :func:`run_eval_shard`, a user error returned as ``{"error": ...}``
+    (so the launcher reports it in one line instead of a remote traceback)."""
+    from sarfewshot.errors import SarFewShotError
+
+    try:
+        return run_eval_shard(req)
+    except SarFewShotError as exc:
+        return {"error": str(exc)}
+
+
+def rerun_command(args: argparse.Namespace, shard: str) -> str:
+    """The command that runs job ``shard``'s cells again here (finished cells are skipped)."""
+    import shlex
+
+    raw = list(getattr(args, "raw_argv", None) or ["eval", "..."])
+    return "sarfewshot " + shlex.join([*strip_launch_flags(raw), "--shard", shard])
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """The last line of a job's error (submitit puts the remote traceback in the message)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and set(ln.strip()) - {"-"}]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def job_outcome(job: Any, shard: str, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """(result or {}, "" or the one line naming a failed or killed job, its log and rerun)."""
+    submitit = _submitit()
+    try:
+        result = job.result()
+    except submitit.core.utils.UncompletedJobError as exc:
+        reason = f"was killed or did not finish ({_failure_reason(exc)})"
+    except submitit.core.utils.FailedJobError as exc:
+        reason = f"failed: {_failure_reason(exc)}"
+    else:
+        if "error" not in result:
+            return result, ""
+        reason = f"failed: {result['error']}"
+    line = (
+        f"job {shard} (id {job.job_id}) {reason}; log: {job.paths.stderr}; rerun its missing "
+        f"cells with: {rerun_command(args, shard)}"
+    )
+    return {}, line
+
+
+def rewrite_leaderboard(output: Path) -> Path | None:
+    """Write ``output/leaderboard.csv`` once from every record under ``output`` (all jobs)."""
+    import warnings
+
+    from sarfewshot.results.aggregate import aggregate_records
+    from sarfewshot.results.export import write_csv
+    from sarfewshot.results.records import iter_records
+
+    records = list(iter_records([output]))
+    if not records:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each job's table already warned; the rows carry marks
+        rows = aggregate_records(records)
+    return write_csv(rows, output / "leaderboard.csv")
+
+
+def finish_eval_array(
+    args: argparse.Namespace,
+    output: str | Path,
+    jobs: Sequence[tuple[str, Any]],
+    printer: Callable[[str], Any],
+) -> int:
+    """Wait for every job, print one line per job (failed ones name log and rerun command),
+    then rewrite ``output``'s leaderboard once from every record; 1 when a job or a cell
+    failed."""
+    failed, broken = 0, 0
+    for shard, job in jobs:
+        result, problem = job_outcome(job, shard, args)
+        if problem:
+            broken += 1
+            printer(problem)
+            continue
+        failed += result["failed"]
+        printer(f"job {shard}: {result['ran']} cell(s) ran, {result['failed']} failed")
+    board = rewrite_leaderboard(Path(output))
+    if board is not None:
+        printer(f"leaderboard (every record, all jobs): {board}")
+    return 1 if failed or broken else 0
+
+
+def _finish_slurm_array(
+    args: argparse.Namespace, output: str, jobs: Sequence[tuple[str, str]]
+) -> int:
+    """The body of the Slurm job that runs after the array: :func:`finish_eval_array`."""
+    submitit = _submitit()
+    folder = Path(output) / "submitit"
+    handles = [(shard, submitit.SlurmJob(folder=folder, job_id=job_id)) for shard, job_id in jobs]
+    return finish_eval_array(args, output, handles, print)
+
+
 def launch_eval(
     args: argparse.Namespace, req: GridRequest, printer: Callable[[str], Any] = print
 ) -> int:
-    """Submit ``--array N`` jobs of ``req``; local jobs are awaited (exit 1 if a cell failed).
+    """Submit ``--array N`` jobs of ``req``; local jobs are awaited (exit 1 if a job or cell
+    failed). ``args`` gives the launcher flags (and the command line for rerun hints).
 
-    ``args`` gives the launcher flags; each job runs one shard of ``req``.
+    A failed or killed job ends with one line naming it, its log file and the command that
+    reruns its cells; once every job has ended, ``leaderboard.csv`` is rewritten from every
+    record (Slurm: by a final job that waits for the array, ``afterany``).
     """
     jobs_reqs = shard_requests(req, int(args.array or 1))
+    shards = [f"{r.shard[0] + 1}/{r.shard[1]}" for r in jobs_reqs]
     folder = Path(req.output) / "submitit"
     executor = make_executor(
         args.launcher, folder, "sarfewshot-eval", timeout_min=args.timeout_min,
         partition=args.partition,
     )  # fmt: skip
-    jobs = executor.map_array(run_eval_shard, jobs_reqs)
+    jobs = executor.map_array(run_eval_job, jobs_reqs)
     printer(
         f"submitted {len(jobs)} eval job(s) ({args.launcher}): {', '.join(j.job_id for j in jobs)}"
     )
     if args.launcher == "slurm":
-        printer(f"logs under {folder}; records merge under {req.output}/records")
+        array_id = str(jobs[0].job_id).split("_")[0]
+        executor.update_parameters(
+            slurm_additional_parameters={"dependency": f"afterany:{array_id}"}
+        )
+        ids = [(shard, j.job_id) for shard, j in zip(shards, jobs)]
+        final = executor.submit(_finish_slurm_array, args, str(req.output), ids)
+        printer(
+            f"logs under {folder}; records merge under {req.output}/records; job "
+            f"{final.job_id} rewrites leaderboard.csv after the array and lists failed jobs in "
+            f"{final.paths.stdout}"
+        )
         return 0
-    failed = 0
-    for job_req, job in zip(jobs_reqs, jobs):
-        result = job.result()
-        failed += result["failed"]
-        index, count = job_req.shard
-        printer(f"job {index + 1}/{count}: {result['ran']} cell(s) ran, {result['failed']} failed")
-    return 1 if failed else 0
+    return finish_eval_array(args, req.output, list(zip(shards, jobs)), printer)
 
 
 # ----------------------------------------------------------------------------- pretraining

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sarfewshot.datasets.atrnet_star import ATRNET_CLASSES
+
 MSTAR_TRAIN_FOLDERS = {  # folder name -> canonical class (release spellings)
     "2S1": "2S1",
     "BMP2": "BMP2",
@@ -266,15 +268,14 @@ def make_mstar_raw_tree(root: Path, seed: int = 0) -> dict:
     return expected
 
 
-# A few of the 40 ATRNet-STAR type folders, with the release's odd spellings (apostrophe,
-# space, lower case); the plug-in accepts a subset of the 40.
-ATRNET_FAKE_CLASSES = (
-    "Buick_Excelle_GT",
-    "Chang'an_CS75_Plus",
-    "Chery_Arrizo 5",
-    "Great_Wall_poer",
-)
-ATRNET_MSTAR_FOLDERS = ("BMP2", "BRDM_2", "T72")  # SOC-50 adds the MSTAR classes
+# The 40 ATRNet-STAR type folders as the release spells them (apostrophe, space, lower case):
+# every setting expects all of them (the plug-in refuses a folder with types missing).
+ATRNET_FAKE_CLASSES = ATRNET_CLASSES
+# SOC-50 adds the ten MSTAR classes (in MSTAR's folder spellings, e.g. BRDM_2)
+ATRNET_MSTAR_FOLDERS = ("2S1", "BMP2", "BRDM_2", "BTR60", "BTR70", "D7", "T62", "T72", "ZIL131",
+                        "ZSU234")  # fmt: skip
+# Per-condition test folders holding fewer types: EOC-Scene's woodland scene has 11 of the 40.
+ATRNET_PARTIAL_TESTS = {("EOC_scene", "woodland"): 11}
 ATRNET_FOLDERS = {  # setting folder -> its per-condition test folders test_<subset>
     "SOC_40classes": (),
     "SOC_50classes": (),
@@ -319,11 +320,13 @@ def make_atrnet_star_tree(
         subsets = ATRNET_FOLDERS[folder]
         mstar = ATRNET_MSTAR_FOLDERS if folder == "SOC_50classes" else ()
         counts: dict = {"train": {}, "test": {}}
-        for cname in ATRNET_FAKE_CLASSES + mstar:
+        for c, cname in enumerate(ATRNET_FAKE_CLASSES + mstar):
             for j in range(n_train):
                 _atrnet_chip(base / folder / "train" / cname / f"X_HH_15_{j}_{j:06d}.tif", rng, j)
                 _count(counts, "train", cname)
             for sub in subsets or ("",):
+                if c >= ATRNET_PARTIAL_TESTS.get((folder, sub), len(ATRNET_FAKE_CLASSES) + 10):
+                    continue  # a type this condition's test folder does not have
                 for j in range(n_test):
                     name = f"KU_VV_30_{sub or 0}_{j:06d}.tif"
                     targets = ["test"] + ([f"test_{sub}"] if sub else [])

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from sarfewshot.cli.leaderboard import add_record_flags
+from sarfewshot.cli.records import add_record_flags
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -79,7 +79,7 @@ def write_page(
 
 def run(args: argparse.Namespace) -> int:
     """Load the records, write the page, print its path."""
-    from sarfewshot.cli.leaderboard import load_run_records, print_warnings
+    from sarfewshot.cli.records import load_run_records, print_warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -8,7 +8,7 @@ import io
 import warnings
 from typing import Any
 
-from sarfewshot.cli.leaderboard import add_dassl_log_flags
+from sarfewshot.cli.records import add_dassl_log_flags
 
 COLUMNS = (
     "dataset",
@@ -84,12 +84,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "compare",
         help="paired comparison of two backbones",
         description="Compare acc(a) - acc(b) per (dataset, protocol, K) over the cells both "
-        "backbones have (same dataset, protocol, K, seed and split file). A name with several "
-        "weights files (pretraining runs) is compared with the run as the unit (t-test on run "
-        "means, minimum detectable difference, run-pairing agreement); single weights files "
-        "(or --pool) get the paired Student-t 95 % interval over the seeds, paired t-test and "
-        "Wilcoxon p-values, and a pooled line. p-values are adjusted across the groups or a "
-        "pre-registered --family.",
+        "backbones have (same dataset, protocol, K, seed, split file and dataset version). A "
+        "name with several weights files (pretraining runs) is compared with the run as the "
+        "unit (t-test on run means, minimum detectable difference, run-pairing agreement); "
+        "single weights files (or --pool) get the paired Student-t 95 % interval over the "
+        "seeds, paired t-test and Wilcoxon p-values, and a pooled line. p-values are adjusted "
+        "across the groups or a pre-registered --family.",
         epilog=EPILOG,
     )
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
@@ -142,6 +142,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="also pair cells without a split hash (records from Dassl logs)",
     )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="also pair cells computed on different versions of the dataset folder (other "
+        "fingerprints: chips added, removed or replaced); by default such pairs stop the "
+        "command (exit 2); with this flag the table and every CSV line say so",
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="warn about invalid record files instead of stopping",
+    )
     add_dassl_log_flags(parser)
     parser.set_defaults(func=run, dassl_logs="auto")
     return parser
@@ -175,7 +187,7 @@ def _lines(result: dict[str, Any]) -> list[dict[str, Any]]:
         "p_t_adj": None,
         "p_wilcoxon_adj": None,
         "p_adjust": "",
-        "note": "; ".join(x for x in (POOLED_NOTE, result["note"]) if x),
+        "note": "; ".join(x for x in (POOLED_NOTE, result["note"], result["data_change"]) if x),
     }
     groups = [{**g, "p_adjust": result["adjust"]} for g in result["groups"]]
     interval = SEED_INTERVAL + (f", {POOL_CONDITION}" if result["pooled_runs"] else "")
@@ -209,6 +221,7 @@ def _run_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
             "test": result["test"],
             "interval": RUN_INTERVAL,
             "family_size": result["family_size"],
+            "note": "; ".join(x for x in (g.get("note", ""), result["data_change"]) if x),
         }
         for g in result["groups"]
     ]
@@ -259,6 +272,8 @@ def _run_footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         for g in result["groups"]
         if g["note"]
     ]
+    if result["data_change"]:
+        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
     return lines
 
 
@@ -313,6 +328,8 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     for g in groups:
         if g["note"]:
             lines.append(f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}")
+    if result["data_change"]:
+        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")
@@ -363,6 +380,7 @@ def _compare(records: list[dict], args: argparse.Namespace) -> tuple[dict, list[
             run_test=args.run_test,
             family=family,
             allow_unknown_split=args.allow_unknown_split,
+            allow_data_change=args.allow_data_change,
         )
         result["family_given"] = family is not None
         text = "\n".join([_run_table(result), *_run_footer(result, args)])
@@ -372,6 +390,7 @@ def _compare(records: list[dict], args: argparse.Namespace) -> tuple[dict, list[
         args.a,
         args.b,
         allow_unknown_split=args.allow_unknown_split,
+        allow_data_change=args.allow_data_change,
         adjust=args.adjust,
         bootstrap=args.bootstrap,
         bootstrap_seed=args.bootstrap_seed,
@@ -384,12 +403,12 @@ def _compare(records: list[dict], args: argparse.Namespace) -> tuple[dict, list[
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison (and write --csv)."""
-    from sarfewshot.cli.leaderboard import load_run_records, print_warnings
+    from sarfewshot.cli.records import load_run_records, print_warnings
     from sarfewshot.utils.io import atomic_write_text
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = load_run_records(args.runs, args.dassl_logs)
+        records = load_run_records(args.runs, args.dassl_logs, args.skip_invalid)
         result, lines, text = _compare(records, args)
     print_warnings(caught)
     print(text)

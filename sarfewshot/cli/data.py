@@ -3,6 +3,8 @@
 - ``data list``: registered datasets with their aliases and expected layouts.
 - ``data verify --dataset NAME --root DIR``: per split and class image counts and chip sizes;
   every image is decoded; unreadable files are named. Exit 1 on a bad file, 2 on a wrong layout.
+- ``data verify SHARDS/``: a packed shard folder: every file against the index's sha256 and
+  every sample against its CRC-32; damaged shards and samples are named. Exit 1 on damage.
 - ``data synth --out DIR``: write the embedded synthetic dataset (folder layout, 8-bit PNG).
 - ``data export-splits`` / ``data import-splits``: one JSON bundle of split files, so two labs can
   run on identical support sets.
@@ -36,12 +38,18 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     verify = actions.add_parser(
         "verify",
-        help="count, decode and size-check a dataset folder",
-        description="List a dataset folder, count the images per split and class, decode "
-        "every image and report chip sizes; exit 1 on an unreadable file, 2 on a wrong layout.",
+        help="count, decode and size-check a dataset folder, or check packed shards",
+        description="List a dataset folder (--dataset, --root), count the images per split "
+        "and class, decode every image and report chip sizes; exit 1 on an unreadable file, 2 "
+        "on a wrong layout. Or check a packed shard folder (SHARDS/, from data pack): every "
+        "tar and offset table against the sha256 in index.json and every sample against its "
+        "CRC-32, naming each damaged shard and sample; exit 1 on damage.",
     )
-    verify.add_argument("--dataset", required=True, help="dataset name or alias (see data list)")
-    verify.add_argument("--root", required=True, help="the dataset folder")
+    verify.add_argument(
+        "shards", nargs="?", metavar="SHARDS", help="a packed shard folder (data pack --out)"
+    )
+    verify.add_argument("--dataset", help="dataset name or alias (see data list)")
+    verify.add_argument("--root", help="the dataset folder")
     verify.add_argument(
         "--option",
         action="append",
@@ -183,10 +191,40 @@ def _decode(listing, decode: bool) -> tuple[dict, list[str]]:
     return sizes, bad
 
 
+def _verify_shards(folder: str) -> int:
+    from sarfewshot.data.shards import read_index, unchecked_message, verify_shards
+
+    index = read_index(folder)
+    problems = verify_shards(folder)
+    files = 2 * len(index.shards)
+    print(
+        f"{folder}: {len(index.shards)} shard(s), {index.count} samples, "
+        f"index version {index.version}"
+    )
+    if problems:
+        print(f"error: {len(problems)} problem(s):", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    if not index.checked:
+        print(f"all {files} files match the sha256 in index.json; {unchecked_message(folder)}")
+        return 0
+    print(f"all {files} files match index.json and all {index.count} samples their CRC-32")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from sarfewshot.data.build import build_listing
+    from sarfewshot.errors import ConfigError
+
+    if args.shards and (args.dataset or args.root):
+        raise ConfigError(f"data verify {args.shards}: a shard folder takes no --dataset/--root")
+    if args.shards:
+        return _verify_shards(args.shards)
+    if not (args.dataset and args.root):
+        raise ConfigError("data verify: give --dataset NAME --root DIR, or a shard folder SHARDS/")
 
     dataset, listing = build_listing(args.dataset, args.root, **parse_options(args.option))
     sizes, bad = _decode(listing, decode=not args.no_decode)

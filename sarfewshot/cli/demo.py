@@ -142,7 +142,7 @@ def write_plots(out: Path) -> list[Path]:
 def write_board_page(out: Path) -> Path | None:
     """``<out>/board/index.html`` (``sarfewshot board <out>/runs``), when jinja2 is installed."""
     from sarfewshot.cli.board import write_page
-    from sarfewshot.cli.leaderboard import load_run_records
+    from sarfewshot.cli.records import load_run_records
     from sarfewshot.results.board_page import BoardUnavailableError
 
     runs = out / "runs"

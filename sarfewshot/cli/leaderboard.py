@@ -10,14 +10,14 @@ hold no result block (unfinished or failed runs) are skipped and named in a warn
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
 
-from sarfewshot.errors import SarFewShotError
-
-DASSL_MODES = ("auto", "always", "never")
+from sarfewshot.cli.records import (
+    add_record_flags,
+    load_run_records,
+    print_warnings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -57,92 +57,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_record_flags(parser)
     parser.set_defaults(func=run)
     return parser
-
-
-def add_record_flags(parser: argparse.ArgumentParser) -> None:
-    """How records are read and counted, shared with ``board``: the Dassl-log flags,
-    ``--skip-invalid`` and ``--include-diverged``."""
-    add_dassl_log_flags(parser)
-    parser.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="warn about invalid record files instead of stopping",
-    )
-    parser.add_argument(
-        "--include-diverged",
-        action="store_true",
-        help="average diverged cells (loss non-finite or far above its start) with the ok ones; "
-        "by default they are counted, not averaged",
-    )
-    parser.set_defaults(dassl_logs="auto")
-
-
-def add_dassl_log_flags(parser: argparse.ArgumentParser) -> None:
-    """``--dassl-logs`` / ``--no-dassl-logs`` (default ``auto``: only folders with no records)."""
-    logs = parser.add_mutually_exclusive_group()
-    logs.add_argument(
-        "--dassl-logs",
-        dest="dassl_logs",
-        action="store_const",
-        const="always",
-        help="read Dassl log.txt runs in every folder, also next to records",
-    )
-    logs.add_argument(
-        "--no-dassl-logs",
-        dest="dassl_logs",
-        action="store_const",
-        const="never",
-        help="ignore Dassl log.txt runs",
-    )
-
-
-def _dir_records(path: Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    from sarfewshot.results.records import RecordError, read_record, record_files
-
-    records = []
-    for file in record_files(path):
-        try:
-            records.append(read_record(file))
-        except RecordError as exc:
-            if not skip_invalid:
-                raise
-            warnings.warn(f"{exc}; skipped", stacklevel=2)
-    return records
-
-
-def load_run_records(
-    dirs: Sequence[str], dassl_logs: str = "auto", skip_invalid: bool = False
-) -> list[dict[str, Any]]:
-    """Records of every DIR (plus Dassl log runs per ``dassl_logs``: auto, always, never).
-
-    Raises:
-        SarFewShotError: a DIR that does not exist or yields no record, named.
-    """
-    from sarfewshot.results.dassl_logs import records_from_dassl_runs
-
-    if dassl_logs not in DASSL_MODES:
-        raise SarFewShotError(f"dassl_logs must be one of {DASSL_MODES}, got {dassl_logs!r}")
-    out: list[dict[str, Any]] = []
-    for name in dirs:
-        path = Path(name)
-        if not path.is_dir():
-            raise SarFewShotError(f"run folder {name} does not exist or is not a folder")
-        found = _dir_records(path, skip_invalid)
-        if dassl_logs == "always" or (dassl_logs == "auto" and not found):
-            found += records_from_dassl_runs([path])
-        if not found:
-            raise SarFewShotError(
-                f"no results under {name}: no records/*.json files"
-                + ("" if dassl_logs == "never" else " and no Dassl log.txt with a result block")
-            )
-        out.extend(found)
-    return out
-
-
-def print_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
-    """Show collected warnings as one ``warning: ...`` line each on stderr."""
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
 
 
 def _write_files(args: argparse.Namespace, rows: list) -> list[Path]:

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Iterator, Sequence
 
 from sarfewshot import __version__
@@ -93,12 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # for rerun hints
     debug = debug_enabled(args)
     previous = os.environ.get("SARFEWSHOT_DEBUG")
     if debug:
         os.environ["SARFEWSHOT_DEBUG"] = "1"  # failed grid cells print their tracebacks too
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            if not debug:  # --debug keeps Python's form (category, file and source line)
+                warnings.showwarning = _one_line_warning(warnings.showwarning)
+            return int(args.func(args) or 0)
     except SarFewShotError as exc:
         return _fail(f"error: {exc}", 2, debug)
     except NonFiniteLossError as exc:
@@ -117,6 +122,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("SARFEWSHOT_DEBUG", None)
         else:
             os.environ["SARFEWSHOT_DEBUG"] = previous
+
+
+def _package_dirs() -> list[str]:
+    """The toolkit's source folders: the package and its plug-in packages (datasets, trainers)."""
+    import importlib.util
+
+    dirs = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    for name in ("sarfewshot.datasets", "sarfewshot.trainers"):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        dirs += (
+            [os.path.abspath(d) for d in (spec.submodule_search_locations or [])] if spec else []
+        )
+    return dirs
+
+
+def _one_line_warning(fallback):
+    """A ``warnings.showwarning`` that prints the toolkit's warnings as ``warning: <message>``.
+
+    Python's default form adds the category, the file, the line number and the source line of
+    the ``warnings.warn`` call, which tells a user nothing; other packages' warnings keep it.
+    """
+    roots = tuple(d + os.sep for d in _package_dirs())
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        where = os.path.abspath(str(filename))
+        ours = category.__module__.startswith("sarfewshot") or where.startswith(roots)
+        if not ours:
+            fallback(message, category, filename, lineno, file, line)
+            return
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    return show
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -3,15 +3,25 @@
 A fingerprint covers the listing (class names, split, relative path and label of every image)
 and, per file, its size and the sha256 of its bytes. Content hashes are what make the
 fingerprint trustworthy: a chip replaced in place with the same name and size changes it. They
-are cheap because each file's hash is remembered in a small JSON memo keyed by the file's size
-and modification time, so a rerun on an unchanged folder only ``stat``\\ s its files.
+are cheap because each file's hash is remembered in a small JSON memo keyed by the file's size,
+modification time, status-change time (``st_ctime_ns``) and inode number, so a rerun on an
+unchanged folder only ``stat``\\ s its files.
 
-Modification times decide when a file is hashed again; they never enter the fingerprint, so two
+Size and modification time alone are not enough: ``touch -r``, ``cp -p`` or an archive
+extracted twice set the modification time back by hand, and fixed-size chips (ATRNet-STAR's
+TIFFs) never change size. The kernel sets the status-change time on every write or rename and
+no user call can set it back, and a file replaced by a rename gets another inode, so a rewritten
+chip is always hashed again. A file whose status changed in the last :data:`RACY_NS` is hashed
+but not remembered, because file times advance in clock ticks and a rewrite within the same
+tick as our ``stat`` would otherwise keep every field.
+
+These stat fields decide when a file is hashed again; they never enter the fingerprint, so two
 machines holding identical copies of a folder agree on it and their records merge.
 
 Folders larger than :data:`CONTENT_HASH_LIMIT` bytes (``SARFEWSHOT_HASH_LIMIT`` overrides it)
-are fingerprinted from size and modification time instead (``method: "stat"``): such a
-fingerprint still detects added, removed and rewritten files, but copies on other machines get
+are fingerprinted from the same stat fields instead (``method: "stat"``: size, modification
+time, status-change time and inode): such a fingerprint still detects added, removed and
+rewritten files (also with the modification time set back), but copies on other machines get
 other fingerprints.
 """
 
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +41,11 @@ from sarfewshot.utils.io import atomic_write_json, sha256_file, sha256_text
 FINGERPRINT_VERSION = 1
 CONTENT_HASH_LIMIT = 8 << 30  # bytes; above this a folder is fingerprinted by stat only
 MEMO_FORMAT = "sarfewshot-hash-memo"
+# A file changed less than this long ago is hashed but not remembered: file times advance in
+# clock ticks (milliseconds), so a rewrite within the tick of our ``stat`` could keep every
+# stat field; such "racy" entries are hashed again next time (as git does for its index).
+RACY_NS = 2_000_000_000
+MEMO_VERSION = 2  # entries [size, mtime_ns, ctime_ns, inode, sha256]; version 1 had no ctime/inode
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,8 @@ class DatasetFingerprint:
 
     Attributes:
         sha256: the fingerprint itself (hex).
-        method: ``"content"`` (sizes and content hashes) or ``"stat"`` (sizes and mtimes).
+        method: ``"content"`` (sizes and content hashes) or ``"stat"`` (sizes, mtimes, ctimes
+            and inodes).
         files: number of listed images.
         bytes: their total size.
     """
@@ -86,30 +103,40 @@ def _load_memo(path: Path | None) -> dict[str, list]:
     except (OSError, ValueError):
         return {}  # a damaged memo only costs re-hashing
     ok = isinstance(data, dict) and data.get("format") == MEMO_FORMAT
+    ok = ok and data.get("version") == MEMO_VERSION  # older memos lack ctime and inode
     return data.get("files", {}) if ok and isinstance(data.get("files"), dict) else {}
+
+
+def memo_key(st: os.stat_result) -> list[int]:
+    """What must be unchanged for a remembered hash to be reused.
+
+    Size and mtime alone can be restored by hand (``touch -r``, ``cp -p``); the status-change
+    time cannot, and a file replaced by a rename has another inode.
+    """
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def _content_hashes(
     paths: list[str], stats: list[os.stat_result], memo_file: Path | None, progress: bool
 ) -> list[str]:
-    """sha256 of every file, reusing the memo's entry when size and mtime are unchanged."""
+    """sha256 of every file, reusing the memo's entry when its :func:`memo_key` is unchanged."""
     memo = _load_memo(memo_file)
     fresh: dict[str, list] = {}
     out = []
-    todo = [
-        i
-        for i, (p, st) in enumerate(zip(paths, stats))
-        if memo.get(p, [None, None])[:2] != [st.st_size, st.st_mtime_ns]
-    ]
+    keys = [memo_key(st) for st in stats]
+    todo = [i for i, (p, key) in enumerate(zip(paths, keys)) if memo.get(p, [])[:4] != key]
     hashed = {i: None for i in todo}
     for i in progress_bar(todo, desc="hash dataset files", enabled=progress and bool(todo)):
         hashed[i] = sha256_file(paths[i])
-    for i, (p, st) in enumerate(zip(paths, stats)):
-        digest = hashed[i] if i in hashed else memo[p][2]
-        fresh[p] = [st.st_size, st.st_mtime_ns, digest]
+    for i, (p, key) in enumerate(zip(paths, keys)):
+        digest = hashed[i] if i in hashed else memo[p][4]
+        fresh[p] = [*key, digest]
         out.append(digest)
+    now = time.time_ns()
+    fresh = {p: e for p, e in fresh.items() if now - e[2] >= RACY_NS}  # ctime: not racy
     if memo_file is not None and fresh != memo:
-        atomic_write_json(memo_file, {"format": MEMO_FORMAT, "files": fresh}, indent=0)
+        memo_doc = {"format": MEMO_FORMAT, "version": MEMO_VERSION, "files": fresh}
+        atomic_write_json(memo_file, memo_doc, indent=0)
     return out
 
 
@@ -143,7 +170,8 @@ def dataset_fingerprint(
     if total <= hash_limit():
         method, per_file = "content", _content_hashes(paths, stats, memo_file, progress)
     else:
-        method, per_file = "stat", [str(st.st_mtime_ns) for st in stats]
+        # the memo key's fields: a rewrite with its mtime set back still changes ctime
+        method, per_file = "stat", [":".join(map(str, memo_key(st)[1:])) for st in stats]
     lines = [
         f"{part}\t{rel}\t{label}\t{st.st_size}\t{digest}"
         for (part, rel, label), st, digest in zip(entries, stats, per_file)

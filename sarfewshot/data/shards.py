@@ -9,10 +9,14 @@ shards replace them with a few large files:
   chips, ``uint16`` for 16-bit chips, which stay 16-bit, ``float32`` for float data) and
   ``<key>.json`` (``{"source": "<root>/<relative path>", "nominal_max": 255.0 | 65535.0 |
   null}``). ``webdataset.WebDataset`` or plain ``tarfile`` read them sequentially.
-- ``shard-000000.idx``: a little-endian float64 table, three columns per sample (byte offset
-  of the ``.npy`` data in the tar, its size, the nominal maximum or 0 for none), so a reader
-  seeks straight to any sample: random access in ``(seed, epoch)`` permutation order without
-  scanning tar headers.
+- ``shard-000000.idx``: a little-endian float64 table, four columns per sample (byte offset
+  of the ``.npy`` data in the tar, its size, the nominal maximum or 0 for none, and the CRC-32
+  of the ``.npy`` bytes), so a reader seeks straight to any sample: random access in
+  ``(seed, epoch)`` permutation order without scanning tar headers. Every read checks the
+  sample's CRC-32, so a flipped byte stops the run naming the shard and the sample's key
+  instead of being trained on. Shards of index version 1 have three columns and no CRC: they
+  are read unchecked, with a warning (re-pack them, or ``sarfewshot data verify SHARDS/``
+  checks whole files against the index's sha256).
 - ``index.json``: format, version, the total count, the source roots' names, and per shard its
   file names, sample count, byte sizes and sha256 checksums. Opening a shard folder reads only
   this file: O(number of shards), no per-file listing.
@@ -31,6 +35,8 @@ import json
 import os
 import re
 import tarfile
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -40,7 +46,8 @@ import numpy as np
 from sarfewshot.errors import ConfigError, DatasetError
 
 FORMAT = "sarfewshot-shards"
-VERSION = 1
+VERSION = 2  # 2: a CRC-32 column per sample in the offset tables; 1: none
+READABLE_VERSIONS = (1, 2)
 INDEX_NAME = "index.json"
 KEY_DIGITS = 9
 # two member headers, the end-of-archive blocks and the padding to a whole tar record
@@ -82,6 +89,17 @@ class ShardIndex:
     count: int
     shards: tuple[ShardInfo, ...]
     roots: tuple[str, ...]
+    version: int = VERSION
+
+    @property
+    def columns(self) -> int:
+        """Columns of the offset tables: 4 with a per-sample CRC-32 (version 2), else 3."""
+        return 4 if self.version >= 2 else 3
+
+    @property
+    def checked(self) -> bool:
+        """Whether every sample carries a CRC-32 that reads check."""
+        return self.version >= 2
 
 
 def encode_chip(amplitude: np.ndarray, nominal_max: float | None) -> bytes:
@@ -121,12 +139,13 @@ class _ShardWriter:
         # open across many add() calls; close() ends both
         self.file = open(self.path, "wb")  # noqa: SIM115
         self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-        self.rows: list[tuple[float, float, float]] = []
+        self.rows: list[tuple[float, float, float, float]] = []
 
     def add(self, key: str, npy: bytes, meta: bytes, nominal: float | None) -> None:
         info = _tarinfo(f"{key}.npy", len(npy))
         header = len(info.tobuf(tarfile.USTAR_FORMAT, self.tar.encoding, self.tar.errors))
-        self.rows.append((float(self.tar.offset + header), float(len(npy)), float(nominal or 0)))
+        offset = float(self.tar.offset + header)
+        self.rows.append((offset, float(len(npy)), float(nominal or 0), float(zlib.crc32(npy))))
         self.tar.addfile(info, io.BytesIO(npy))
         self.tar.addfile(_tarinfo(f"{key}.json", len(meta)), io.BytesIO(meta))
 
@@ -181,21 +200,59 @@ def pack_shards(
     if not files:
         raise DatasetError("nothing to pack: no image files under --data")
     _check_out(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    read = reader or _read_chip
+    try:
+        return _pack_into(files, out, shard_size, reader or _read_chip, on_sample)
+    except DatasetError as exc:
+        _remove_partial(out, created)
+        raise type(exc)(
+            f"{exc} (no shard was kept: fix or remove the file, then run the same command again)"
+        ) from None
+    except BaseException:
+        # a failed pack (an undecodable chip, Ctrl-C) leaves nothing behind, so the same
+        # command runs again once the chip is fixed instead of refusing a non-empty --out
+        _remove_partial(out, created)
+        raise
+
+
+def _remove_partial(out: Path, created: bool) -> None:
+    """Delete what a failed pack wrote into ``out`` (an empty folder it was given stays)."""
+    for path in out.iterdir():
+        if re.fullmatch(r"shard-\d{6}\.(tar|idx)|index\.json|\..*\.tmp.*", path.name):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def _pack_into(
+    files: Sequence[tuple[Path, str]],
+    out: Path,
+    shard_size: int,
+    read: Callable[[Path], tuple[np.ndarray, float | None]],
+    on_sample: Callable[[int], None] | None,
+) -> ShardIndex:
+    """The packing loop of :func:`pack_shards` (which cleans up when this raises)."""
     shards: list[ShardInfo] = []
     writer: _ShardWriter | None = None
-    for k, (path, source) in enumerate(files):
-        amplitude, nominal = read(Path(path))
-        npy = encode_chip(amplitude, nominal)
-        meta = json.dumps({"nominal_max": nominal, "source": source}, sort_keys=True).encode()
-        if writer is not None and writer.size + len(npy) + len(meta) + _MARGIN > shard_size:
-            shards.append(writer.close())
-            writer = None
-        writer = writer or _ShardWriter(out, len(shards))
-        writer.add(f"{k:0{KEY_DIGITS}d}", npy, meta, nominal)
-        if on_sample is not None:
-            on_sample(k + 1)
+    try:
+        for k, (path, source) in enumerate(files):
+            amplitude, nominal = read(Path(path))
+            npy = encode_chip(amplitude, nominal)
+            meta = json.dumps({"nominal_max": nominal, "source": source}, sort_keys=True)
+            if writer is not None and writer.size + len(npy) + len(meta) + _MARGIN > shard_size:
+                shards.append(writer.close())
+                writer = None
+            writer = writer or _ShardWriter(out, len(shards))
+            writer.add(f"{k:0{KEY_DIGITS}d}", npy, meta.encode(), nominal)
+            if on_sample is not None:
+                on_sample(k + 1)
+    except BaseException:
+        if writer is not None:
+            writer.file.close()  # the open shard is deleted by the caller
+        raise
     shards.append(writer.close())  # type: ignore[union-attr]
     roots = sorted({source.split("/", 1)[0] for _, source in files})
     return _write_index(out, shards, roots)
@@ -239,31 +296,69 @@ def read_index(folder: str | Path) -> ShardIndex:
     path = Path(folder) / INDEX_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"format {data.get('format')!r} version {data.get('version')!r}")
+        version = data.get("version")
+        if data.get("format") != FORMAT or version not in READABLE_VERSIONS:
+            raise ValueError(f"format {data.get('format')!r} version {version!r}")
         shards = tuple(ShardInfo(**s) for s in data["shards"])
         count = int(data["count"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DatasetError(f"{path} is not a readable {FORMAT} index: {exc}") from None
     if count != sum(s.count for s in shards) or count < 1:
         raise DatasetError(f"{path}: count {count} does not match its shards' counts")
-    return ShardIndex(Path(folder), count, shards, tuple(data.get("roots", ())))
+    return ShardIndex(Path(folder), count, shards, tuple(data.get("roots", ())), int(version))
+
+
+class ShardWarning(UserWarning):
+    """Shards whose samples carry no checksum (packed before index version 2)."""
+
+
+def unchecked_message(folder: str | Path) -> str:
+    """What a reader of version 1 shards says: their samples are not checked."""
+    return (
+        f"{folder}: shards packed before per-sample checksums (index version 1): a corrupted "
+        "sample would be read without notice; re-pack with `sarfewshot data pack`, or check "
+        "whole files with `sarfewshot data verify SHARDS/`"
+    )
 
 
 def verify_shards(folder: str | Path) -> list[str]:
-    """Check every shard file against the index's sizes and sha256; returns the problems."""
+    """Check every shard: its files against the index's sizes and sha256, then, for shards
+    with per-sample checksums, every sample's CRC-32 (so a damaged shard names its samples).
+
+    Returns:
+        One ``path: problem`` line per problem (empty when every check passed).
+    """
     from sarfewshot.utils.io import sha256_file
 
     index = read_index(folder)
     problems = []
-    for s in index.shards:
+    for number, s in enumerate(index.shards):
         for name, digest in ((s.tar, s.tar_sha256), (s.idx, s.idx_sha256)):
             path = index.folder / name
             if not path.is_file():
                 problems.append(f"{path}: missing")
             elif sha256_file(path) != digest:
                 problems.append(f"{path}: sha256 differs from {INDEX_NAME}")
+        if index.checked and (index.folder / s.tar).is_file():
+            problems += _bad_samples(index, number)
     return problems
+
+
+def _bad_samples(index: ShardIndex, number: int) -> list[str]:
+    """``path: sample KEY: problem`` for each sample of shard ``number`` failing its CRC-32."""
+    reader = ShardReader(index.folder)
+    bad = []
+    try:
+        start = reader.starts[number]
+        for k in range(start, start + index.shards[number].count):
+            problem = reader.checked_bytes(k)[2]
+            if problem:
+                bad.append(problem)
+    except DatasetError as exc:  # an unreadable offset table
+        bad.append(str(exc))
+    finally:
+        reader.close()
+    return bad
 
 
 class ShardReader:
@@ -276,6 +371,8 @@ class ShardReader:
 
     def __init__(self, folder: str | Path) -> None:
         self.index = read_index(folder)
+        if not self.index.checked:
+            warnings.warn(unchecked_message(folder), ShardWarning, stacklevel=2)
         counts = [s.count for s in self.index.shards]
         self.starts = np.cumsum([0, *counts]).tolist()
         self._tables: dict[int, np.ndarray] = {}
@@ -300,9 +397,12 @@ class ShardReader:
             info = self.index.shards[shard]
             path = self.index.folder / info.idx
             table = np.fromfile(path, dtype="<f8")
-            if table.size != 3 * info.count:
-                raise DatasetError(f"{path}: {table.size // 3} rows, the index says {info.count}")
-            self._tables[shard] = table.reshape(info.count, 3)
+            cols = self.index.columns
+            if table.size != cols * info.count:
+                raise DatasetError(
+                    f"{path}: {table.size / cols:g} rows, the index says {info.count}"
+                )
+            self._tables[shard] = table.reshape(info.count, cols)
         return self._tables[shard]
 
     def _fd(self, shard: int) -> int:
@@ -314,15 +414,42 @@ class ShardReader:
                 raise DatasetError(f"cannot open shard {path}: {exc.strerror}") from None
         return self._fds[shard]
 
-    def read(self, k: int) -> tuple[np.ndarray, float | None]:
-        """Sample ``k``: (float32 amplitude (H, W), nominal maximum or None)."""
+    def read_bytes(self, k: int) -> tuple[bytes, float | None]:
+        """Sample ``k``'s ``.npy`` bytes, checked against its CRC-32, and its nominal maximum.
+
+        Raises:
+            DatasetError: naming the shard and the sample's key when the bytes are short or
+                fail their checksum.
+        """
+        data, nominal, problem = self.checked_bytes(k)
+        if problem:
+            raise DatasetError(
+                f"{problem} (corrupted shard: re-pack or re-copy it; `sarfewshot data verify "
+                f"{self.index.folder}` lists every damaged sample)"
+            )
+        return data, nominal
+
+    def checked_bytes(self, k: int) -> tuple[bytes, float | None, str]:
+        """Sample ``k``'s bytes, nominal maximum and ``shard, sample: problem`` ("" if none)."""
         shard, pos = self.locate(k)
-        offset, size, nominal = self._table(shard)[pos]
-        data = os.pread(self._fd(shard), int(size), int(offset))
-        if len(data) != int(size):
-            path = self.index.folder / self.index.shards[shard].tar
-            raise DatasetError(f"{path} is truncated at sample {k} (re-pack or re-copy it)")
-        return decode_chip(data), (float(nominal) or None)
+        row = self._table(shard)[pos]
+        offset, size = int(row[0]), int(row[1])
+        data = os.pread(self._fd(shard), size, offset)
+        problem = ""
+        if len(data) != size:
+            problem = f"{self._where(shard, k)}: truncated"
+        elif len(row) > 3 and zlib.crc32(data) != int(row[3]):
+            problem = f"{self._where(shard, k)}: the bytes fail their CRC-32 checksum"
+        return data, (float(row[2]) or None), problem
+
+    def _where(self, shard: int, k: int) -> str:
+        path = self.index.folder / self.index.shards[shard].tar
+        return f"shard {path}, sample {k:0{KEY_DIGITS}d}.npy"
+
+    def read(self, k: int) -> tuple[np.ndarray, float | None]:
+        """Sample ``k``: (float32 amplitude (H, W), nominal maximum or None), checked."""
+        data, nominal = self.read_bytes(k)
+        return decode_chip(data), nominal
 
     def close(self) -> None:
         """Close the open shard files."""

@@ -114,6 +114,8 @@ def _dataset_defaults() -> CfgNode:
     node.SAR.SAMPLE_FORMAT = "decibel"
     node.SAR.EXTRA_CLASSES = False  # class folders outside a fixed class list: refused unless set
     node.SAR.ATRNET_SETTING = "soc40"  # ATRNet-STAR: the ATRBench setting (soc40, eoc_scene, ...)
+    # ATRNet-STAR: evaluate with type folders missing (marked in the record and the table)
+    node.SAR.ALLOW_MISSING_CLASSES = False
     node.SAR.ATRNET_TEST_SUBSET = ""  # ATRNet-STAR EOC: one test_<subset> folder instead of test
     return node
 

@@ -97,7 +97,9 @@ class Row:
     records written before fingerprints existed, and for Dassl logs).
     ``short_support``: some counted cell had fewer than K support images in some class (its
     record's ``split.support_counts``, drawn with ``DATASET.ALLOW_SHORT_CLASSES`` or
-    ``DATASET.REPEAT``).
+    ``DATASET.REPEAT``). ``dataset_variant``: the dataset's setting and test subset where a
+    plug-in has them (ATRNet-STAR: ``eoc_scene test_woodland``), else "". ``missing_classes``:
+    some counted cell ran with class folders missing (``DATASET.SAR.ALLOW_MISSING_CLASSES``).
     """
 
     backbone: str
@@ -124,6 +126,8 @@ class Row:
     data_conflict: bool = False
     n_diverged: int = 0
     short_support: bool = False
+    dataset_variant: str = ""
+    missing_classes: bool = False
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -203,6 +207,14 @@ def _short_support(record: Mapping[str, Any]) -> bool:
     return shots > 0 and any(int(n) < shots for n in counts.values())
 
 
+def dataset_variant(record: Mapping[str, Any]) -> str:
+    """The setting and test subset a record's dataset was read with ("" when it has none)."""
+    sar = ((record.get("config") or {}).get("DATASET") or {}).get("SAR") or {}
+    setting = sar.get("ATRNET_SETTING") if record["key"]["dataset"] == "atrnet_star" else None
+    subset = sar.get("ATRNET_TEST_SUBSET") or ""
+    return f"{setting}" + (f" test_{subset}" if subset else "") if setting else ""
+
+
 def _build_row(
     gkey: tuple,
     variant: tuple[str, str | None],
@@ -236,6 +248,8 @@ def _build_row(
         data_conflict=conflicts[1],
         n_diverged=sum(r["status"] == "diverged" for r in recs),
         short_support=any(_short_support(r) for r in ok),
+        dataset_variant=",".join(sorted({dataset_variant(r) for r in recs} - {""})),
+        missing_classes=any((r.get("dataset") or {}).get("missing_classes") for r in ok),
     )
 
 

@@ -1,8 +1,12 @@
 """Paired comparison of two backbones over the cells both have.
 
-Two cells pair when they share (dataset, protocol, shots, seed) and were trained and tested on
-the same split file (equal ``split.sha256``). The difference is ``acc(a) - acc(b)`` in
-percentage points. Per (dataset, protocol, shots) group, and once over every pair, it reports:
+Two cells pair when they share (dataset, protocol, shots, seed), were trained and tested on
+the same split file (equal ``split.sha256``) and on the same version of the dataset folder
+(equal fingerprints). Split files name chips, not their bytes: after a chip is replaced in
+place, the split files still agree while the test sets differ, so cells of two versions are
+refused unless the caller opts in (``allow_data_change``), and then every line says so. The
+difference is ``acc(a) - acc(b)`` in percentage points. Per (dataset, protocol, shots) group,
+and once over every pair, it reports:
 
 - the paired Student-t 95 % interval, mean(d) ± t_{0.975, n-1} * sd(d) / sqrt(n);
 - two-sided p-values of the paired t-test (``scipy.stats.ttest_rel``) and of the Wilcoxon
@@ -29,6 +33,7 @@ import numpy as np
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate, summarize
 from sarfewshot.results.labels import backbone_label, parse_backbone_label, weights_match
+from sarfewshot.results.records import dataset_version
 from sarfewshot.results.runstats import mdd_paired
 from sarfewshot.utils.seeding import numpy_rng
 
@@ -78,7 +83,7 @@ def _select(
 
     ``pool``: a name with several weights files (pretraining runs) gives one record per cell
     whose accuracy is the mean over the weights files, for the cells every file has on the
-    same split file.
+    same split file and dataset version.
     """
     name, shas, mine = select_weights(records, spec, flag)
     if pool and len(shas) > 1:
@@ -121,6 +126,8 @@ def _pooled_cells(
         recs = [cells[cell] for cells in per_sha]
         if len({r["split"].get("sha256") for r in recs}) != 1:
             continue  # not the same support set under every weights file
+        if len({dataset_version(r) for r in recs}) != 1:
+            continue  # not the same test set under every weights file
         accs = [float(r["metrics"]["accuracy"]) for r in recs]
         pooled[cell] = {**recs[0], "metrics": {"accuracy": float(np.mean(accs))}}
     if not pooled:
@@ -315,10 +322,31 @@ def family_size(
 # ----------------------------------------------------------------------------- pairing
 
 
+def _versions_note(mixed: Mapping[tuple, int]) -> str:
+    """What a line says when it pairs cells of two dataset versions (``--allow-data-change``)."""
+    parts = [f"{n} pair(s) {ds} {fa[:12]} vs {fb[:12]}" for (ds, fa, fb), n in mixed.items()]
+    return "paired across dataset versions (--allow-data-change): " + ", ".join(parts)
+
+
+def _version_error(mixed: Mapping[tuple, int], a: str, b: str) -> SarFewShotError:
+    ds, fa, fb = next(iter(mixed))
+    more = f" (and {len(mixed) - 1} more version pair(s))" if len(mixed) > 1 else ""
+    n = sum(mixed.values())
+    return SarFewShotError(
+        f"--a {a} and --b {b}: {n} cell pair(s) of dataset '{ds}' were computed on different "
+        f"versions of its folder (fingerprint {fa[:12]} for --a, {fb[:12]} for --b){more}; "
+        "their test sets differ, so their differences are not paired. Rerun one side on the "
+        "current folder, or pass --allow-data-change to pair them anyway"
+    )
+
+
 def _pair(
     cells_a: dict[tuple, dict], cells_b: dict[tuple, dict], allow_unknown_split: bool
-) -> tuple[list[dict], dict[str, int]]:
+) -> tuple[list[dict], dict[str, int], dict[tuple, int]]:
+    """The pairs, the skipped counts and, per (dataset, version a, version b), the pairs whose
+    dataset versions differ (both known)."""
     pairs, skipped = [], {"only_a": 0, "only_b": 0, "split_mismatch": 0, "unknown_split": 0}
+    mixed: dict[tuple, int] = {}
     skipped["only_b"] = len(set(cells_b) - set(cells_a))
     for cell in sorted(cells_a, key=lambda c: tuple(str(x) for x in c)):
         ra, rb = cells_a[cell], cells_b.get(cell)
@@ -332,17 +360,21 @@ def _pair(
         if sa != sb:
             skipped["split_mismatch"] += 1
             continue
+        fa, fb = dataset_version(ra), dataset_version(rb)
+        if fa and fb and fa != fb:
+            mixed[(cell[0], fa, fb)] = mixed.get((cell[0], fa, fb), 0) + 1
         acc_a, acc_b = ra["metrics"]["accuracy"], rb["metrics"]["accuracy"]
         pairs.append(
             {
                 **dict(zip(CELL_FIELDS, cell)),
                 "split_sha256": sa,
+                "data_versions": (fa, fb) if fa != fb else None,
                 "acc_a": acc_a,
                 "acc_b": acc_b,
                 "diff": acc_a - acc_b,
             }
         )
-    return pairs, skipped
+    return pairs, skipped, mixed
 
 
 def _group_rows(pairs: Sequence[dict], n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -368,6 +400,7 @@ def paired_compare(
     b: str,
     *,
     allow_unknown_split: bool = False,
+    allow_data_change: bool = False,
     adjust: str = "holm",
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
@@ -382,13 +415,15 @@ def paired_compare(
             (any prefix length; ``NAME@none``: the weight-less run of that name).
         allow_unknown_split: also pair cells whose split hash is unknown on both sides (records
             read from Dassl logs), trusting that the same seed drew the same split.
+        allow_data_change: also pair cells computed on different versions of the dataset
+            folder (different fingerprints); every line's ``note`` then says so.
         adjust: ``holm``, ``bh`` or ``none``: how the groups' p-values are adjusted.
         bootstrap: resamples of the bootstrap interval (0: none).
         bootstrap_seed: seed of the bootstrap generators (one per group).
         pool: a NAME with several weights files (e.g. pretraining seeds) stands for the mean
-            accuracy over them, per cell that every file has on the same split file. The
-            interval then covers the support-set draws only, not the pretraining runs: it is
-            conditional on the runs made.
+            accuracy over them, per cell that every file has on the same split file and
+            dataset version. The interval then covers the support-set draws only, not the
+            pretraining runs: it is conditional on the runs made.
         family: a pre-registered family of (a, b, dataset, protocol, shots) comparisons
             (:func:`read_family`) that the adjustment counts; every group of this call must be
             in it. None: the family is this call's groups.
@@ -398,13 +433,16 @@ def paired_compare(
         pairs>, "groups": [{"dataset",
         "protocol", "shots", "mean_a", "mean_b", <stats>, "p_t_adj", "p_wilcoxon_adj"}, ...],
         "cells": [{"dataset", "protocol", "shots", "seed", "split_sha256", "acc_a", "acc_b",
-        "diff"}, ...], "skipped": {"only_a", "only_b", "split_mismatch", "unknown_split"}}``,
+        "diff", "data_versions"}, ...], "skipped": {"only_a", "only_b", "split_mismatch",
+        "unknown_split"}, "data_change": note or ""}``,
         where <stats> is ``n, mean_diff, std_diff, mdd80, ci95, ci_low, ci_high, boot_low,
         boot_high, p_t, p_wilcoxon, note``; ``a``/``b`` are the leaderboard's labels.
         Undefined numbers (an interval of a single pair, a test without spread) are None.
 
     Raises:
-        SarFewShotError: unknown or ambiguous backbone, unknown ``adjust``, or no cell pairs.
+        SarFewShotError: unknown or ambiguous backbone, unknown ``adjust``, no cell pairs, or
+            pairs computed on two versions of a dataset folder without ``allow_data_change``
+            (the message names both fingerprints).
     """
     if adjust not in ADJUST_METHODS:
         raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
@@ -413,7 +451,9 @@ def paired_compare(
     kept, _ = deduplicate(records)
     label_a, cells_a = _select(kept, a, "--a", pool)
     label_b, cells_b = _select(kept, b, "--b", pool)
-    pairs, skipped = _pair(cells_a, cells_b, allow_unknown_split)
+    pairs, skipped, mixed = _pair(cells_a, cells_b, allow_unknown_split)
+    if mixed and not allow_data_change:
+        raise _version_error(mixed, a, b)
     if not pairs:
         raise SarFewShotError(
             f"--a {a} and --b {b} share no cell with the same dataset, protocol, shots, seed "
@@ -421,6 +461,7 @@ def paired_compare(
         )
     groups = _group_rows(pairs, bootstrap, bootstrap_seed)
     size = family_size(family, (a, b, label_a, label_b), groups)
+    _mark_data_change(groups, pairs)
     for test in ("p_t", "p_wilcoxon"):
         for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
             g[f"{test}_adj"] = adj
@@ -435,4 +476,22 @@ def paired_compare(
         "groups": groups,
         "cells": pairs,
         "skipped": skipped,
+        "data_change": _versions_note(mixed) if mixed else "",
     }
+
+
+def _mark_data_change(groups: list[dict[str, Any]], pairs: Sequence[dict]) -> None:
+    """Add the cross-version note to each group that pairs cells of two dataset versions."""
+    for g in groups:
+        mixed: dict[tuple, int] = {}
+        for p in pairs:
+            same = (p["dataset"], p["protocol"], p["shots"]) == (
+                g["dataset"],
+                g["protocol"],
+                g["shots"],
+            )
+            if same and p["data_versions"]:
+                key = (p["dataset"], *p["data_versions"])
+                mixed[key] = mixed.get(key, 0) + 1
+        if mixed:
+            g["note"] = "; ".join(x for x in (g["note"], _versions_note(mixed)) if x)

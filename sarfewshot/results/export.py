@@ -53,10 +53,17 @@ CSV_COLUMNS = (
     "short_support",
     "toolkit_version",
     "source",
+    "dataset_variant",
+    "missing_classes",
 )
 STD_CAPTION = "± = population std (ddof 0) over seeds, as CoOp/Dassl report; (n) = seeds"
 PM = "±"
 SHORT_MARK = "†"
+MISSING_MARK = "‡"
+MISSING_NOTE = (
+    f"{MISSING_MARK}: computed with class folders missing (DATASET.SAR.ALLOW_MISSING_CLASSES; "
+    "the records' dataset.missing_classes name them): not the benchmark's class set"
+)
 SHORT_NOTE = (
     f"{SHORT_MARK}: fewer than K support images in some class (DATASET.ALLOW_SHORT_CLASSES or "
     "DATASET.REPEAT; the records' split.support_counts give the real counts)"
@@ -73,7 +80,9 @@ def row_label(row: Row, ambiguous: set[str]) -> str:
     versions of a dataset folder, ``*`` for Dassl-log rows."""
     label = backbone_label(row.backbone, row.weights_sha256, row.backbone in ambiguous)
     if row.config_conflict:
-        label += f" {{cfg {row.config_sha256[:8]}}}"
+        # rows of several ATRNet-STAR settings differ in config: name the setting, not a hash
+        what = f"{row.dataset_variant}, " if row.dataset_variant else ""
+        label += f" {{{what}cfg {row.config_sha256[:8]}}}"
     if row.data_conflict:
         label += f" {{data {(row.data_version or 'unknown')[:8]}}}"
     if "dassl_log" in row.source:
@@ -95,6 +104,7 @@ def _cell_text(row: Row, pm: str) -> str:
     if row.acc_mean is None:
         return f"no result ({failed[2:]})"
     mark = f" {SHORT_MARK}" if row.short_support else ""
+    mark += f" {MISSING_MARK}" if row.missing_classes else ""
     return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed}){mark}"
 
 
@@ -129,6 +139,8 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         )
     if any(r.short_support for r in rows):
         notes.append(SHORT_NOTE)
+    if any(r.missing_classes for r in rows):
+        notes.append(MISSING_NOTE)
     if any(r.n_failed for r in rows):
         notes.append("failed cells are counted, not averaged")
     if any(r.n_diverged for r in rows):

@@ -22,10 +22,13 @@ from sarfewshot.results.compare import (
     CELL_FIELDS,
     _by_cell,
     _label,
+    _version_error,
+    _versions_note,
     adjust_pvalues,
     family_size,
     select_weights,
 )
+from sarfewshot.results.records import dataset_version
 from sarfewshot.results.runstats import (
     RUN_TESTS,
     agreement,
@@ -48,14 +51,29 @@ def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[s
     return label, runs
 
 
+def _mixed_versions(cells: Mapping[tuple, dict]) -> dict[tuple, int]:
+    """Per (dataset, version a, version b): the cells whose two arms ran on other folders."""
+    mixed: dict[tuple, int] = {}
+    for cell, recs in cells.items():
+        by_side = [
+            {dataset_version(rec) for (side, _), rec in recs.items() if side == s} - {None}
+            for s in (0, 1)
+        ]
+        if len(by_side[0] | by_side[1]) > 1:
+            key = (cell[0], min(by_side[0] or {""}), min(by_side[1] or {""}))
+            mixed[key] = mixed.get(key, 0) + 1
+    return mixed
+
+
 def _tables(
     runs_a: list[dict], runs_b: list[dict], allow_unknown_split: bool = False
-) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
+) -> tuple[dict[tuple, tuple[list, np.ndarray, np.ndarray]], dict[tuple, int]]:
     """Per group: the seeds, and the runs x seeds tables of a and b (NaN: a run lacks the seed).
 
     A seed enters a group when every run that has it has it on one split file and both arms
     have it at least once; the split file is what makes seeds comparable across runs. Cells
     without a split hash (records from Dassl logs) enter only with ``allow_unknown_split``.
+    Also returns the cells computed on more than one version of the dataset folder.
     """
     cells: dict[tuple, dict] = {}
     for side, runs in enumerate((runs_a, runs_b)):
@@ -81,7 +99,8 @@ def _tables(
                         tab[r, j] = float(rec["metrics"]["accuracy"])
             tabs.append(tab)
         out[group] = (seeds, tabs[0], tabs[1])
-    return out
+    kept = {c: r for c, r in cells.items() if c[:3] in groups and c[3] in groups[c[:3]]}
+    return out, _mixed_versions(kept)
 
 
 def run_unit_row(
@@ -148,6 +167,7 @@ def run_compare(
     run_test: str = "means",
     family: Sequence[Sequence[str]] | None = None,
     allow_unknown_split: bool = False,
+    allow_data_change: bool = False,
 ) -> dict[str, Any]:
     """acc(a) - acc(b) per (dataset, protocol, shots) group, the pretraining run as the unit.
 
@@ -159,20 +179,25 @@ def run_compare(
         run_test: ``means`` (two-sample t on run means) or ``mixedlm``.
         family: a pre-registered family of (a, b, dataset, protocol, shots) comparisons.
         allow_unknown_split: also use cells without a split hash, trusting the seed.
+        allow_data_change: also use cells computed on other versions of the dataset folder
+            (other fingerprints); the result's ``data_change`` then says so.
 
     Returns:
         ``{"a", "b", "adjust", "run_test", "test", "family_size", "groups": [{"dataset",
-        "protocol", "shots", <run_unit_row>, "p_adj"}, ...]}``.
+        "protocol", "shots", <run_unit_row>, "p_adj"}, ...], "data_change": note or ""}``.
 
     Raises:
-        SarFewShotError: unknown backbone, test or adjustment, or no group both arms have.
+        SarFewShotError: unknown backbone, test or adjustment, no group both arms have, or
+            cells of two versions of a dataset folder without ``allow_data_change``.
     """
     if adjust not in ADJUST_METHODS:
         raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
     kept, _ = deduplicate(records)
     label_a, runs_a = _runs(kept, a, "--a")
     label_b, runs_b = _runs(kept, b, "--b")
-    tables = _tables(runs_a, runs_b, allow_unknown_split)
+    tables, mixed = _tables(runs_a, runs_b, allow_unknown_split)
+    if mixed and not allow_data_change:
+        raise _version_error(mixed, a, b)
     if not tables:
         raise SarFewShotError(
             f"--a {a} and --b {b} share no (dataset, protocol, shots, seed) cell on one split file"
@@ -192,4 +217,5 @@ def run_compare(
         "test": RUN_TESTS[run_test],
         "family_size": size,
         "groups": groups,
+        "data_change": _versions_note(mixed) if mixed else "",
     }

@@ -4,9 +4,10 @@ Three readers of the same chips, each timed over one epoch in the pretraining sa
 (seed, epoch) order, one process, no DataLoader workers:
 
 - ``folder``: ``UnlabelledImages`` (open and decode every file, augment): today's ``--data DIR``;
-- ``shards``: ``ShardImages`` (seek into the tar shards through their offset tables, augment):
-  ``--data SHARDS/`` after ``sarfewshot data pack``;
-- ``decode-only`` rows: the same two without augmentation, and ``webdataset.WebDataset``
+- ``shards``: ``ShardImages`` (seek into the tar shards through their offset tables, check each
+  sample's CRC-32, augment): ``--data SHARDS/`` after ``sarfewshot data pack``;
+- ``decode-only`` rows: the same two without augmentation, the shard reader once more without
+  its CRC-32 check (the reader before per-sample checksums), and ``webdataset.WebDataset``
   reading the shards sequentially (the streaming reader that needs no offset table).
 
 Usage:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sarfewshot.cli.data import pack_sources
-from sarfewshot.data.shards import ShardReader, pack_shards, read_index
+from sarfewshot.data.shards import ShardReader, decode_chip, pack_shards, read_index
 from sarfewshot.pretrain.data import (
     AugmentSpec,
     EpochSampler,
@@ -79,12 +81,20 @@ def measure(files: list, folder_of_shards: Path, size: int) -> None:
         for sample in wds.WebDataset(urls, shardshuffle=False):
             np.load(io.BytesIO(sample["npy"]))
 
+    def unchecked(k: int) -> np.ndarray:
+        # the reader before per-sample CRC-32s: offset table, pread, decode, no check
+        shard, pos = reader.locate(k)
+        offset, size = (int(v) for v in reader._table(shard)[pos][:2])
+        return decode_chip(os.pread(reader._fd(shard), size, offset))
+
     f_dec = rate("folder, decode only", n, lambda: [load_unit_image(files[i][0]) for i, _ in order])
+    u_dec = rate("shards, decode only, no CRC", n, lambda: [unchecked(i) for i, _ in order])
     s_dec = rate("shards, decode only", n, lambda: [reader.read(i) for i, _ in order])
     rate("webdataset sequential", n, wds_sequential)
     f_aug = rate("folder, decode + augment", n, lambda: [folder[item] for item in order])
     s_aug = rate("shards, decode + augment", n, lambda: [shards[item] for item in order])
     print(f"shards / folder: {s_dec / f_dec:.2f}x decode only, {s_aug / f_aug:.2f}x with augment")
+    print(f"CRC-32 check on read: {s_dec / u_dec:.2f}x the unchecked decode-only rate")
 
 
 if __name__ == "__main__":

@@ -199,3 +199,16 @@ def test_precision_flag_reaches_the_config(root, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         build_parser().parse_args(_eval(root, tmp_path, "--shots", "1", "--precision", "fp16"))
     assert err.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [("-1", "--seeds '-1': -1 is negative"), ("3-1", "the range 3-1 is reversed; write 1-3")],
+)
+def test_bad_seeds_are_named_before_any_folder_is_made(root, tmp_path, capsys, seeds, message):
+    out = tmp_path / "r"
+    args = _eval(root, out, "--shots", "1", "--protocol", "knn", "--seeds", seeds, tail=[])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()  # no empty cache/ left behind

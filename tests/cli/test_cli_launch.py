@@ -90,3 +90,37 @@ def test_local_pretrain_job_runs_torchrun(tmp_path, capsys, monkeypatch):
     assert "submitted pretraining job" in capsys.readouterr().out
     assert (out / "checkpoint-last.pth").is_file()
     assert list((out / "submitit").glob("*_log.out"))
+
+
+def test_a_failed_local_job_is_one_line_and_the_leaderboard_holds_every_record(
+    root, tmp_path, capsys, monkeypatch
+):
+    """Job 1/2's cells went stale (the folder changed after a hand-run shard): that job fails
+    with one line naming it, its log and the rerun command; job 2/2 runs; the leaderboard is
+    rewritten once from every record of both versions."""
+    import shutil
+
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    out = tmp_path / "runs"
+    assert main(_eval(data, out, "--shard", "1/2")) == 0
+    chip = sorted((data / "test").rglob("*.png"))[0]
+    chip.write_bytes(sorted((data / "train").rglob("*.png"))[0].read_bytes())
+    capsys.readouterr()
+    assert main(_eval(data, out, "--launcher", "local", "--array", "2")) == 1
+    text = capsys.readouterr().out
+    failed = [ln for ln in text.splitlines() if ln.startswith("job 1/2")]
+    assert len(failed) == 1 and "Traceback" not in text
+    line = failed[0]
+    assert "failed: " in line and "--force" in line  # the grid's own one-line reason
+    log = line.split("; log: ")[1].split(";")[0]
+    assert Path(log).is_file() and log.endswith("_log.err")
+    rerun = line.split("rerun its missing cells with: ")[1]
+    assert rerun.startswith("sarfewshot eval ") and rerun.endswith("--shard 1/2")
+    assert "--launcher" not in rerun and "--array" not in rerun
+    assert "job 2/2: 4 cell(s) ran, 0 failed" in text
+    board = (out / "leaderboard.csv").read_text().splitlines()
+    assert "leaderboard (every record, all jobs)" in text
+    assert sum(int(ln.split(",")[5]) for ln in board[1:]) == 8  # n_seeds over every row

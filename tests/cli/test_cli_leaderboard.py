@@ -121,3 +121,22 @@ def test_leaderboard_label_is_what_compare_takes(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"acc({labels[0]}) - acc({labels[1]})" in printed and "+5.00" in printed
+
+
+def test_a_corrupt_record_names_the_file_and_skip_invalid(tmp_path, capsys):
+    from sarfewshot.results.records import record_files, write_record
+    from tests.results.recordkit import fake_record
+
+    for seed in (1, 2):
+        write_record(tmp_path / "run", fake_record(seed=seed))
+    bad = record_files(tmp_path / "run")[0]
+    bad.write_text('{"truncated": ')
+    for command in ("leaderboard", "compare"):
+        args = [command, str(tmp_path / "run")]
+        args += ["--a", "sarjepa", "--b", "sarjepa"] if command == "compare" else []
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(bad) in err and "--skip-invalid" in err
+    assert main(["leaderboard", str(tmp_path / "run"), "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "(1)" in captured.out

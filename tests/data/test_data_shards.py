@@ -93,7 +93,11 @@ def test_checksums_catch_a_changed_shard(chips, tmp_path):
     data = bytearray(shard.read_bytes())
     data[600] ^= 0xFF
     shard.write_bytes(bytes(data))
-    assert verify_shards(tmp_path / "s") == [f"{shard}: sha256 differs from index.json"]
+    problems = verify_shards(tmp_path / "s")
+    assert problems[0] == f"{shard}: sha256 differs from index.json"
+    assert problems[1:] == [
+        f"shard {shard}, sample 000000000.npy: the bytes fail their CRC-32 checksum"
+    ]
 
 
 def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
@@ -109,3 +113,56 @@ def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
         read_index(tmp_path / "s")
     with pytest.raises(DatasetError, match="nothing to pack"):
         pack_shards([], tmp_path / "empty")
+
+
+def _as_version_1(folder: Path) -> None:
+    """Rewrite a packed folder as an index version 1 pack: 3-column tables, no CRC-32."""
+    from sarfewshot.utils.io import sha256_file
+
+    doc = json.loads((folder / "index.json").read_text())
+    for s in doc["shards"]:
+        idx = folder / s["idx"]
+        table = np.fromfile(idx, dtype="<f8").reshape(-1, 4)
+        idx.write_bytes(np.ascontiguousarray(table[:, :3]).tobytes())
+        s["idx_sha256"] = sha256_file(idx)
+    doc["version"] = 1
+    (folder / "index.json").write_text(json.dumps(doc))
+
+
+def test_shards_without_sample_checksums_say_so(chips, tmp_path, capsys):
+    from sarfewshot.data.shards import ShardWarning
+
+    _pack(chips, tmp_path / "s")
+    _as_version_1(tmp_path / "s")
+    with pytest.warns(ShardWarning, match="before per-sample checksums"):
+        reader = ShardReader(tmp_path / "s")
+    amp, nominal = reader.read(7)
+    assert nominal == 65535.0 and np.array_equal(amp, read_sar(chips / "b" / "w1.png").amplitude)
+    capsys.readouterr()
+    assert main(["data", "verify", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "index version 1" in out and "re-pack" in out and "match the sha256" in out
+
+
+def test_a_failed_pack_leaves_nothing_behind(chips, tmp_path, capsys):
+    bad = chips / "b" / "w0.png"
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a png at all")  # the 7th of 8 chips: shards already written
+    out = tmp_path / "new" / "s"
+    assert _pack(chips, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "run the same command again" in err
+    assert not out.exists()
+    given = tmp_path / "given"
+    given.mkdir()
+    assert _pack(chips, given) == 2 and list(given.iterdir()) == []  # an empty --out stays
+    bad.write_bytes(good)
+    capsys.readouterr()
+    assert _pack(chips, out) == 0 and read_index(out).count == 8  # the same command reruns
+
+
+def test_data_verify_needs_a_dataset_or_a_shard_folder(chips, tmp_path, capsys):
+    assert main(["data", "verify"]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert main(["data", "verify", str(chips)]) == 2
+    assert "index.json" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 from sarfewshot.cli.main import main
 from sarfewshot.data.build import build_listing, build_split, dataset_options, split_name
 from sarfewshot.datasets.atrnet_star import ATRNET_CLASSES, SETTINGS
+from sarfewshot.datasets.mstar_soc import MSTAR_CLASSES
 from sarfewshot.engine.config import get_cfg_default
 from sarfewshot.errors import ConfigError, DatasetError
 from tests import fakes
@@ -38,9 +39,16 @@ def test_every_layout_lists_the_same_soc40_chips(tmp_path, layout):
     assert direct.sha256() == listing.sha256()
 
 
+@pytest.fixture(scope="module")
+def hf_tree(tmp_path_factory):
+    """Every setting folder of the Hugging Face layout (all 40 types: written once)."""
+    root = tmp_path_factory.mktemp("atrnet_hf")
+    return root, fakes.make_atrnet_star_tree(root, "hf")
+
+
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
-def test_each_setting_reads_its_own_folders(tmp_path, setting):
-    expected = fakes.make_atrnet_star_tree(tmp_path, "hf")
+def test_each_setting_reads_its_own_folders(hf_tree, setting):
+    tmp_path, expected = hf_tree
     spec = SETTINGS[setting]
     ds, listing = build_listing("atrnet_star", tmp_path, setting=setting)
     truth = expected[spec.folder]
@@ -61,7 +69,7 @@ def test_band_inverse_swaps_train_and_test(tmp_path):
 def test_soc50_adds_the_mstar_classes(tmp_path):
     fakes.make_atrnet_star_tree(tmp_path, folders=("SOC_50classes", "SOC_40classes"))
     _, listing = build_listing("atrnet_star", tmp_path, setting="soc50")
-    assert listing.classnames[-3:] == ["BMP2", "BRDM2", "T72"]  # after the 40 types
+    assert listing.classnames[40:] == list(MSTAR_CLASSES)  # after the 40 types
     fakes.add_class_folder(tmp_path / "SOC_40classes" / "train", "BRDM_2")
     with pytest.raises(DatasetError, match="BRDM_2 is not one of the ATRNet-STAR"):
         build_listing("atrnet_star", tmp_path, setting="soc40")  # only soc50 has MSTAR
@@ -107,3 +115,79 @@ def test_data_list_shows_atrnet_star_and_its_settings(capsys):
     assert "atrnet_star" in out and "DATASET.SAR.ATRNET_SETTING" in out
     for name, spec in SETTINGS.items():
         assert f"  {name}: {spec.folder}" in out
+
+
+def _drop(folder, names) -> None:
+    import shutil
+
+    for name in names:
+        shutil.rmtree(folder / name)
+
+
+def test_a_setting_with_type_folders_missing_is_refused_naming_them(tmp_path):
+    fakes.make_atrnet_star_tree(tmp_path, folders=("SOC_40classes", "EOC_scene"), n_train=1)
+    soc = tmp_path / "SOC_40classes"
+    _drop(soc / "train", ATRNET_CLASSES[5:])  # 5 of the 40 types in train ...
+    _drop(soc / "test", ATRNET_CLASSES[5:])  # ... and in test
+    with pytest.raises(DatasetError) as err:
+        build_listing("atrnet_star", tmp_path)
+    text = str(err.value)
+    assert f"{soc / 'train'} has 5 of the 40 type folders" in text and ATRNET_CLASSES[5] in text
+    assert "and 25 more" in text and "DATASET.SAR.ALLOW_MISSING_CLASSES" in text
+    _drop(tmp_path / "EOC_scene" / "test", ["Hongqi_h5"])  # one test type of an EOC setting
+    with pytest.raises(
+        DatasetError, match=r"test has 39 of the 40 type folders \(missing: Hongqi_h5\)"
+    ):
+        build_listing("atrnet_star", tmp_path, setting="eoc_scene")
+    _, listing = build_listing(
+        "atrnet_star", tmp_path, setting="eoc_scene", allow_missing_classes=True
+    )
+    assert listing.extra["missing_classes"] == {"test": ["Hongqi_h5"]}
+    assert len(listing.classnames) == 40  # train still has every type
+
+
+def test_the_woodland_test_set_has_its_11_types(tmp_path):
+    expected = fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_scene",), n_train=1)
+    assert len(expected["EOC_scene"]["test_woodland"]) == 11
+    _, listing = build_listing("atrnet_star", tmp_path, setting="eoc_scene", test_subset="woodland")
+    assert len({d.classname for d in listing.test}) == 11 and "missing_classes" not in listing.extra
+    _drop(tmp_path / "EOC_scene" / "test_woodland", [ATRNET_CLASSES[0]])
+    with pytest.raises(DatasetError, match=r"test_woodland has 10 type folders, ATRBench's has 11"):
+        build_listing("atrnet_star", tmp_path, setting="eoc_scene", test_subset="woodland")
+
+
+TINY = ["--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size", "32"]
+
+
+def _eval(root, out, setting: str, subset: str = "", *opts: str) -> int:
+    args = ["eval", *TINY, "--dataset", "atrnet_star", "--root", str(root), "--shots", "1"]
+    args += ["--protocol", "knn", "--seeds", "1", "--output", str(out), "INPUT.SAR.CROP", "0"]
+    args += ["DATASET.SAR.ATRNET_SETTING", setting, "DATASET.SAR.ATRNET_TEST_SUBSET", subset]
+    return main([*args, *opts])
+
+
+def test_eval_marks_missing_types_and_the_leaderboard_names_settings(tmp_path, capsys):
+    import json
+
+    from sarfewshot.results.records import record_files
+
+    root = tmp_path / "data"
+    fakes.make_atrnet_star_tree(root, folders=("SOC_40classes", "EOC_scene"))
+    _drop(root / "EOC_scene" / "test_urban", ["Hongqi_h5"])
+    assert _eval(root, tmp_path / "urban", "eoc_scene", "urban") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "test_urban has 39 of the 40" in err
+    assert "Hongqi_h5" in err and not (tmp_path / "urban").exists()
+    allow = ("DATASET.SAR.ALLOW_MISSING_CLASSES", "True")
+    assert _eval(root, tmp_path / "urban", "eoc_scene", "urban", *allow) == 0
+    out = capsys.readouterr().out
+    assert "‡" in out and "class folders missing" in out
+    record = json.loads(record_files(tmp_path / "urban")[0].read_text())
+    assert record["dataset"]["missing_classes"] == {"test_urban": ["Hongqi_h5"]}
+    assert _eval(root, tmp_path / "soc40", "soc40") == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "soc40"), str(tmp_path / "urban")]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| random")]
+    assert len(rows) == 2
+    assert any("{soc40, cfg " in r for r in rows)
+    assert any("{eoc_scene test_urban, cfg " in r and "‡" in r for r in rows)

@@ -207,3 +207,50 @@ def test_a_replaced_chip_makes_finished_cells_stale_on_a_synthetic_tree(tmp_path
     fresh = json.loads(record.read_text())
     old = json.loads(written)
     assert fresh["dataset"]["fingerprint"] != old["dataset"]["fingerprint"]
+
+
+@pytest.mark.realdata
+def test_compare_refuses_cells_of_two_dataset_versions(mstar_copy, tmp_path, capsys):
+    """One TEST chip replaced in place: the split files agree, the test sets do not."""
+    assert _eval(mstar_copy, tmp_path / "v1") == 0
+    chip = sorted((mstar_copy / "MSTAR_SOC" / "TEST" / "T72").iterdir())[0]
+    chip.write_bytes(sorted((mstar_copy / "MSTAR_SOC" / "TEST" / "D7").iterdir())[0].read_bytes())
+    other = "irpe:patch=8,dim=32,depth=1,heads=2"
+    assert _eval(mstar_copy, tmp_path / "v2", "--arch", other) == 0
+    a, b = "random@irpe_vit_micro_patch8", f"random@{other}"
+    fa, fb = (
+        json.loads(record_files(tmp_path / v)[0].read_text())["dataset"]["fingerprint"]["sha256"]
+        for v in ("v1", "v2")
+    )
+    assert fa != fb
+    capsys.readouterr()
+    runs = [str(tmp_path / "v1"), str(tmp_path / "v2")]
+    assert main(["compare", *runs, "--a", a, "--b", b]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert fa[:12] in err and fb[:12] in err and "--allow-data-change" in err
+    out_csv = tmp_path / "cmp.csv"
+    args = ["compare", *runs, "--a", a, "--b", b, "--csv", str(out_csv)]
+    assert main([*args, "--allow-data-change"]) == 0
+    printed = capsys.readouterr().out
+    assert "paired across dataset versions" in printed and fa[:12] in printed
+    lines = out_csv.read_text().splitlines()[1:]
+    assert lines and all("paired across dataset versions" in line for line in lines)
+
+
+def test_a_version_conflict_in_the_table_is_one_warning_line(tmp_path, capsys):
+    """Shard 2 runs after the folder changed: its table warns in one line, no source line."""
+    data = generate_synthetic(
+        tmp_path / "data", n_train_per_class=4, n_test_per_class=2, size=48, progress_bar=False
+    )
+    out = tmp_path / "runs"
+    base = ["--protocol", "knn", "--seeds", "1,2"]
+    assert _synth_eval(data, out, *base, "--shard", "1/2") == 0
+    chip = next(p for p in sorted(data.rglob("*.png")) if "test" in p.parts)
+    chip.write_bytes(next(p for p in sorted(data.rglob("*.png")) if p != chip).read_bytes())
+    capsys.readouterr()
+    assert _synth_eval(data, out, *base, "--shard", "2/2") == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "versions of the dataset folder" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ")
+    assert "VersionConflictWarning" not in err and "warnings.warn" not in err

@@ -70,3 +70,35 @@ def test_pretraining_from_shards_matches_the_folder_and_resumes_mid_epoch(
 def test_a_shard_folder_cannot_be_mixed_with_image_folders(mstar_subset, shards):
     with pytest.raises(DatasetError, match="packed shard folder; pass it alone"):
         build_unlabelled([shards, mstar_subset], AugmentSpec(size=64), seed=0)
+
+
+def _flip_payload_byte(shards: Path, k: int) -> Path:
+    """Flip the last pixel byte of sample ``k`` in its tar (the chip still decodes)."""
+    from sarfewshot.data.shards import ShardReader
+
+    reader = ShardReader(shards)
+    shard, pos = reader.locate(k)
+    offset, size = (int(v) for v in reader._table(shard)[pos][:2])
+    reader.close()
+    tar = shards / reader.index.shards[shard].tar
+    data = bytearray(tar.read_bytes())
+    data[offset + size - 1] ^= 0x5A
+    tar.write_bytes(bytes(data))
+    return tar
+
+
+@pytest.mark.realdata
+def test_a_corrupted_real_chip_in_a_shard_is_never_read_silently(mstar_subset, tmp_path, capsys):
+    out = tmp_path / "shards"
+    assert main(["data", "pack", "--data", str(mstar_subset), "--out", str(out)]) == 0
+    tar = _flip_payload_byte(out, 17)
+    packed = build_unlabelled([out], AugmentSpec(size=64), seed=0)
+    packed[(16, 0)]  # a sound sample still reads
+    with pytest.raises(DatasetError, match=r"CRC-32") as err:
+        packed[(17, 0)]
+    assert str(tar) in str(err.value) and "000000017.npy" in str(err.value)
+    capsys.readouterr()
+    assert main(["data", "verify", str(out)]) == 1
+    report = capsys.readouterr().err
+    assert f"{tar}: sha256 differs" in report and "sample 000000017.npy" in report
+    assert "000000016" not in report

@@ -82,7 +82,8 @@ def probe_cfg(req: GridRequest) -> Any:
     return cfg
 
 
-FINGERPRINT_EXCLUDE_EXTRA = ("TRAINER.LINEAR.FEATURE_CACHE",)  # same numbers either way
+# same numbers either way (a missing class shows in the listing and the fingerprint, not here)
+FINGERPRINT_EXCLUDE_EXTRA = ("TRAINER.LINEAR.FEATURE_CACHE", "DATASET.SAR.ALLOW_MISSING_CLASSES")
 
 
 def config_sha(cfg: Any) -> str:

@@ -171,6 +171,7 @@ def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, A
     validation pool), the part scored and ``num_test``, the number of images scored."""
     part = str(cell.cfg.TEST.SPLIT)
     scored = len(eval_items(split, part, ds.name)[1]) if split is not None else len(ds.listing.test)
+    missing = ds.listing.extra.get("missing_classes")  # DATASET.SAR.ALLOW_MISSING_CLASSES
     return {
         "name": cell.key["dataset"],
         "eval_split": part,
@@ -180,6 +181,7 @@ def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, A
         "num_classes": len(ds.listing.classnames),
         "classnames": list(ds.listing.classnames),
         "num_test": scored,
+        **({"missing_classes": missing} if missing else {}),
     }
 
 
