@@ -173,3 +173,22 @@ def test_run_compare_builds_run_means_over_the_seeds_every_run_has():
     assert mixed["p"] is not None and mixed["df"] == 2  # every value, seed 4 included
     with pytest.raises(SarFewShotError, match="--run-test"):
         run_compare(recs, "sarjepa", "mae", run_test="bayes")
+
+
+def test_run_compare_refuses_cells_of_two_dataset_versions():
+    """The run-unit test pairs seeds across runs; a TEST set that changed between them is no
+    pairing: refused naming both fingerprints, unless allow_data_change says so in the note."""
+    from sarfewshot.results.runcompare import run_compare
+    from tests.results.recordkit import SHA_A, SHA_B, fake_record
+
+    recs = []
+    for name, shas, version in (("sarjepa", (SHA_A, SHA_B), "1" * 64), ("mae", "cd", "2" * 64)):
+        for sha in shas:
+            for seed in (1, 2, 3):
+                rec = fake_record(backbone=name, sha=sha * (64 // len(sha)), seed=seed, acc=50.0)
+                rec["dataset"]["fingerprint"] = {"sha256": version}
+                recs.append(rec)
+    with pytest.raises(SarFewShotError, match="111111111111.*222222222222"):
+        run_compare(recs, "sarjepa", "mae")
+    res = run_compare(recs, "sarjepa", "mae", allow_data_change=True)
+    assert "111111111111" in res["data_change"] and "222222222222" in res["data_change"]
