@@ -17,6 +17,7 @@ import argparse
 import io
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from yacs.config import CfgNode
 
 from sarfewshot.errors import ConfigError, WeightsError
 from sarfewshot.pretrain.methods import encoder_arch
+from sarfewshot.pretrain.provenance import describe
 from sarfewshot.pretrain.state import Clock, Position, Run
-from sarfewshot.pretrain.telemetry import LOG_NAME, truncate_log
+from sarfewshot.pretrain.telemetry import LOG_NAME, append_log, truncate_log
 from sarfewshot.utils.io import atomic_write_bytes
 
 CHECKPOINT_LAST = "checkpoint-last.pth"
@@ -118,6 +120,7 @@ def checkpoint_payload(run: Run, weights_epoch: int) -> dict[str, Any]:
         },
         "method": str(run.cfg.METHOD),
         "config": run.cfg.dump(),
+        "data": run.data.record() if run.data is not None else None,
     }
 
 
@@ -183,8 +186,48 @@ def resume(run: Run, path: Path) -> None:
     elapsed = state.get("elapsed") or {}  # absent in checkpoints older than the clock
     run.clock = Clock(float(elapsed.get("wall_s", 0.0)), float(elapsed.get("cpu_s", 0.0)))
     restore_rng(state["rng"])
+    event = _check_data(ckpt, run, path)
     if run.info.is_main:
         truncate_log(run.out / LOG_NAME, run.pos.step)
+        if event is not None:
+            append_log(run.out / LOG_NAME, event)
+
+
+def _check_data(ckpt: dict, run: Run, path: Path) -> dict[str, Any] | None:
+    """Refuse to resume on other data than the checkpoint's, unless TRAIN.ALLOW_DATA_CHANGE.
+
+    Returns the ``log.jsonl`` line of an allowed change (None when the data match). A changed
+    run's record keeps the earlier images' hashes: its weights have seen them too.
+    """
+    old, new = ckpt.get("data"), run.data.record()
+    if not isinstance(old, dict) or "fingerprint" not in old:
+        if run.info.is_main:
+            print(
+                f"warning: --resume: {path} carries no pretraining data record (written by an "
+                "older sarfewshot); cannot check that --data is what it trained on",
+                file=sys.stderr,
+            )
+        return None
+    if old["fingerprint"] == new["fingerprint"]:
+        return None
+    text = f"--resume: {path} was trained on {describe(old)}; --data now gives {describe(new)}"
+    if not run.cfg.TRAIN.ALLOW_DATA_CHANGE:
+        raise ConfigError(
+            f"{text}. Resume on the same data, or pass --allow-data-change to continue on these "
+            "images (steps per epoch and the learning-rate schedule change with them)"
+        )
+    if run.info.is_main:
+        print(f"{text}: continuing (--allow-data-change)", file=sys.stderr)
+    run.data.absorb(old)
+    if run.pos.micro >= run.steps_per_epoch * run.accum:
+        run.pos.epoch, run.pos.micro = run.pos.epoch + 1, 0  # past the shorter epoch's end
+    return {
+        "step": run.pos.step,
+        "event": "data_change",
+        "allowed_by": "--allow-data-change",
+        "from": {"fingerprint": old["fingerprint"], "files": old.get("files")},
+        "to": {"fingerprint": new["fingerprint"], "files": new["files"]},
+    }
 
 
 def end_of_epoch(run: Run) -> None:

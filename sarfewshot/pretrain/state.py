@@ -17,11 +17,12 @@ from sarfewshot.errors import DatasetError
 from sarfewshot.pretrain.data import (
     AugmentSpec,
     EpochSampler,
+    ShardImages,
     UnlabelledImages,
-    build_unlabelled,
 )
 from sarfewshot.pretrain.distributed import DistInfo
 from sarfewshot.pretrain.methods import build_pretrain_model
+from sarfewshot.pretrain.provenance import PretrainData, collect
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Run:
     steps_per_epoch: int
     out: Path
     amp_dtype: torch.dtype | None
+    # the images trained on and their record (fingerprint, content hashes, exclusions)
+    data: PretrainData | None = None
     pos: Position = field(default_factory=Position)
     meter: Meter = field(default_factory=Meter)
     clock: Clock = field(default_factory=Clock)
@@ -146,7 +149,17 @@ def absolute_lr(cfg: CfgNode, total_batch: int) -> float:
     return float(cfg.OPTIM.LR) if cfg.OPTIM.LR > 0 else cfg.OPTIM.BASE_LR * total_batch / 256.0
 
 
-def _dataset(cfg: CfgNode) -> UnlabelledImages:
+def collect_data(cfg: CfgNode) -> PretrainData:
+    """The run's images and their data record, the held-out sets left out."""
+    from sarfewshot.pretrain.exclude import held_out_hashes
+
+    out = Path(cfg.OUTPUT_DIR)
+    specs = [str(s) for s in cfg.DATA.EXCLUDE_SPLITS]
+    held = held_out_hashes(specs, str(cfg.DATA.EXCLUDE_ROOT), str(cfg.DATA.EXCLUDE_SEEDS), out)
+    return collect(list(cfg.DATA.ROOTS), out, held, specs)
+
+
+def _dataset(cfg: CfgNode, data: PretrainData) -> UnlabelledImages:
     spec = AugmentSpec(
         size=cfg.INPUT.SIZE,
         scale=tuple(cfg.INPUT.CROP_SCALE),
@@ -154,7 +167,14 @@ def _dataset(cfg: CfgNode) -> UnlabelledImages:
         hflip=cfg.INPUT.HFLIP,
         contrast=cfg.INPUT.CONTRAST,
     )
-    return build_unlabelled(list(cfg.DATA.ROOTS), spec, cfg.SEED, cfg.DATA.FLOAT_PERCENTILE)
+    pct = cfg.DATA.FLOAT_PERCENTILE
+    if data.count < 1:
+        raise DatasetError(
+            f"--exclude-split left none of the {data.excluded['count']} pretraining images (--data)"
+        )
+    if data.kind == "shards":
+        return ShardImages(Path(data.roots[0]).expanduser(), spec, cfg.SEED, pct, data.keep)
+    return UnlabelledImages(data.files, spec, cfg.SEED, pct)
 
 
 def _steps_per_epoch(cfg: CfgNode, sampler: EpochSampler, world: int) -> int:
@@ -186,7 +206,8 @@ def _optimizer(module: nn.Module, cfg: CfgNode, lr: float) -> torch.optim.Optimi
 
 def build_run(cfg: CfgNode, info: DistInfo) -> Run:
     """Data, model, optimizer and schedule for ``cfg`` on this process."""
-    dataset = _dataset(cfg)
+    data = collect_data(cfg)
+    dataset = _dataset(cfg, data)
     sampler = EpochSampler(len(dataset), info.world_size, info.rank, cfg.SEED)
     steps = _steps_per_epoch(cfg, sampler, info.world_size)
     module = build_pretrain_model(cfg).to(info.device)
@@ -213,4 +234,5 @@ def build_run(cfg: CfgNode, info: DistInfo) -> Run:
         steps_per_epoch=steps,
         out=Path(cfg.OUTPUT_DIR),
         amp_dtype=dtype,
+        data=data,
     )

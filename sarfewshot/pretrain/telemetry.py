@@ -135,6 +135,20 @@ def announce(run: Run) -> None:
         + (f", {run.flops_per_image / 1e9:.3g} GFLOP per image" if run.flops_per_image else ""),
         flush=True,
     )
+    excluded = run.data.excluded if run.data is not None else {}
+    if excluded.get("specs"):
+        print(
+            f"--exclude-split: {excluded['count']} pretraining image(s) left out, matching "
+            f"{excluded['held_out']} held-out image(s) by content sha256",
+            flush=True,
+        )
+
+
+def log_exclusion(run: Run) -> None:
+    """Rank 0, fresh start: one ``log.jsonl`` line saying what ``--exclude-split`` left out."""
+    excluded = run.data.excluded if run.data is not None else {}
+    if run.info.is_main and excluded.get("specs"):
+        append_log(run.out / LOG_NAME, {"step": 0, "event": "exclude_split", **excluded})
 
 
 def count_flops(run: Run) -> None:
@@ -174,3 +188,10 @@ def _log_step(line: str) -> int | None:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return None  # a line cut short by a crash
+
+
+def append_log(path: Path, event: dict[str, Any]) -> None:
+    """Add one event line (a ``step`` and an ``event`` name) to ``log.jsonl``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(event) + "\n")

@@ -63,6 +63,7 @@ from sarfewshot.pretrain.telemetry import (
     close_tensorboard,
     count_flops,
     heartbeat,
+    log_exclusion,
     log_window,
     open_tensorboard,
     print_throughput,
@@ -320,6 +321,7 @@ def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
         elif info.is_main:
             # a fresh start: lines left by a run that never saved a checkpoint are not ours
             truncate_log(run.out / LOG_NAME, 0)
+            log_exclusion(run)
             if cfg.TRAIN.RESUME:
                 print(f"--resume: no {CHECKPOINT_LAST} in {run.out}; starting from scratch")
         if info.is_main:
