@@ -30,6 +30,8 @@ COLUMNS = (
     "p_wilcoxon_adj",
     "p_adjust",
     "bootstrap_resamples",
+    "seen_a",
+    "seen_b",
     "note",
 )
 ADJUST_NAMES = {
@@ -187,6 +189,12 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     for g in groups:
         if g["note"]:
             lines.append(f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}")
+    for side in ("a", "b"):
+        if result.get(f"seen_{side}"):
+            lines.append(
+                f"contamination: {result[side]} saw up to {result[f'seen_{side}']} of a cell's "
+                "scored images in pretraining (CSV columns seen_a, seen_b)"
+            )
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from sarfewshot.results import contamination
 from sarfewshot.results.records import dataset_version, key_tuple, parse_created
 
 __all__ = [
@@ -124,6 +125,9 @@ class Row:
     data_conflict: bool = False
     n_diverged: int = 0
     short_support: bool = False
+    # the most scored images any cell's backbone saw in pretraining (None: unknown)
+    contamination_seen: int | None = None
+    contamination_method: str = "unknown"
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -236,6 +240,8 @@ def _build_row(
         data_conflict=conflicts[1],
         n_diverged=sum(r["status"] == "diverged" for r in recs),
         short_support=any(_short_support(r) for r in ok),
+        contamination_seen=contamination.seen_max(ok),
+        contamination_method=contamination.methods(ok) if ok else "unknown",
     )
 
 
