@@ -194,3 +194,38 @@ def test_exclude_split_leaves_the_validation_pool_unseen(synth, tmp_path, capsys
 def test_exclude_split_without_root_names_the_flag(chips, tmp_path, capsys):
     assert _pretrain([chips], tmp_path / "pt", "--exclude-split", "synthetic:val") == 2
     assert "--exclude-root" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- real MSTAR chips
+
+
+def test_real_mstar_test_chips_in_pretraining_are_counted_exactly(mstar_soc_root, tmp_path):
+    test_dir = mstar_soc_root / "MSTAR_SOC" / "TEST"
+    train_dir = mstar_soc_root / "MSTAR_SOC" / "TRAIN"
+    data = tmp_path / "unlabelled"
+    data.mkdir()
+    picked = [sorted(c.iterdir())[0] for c in sorted(test_dir.iterdir())[:7]]
+    picked += [sorted(c.iterdir())[0] for c in sorted(train_dir.iterdir())[:5]]
+    for i, path in enumerate(picked):
+        shutil.copy(path, data / f"img_{i:02d}{path.suffix}")  # another name, another layout
+    assert _pretrain([data], tmp_path / "pt") == 0
+    record = _eval(mstar_soc_root, tmp_path / "pt" / CHECKPOINT_LAST, tmp_path / "ev", "mstar_soc")
+    copied = {_sha(p) for p in picked}
+    expected = sum(_sha(p) in copied for p in test_dir.rglob("*") if p.is_file())
+    assert expected >= 7
+    assert record["contamination"] == {
+        "seen": expected, "scored": record["dataset"]["num_test"], "method": "sha256",
+    }  # fmt: skip
+
+
+def test_real_mstar_val_pool_seen_unless_excluded(mstar_soc_root, tmp_path):
+    train_dir = mstar_soc_root / "MSTAR_SOC" / "TRAIN"
+    assert _pretrain([train_dir], tmp_path / "pt") == 0
+    seen = _eval(mstar_soc_root, tmp_path / "pt" / CHECKPOINT_LAST, tmp_path / "ev",
+                 "mstar_soc", val=True)  # fmt: skip
+    assert seen["contamination"]["seen"] == seen["contamination"]["scored"] > 0
+    held = ["--exclude-split", "mstar_soc:val", "--exclude-root", str(mstar_soc_root)]
+    assert _pretrain([train_dir], tmp_path / "pt2", *held, "--exclude-seeds", "1") == 0
+    clean = _eval(mstar_soc_root, tmp_path / "pt2" / CHECKPOINT_LAST, tmp_path / "ev2",
+                  "mstar_soc", val=True)  # fmt: skip
+    assert clean["contamination"] == {**seen["contamination"], "seen": 0}
