@@ -110,7 +110,12 @@ def describe(record: dict[str, Any] | None) -> str:
     if not record:
         return "no data record"
     roots = ", ".join(map(str, record.get("roots", ()))) or "?"
-    return f"{record.get('files')} image(s) under {roots}, fingerprint {record['fingerprint'][:12]}"
+    left_out = (record.get("excluded") or {}).get("count")
+    extra = f" ({left_out} left out by --exclude-split)" if left_out else ""
+    return (
+        f"{record.get('files')} image(s) under {roots}{extra}, "
+        f"fingerprint {record['fingerprint'][:12]}"
+    )
 
 
 def collect(
