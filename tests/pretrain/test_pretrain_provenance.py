@@ -229,3 +229,21 @@ def test_real_mstar_val_pool_seen_unless_excluded(mstar_soc_root, tmp_path):
     clean = _eval(mstar_soc_root, tmp_path / "pt2" / CHECKPOINT_LAST, tmp_path / "ev2",
                   "mstar_soc", val=True)  # fmt: skip
     assert clean["contamination"] == {**seen["contamination"], "seen": 0}
+
+
+def test_exclude_split_file_on_shards_leaves_its_samples_out(chips, tmp_path):
+    from sarfewshot.data.base import Datum
+    from sarfewshot.data.splits import FewShotSplit, save_split
+
+    files = sorted(p for p in chips.rglob("*.png"))
+    held = [Datum(impath=p.relative_to(chips).as_posix(), label=0) for p in files[:3]]
+    split = FewShotSplit(dataset="chips", seed=1, shots=1, listing_sha256="0" * 64,
+                         classnames=["chip"], train=[], val=held, test=[])  # fmt: skip
+    save_split(split, tmp_path / "split.json")
+    shards = tmp_path / "shards"
+    assert main(["data", "pack", "--data", str(chips), "--out", str(shards)]) == 0
+    flags = ["--exclude-split", str(tmp_path / "split.json"), "--exclude-root", str(chips)]
+    assert _pretrain([shards], tmp_path / "run", *flags, steps=2) == 0
+    data = load_checkpoint(tmp_path / "run" / CHECKPOINT_LAST)["data"]
+    assert data["files"] == 5 and data["excluded"]["count"] == 3
+    assert _seen_set(tmp_path / "run") == {_sha(p) for p in files[3:]}
