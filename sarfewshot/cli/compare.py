@@ -17,6 +17,8 @@ COLUMNS = (
     "n",
     "mean_a",
     "mean_b",
+    "seen_a",
+    "seen_b",
     "mean_diff",
     "std_diff",
     "ci95",
@@ -30,8 +32,6 @@ COLUMNS = (
     "p_wilcoxon_adj",
     "p_adjust",
     "bootstrap_resamples",
-    "seen_a",
-    "seen_b",
     "note",
 )
 ADJUST_NAMES = {
