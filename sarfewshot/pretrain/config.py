@@ -128,6 +128,8 @@ def get_pretrain_cfg_default() -> CfgNode:
     cfg.DATA.EXCLUDE_SPLITS = ()
     cfg.DATA.EXCLUDE_ROOT = ""  # the dataset root the held-out paths are relative to
     cfg.DATA.EXCLUDE_SEEDS = ""  # seeds of the DATASET:val pools ("": 1-6, the eval defaults)
+    # eval KEY VALUE pairs the DATASET:val pools are drawn under, e.g. DATASET.VAL_POOL 0.3
+    cfg.DATA.EXCLUDE_EVAL_OPTS = ()
     cfg.INPUT = CfgNode()
     cfg.INPUT.SIZE = 224
     cfg.INPUT.CROP_SCALE = (0.2, 1.0)

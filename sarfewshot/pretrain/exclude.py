@@ -5,8 +5,10 @@ A spec is either
 1. the path of a sarfewshot split file (``"format": "sarfewshot-split"``): its ``val`` entries
    are held out, their relative paths resolved against ``--exclude-root``; or
 2. ``DATASET:val``: the validation pool of a registered dataset at ``--exclude-root``, drawn
-   exactly as the evaluation grid draws it (its split code, the eval defaults' ``DATASET`` keys)
-   for each seed of ``--exclude-seeds`` (default 1-6: every protocol's default seeds).
+   exactly as the evaluation grid draws it (its split code, on the eval defaults with
+   ``DATA.EXCLUDE_EVAL_OPTS`` merged, e.g. ``DATASET.VAL_POOL 0.3`` or
+   ``DATASET.VAL_POOL_RULE blocks``: the eval config whose pool is to stay unseen) for each seed
+   of ``--exclude-seeds`` (default 1-6: every protocol's default seeds).
 
 The held-out images are hashed (sha256 of the file bytes) and every pretraining image with one
 of those hashes is left out, whatever its name or folder: ``eval --eval-split val`` on that pool
@@ -44,7 +46,9 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def held_out_paths(spec: str, root: str, seeds: Sequence[int]) -> list[Path]:
+def held_out_paths(
+    spec: str, root: str, seeds: Sequence[int], eval_opts: Sequence[str] = ()
+) -> list[Path]:
     """The image files one ``--exclude-split`` spec names.
 
     Raises:
@@ -60,7 +64,7 @@ def held_out_paths(spec: str, root: str, seeds: Sequence[int]) -> list[Path]:
         raise ConfigError(
             f"--exclude-split {spec}: neither a split file nor DATASET:val (e.g. mstar_soc:val)"
         )
-    return _pool_paths(match[1], root, seeds)
+    return _pool_paths(match[1], root, seeds, eval_opts)
 
 
 def _split_file_paths(path: Path, root: Path) -> list[Path]:
@@ -77,13 +81,16 @@ def _split_file_paths(path: Path, root: Path) -> list[Path]:
     return [root / d.impath for d in split.val]
 
 
-def _pool_paths(dataset: str, root: str, seeds: Sequence[int]) -> list[Path]:
+def _pool_paths(
+    dataset: str, root: str, seeds: Sequence[int], eval_opts: Sequence[str] = ()
+) -> list[Path]:
     """The union over ``seeds`` of the grid's validation pools of ``dataset`` at ``root``."""
-    from sarfewshot.engine.config import get_cfg_default
+    from sarfewshot.engine.config import get_cfg_default, merge_opts
     from sarfewshot.engine.grid.data import load_split
     from sarfewshot.engine.grid.resolve import dataset_options_for, resolve_dataset
 
     cfg = get_cfg_default()
+    merge_opts(cfg, [str(x) for x in eval_opts], source="DATA.EXCLUDE_EVAL_OPTS")
     ds = resolve_dataset(dataset, root, dataset_options_for(dataset, cfg))
     paths: dict[str, None] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +107,11 @@ def _pool_paths(dataset: str, root: str, seeds: Sequence[int]) -> list[Path]:
 
 
 def held_out_hashes(
-    specs: Sequence[str], root: str, seeds: str, memo_dir: Path | None = None
+    specs: Sequence[str],
+    root: str,
+    seeds: str,
+    memo_dir: Path | None = None,
+    eval_opts: Sequence[str] = (),
 ) -> set[str]:
     """The content sha256 of every image the specs hold out (empty without specs)."""
     from sarfewshot.data.fingerprint import content_hashes
@@ -110,7 +121,7 @@ def held_out_hashes(
     picked = parse_seeds(seeds)
     paths: list[Path] = []
     for spec in specs:
-        paths += held_out_paths(str(spec), root, picked)
+        paths += held_out_paths(str(spec), root, picked, eval_opts)
     memo = None if memo_dir is None else memo_dir / "exclude-hash-memo.json"
     if memo is not None:
         memo_dir.mkdir(parents=True, exist_ok=True)

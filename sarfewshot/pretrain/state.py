@@ -155,7 +155,8 @@ def collect_data(cfg: CfgNode) -> PretrainData:
 
     out = Path(cfg.OUTPUT_DIR)
     specs = [str(s) for s in cfg.DATA.EXCLUDE_SPLITS]
-    held = held_out_hashes(specs, str(cfg.DATA.EXCLUDE_ROOT), str(cfg.DATA.EXCLUDE_SEEDS), out)
+    root, seeds = str(cfg.DATA.EXCLUDE_ROOT), str(cfg.DATA.EXCLUDE_SEEDS)
+    held = held_out_hashes(specs, root, seeds, out, list(cfg.DATA.EXCLUDE_EVAL_OPTS))
     return collect(list(cfg.DATA.ROOTS), out, held, specs)
 
 

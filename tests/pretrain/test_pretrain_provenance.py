@@ -247,3 +247,20 @@ def test_exclude_split_file_on_shards_leaves_its_samples_out(chips, tmp_path):
     data = load_checkpoint(tmp_path / "run" / CHECKPOINT_LAST)["data"]
     assert data["files"] == 5 and data["excluded"]["count"] == 3
     assert _seen_set(tmp_path / "run") == {_sha(p) for p in files[3:]}
+
+
+def test_exclude_pool_is_drawn_under_the_given_eval_keys(synth, tmp_path, capsys):
+    train = next(p for p in synth.iterdir() if p.is_dir() and p.name.lower() == "train")
+    held = ["--exclude-split", "synthetic:val", "--exclude-root", str(synth)]
+    held += ["--exclude-seeds", "1"]
+    counts = []
+    for opts in ([], ["DATA.EXCLUDE_EVAL_OPTS", "('DATASET.VAL_POOL', 0.5)"]):
+        out = tmp_path / f"pt{len(counts)}"
+        assert main(["pretrain", *TINY, "--data", str(train), "--output", str(out),
+                     "--max-steps", "1", *held, *OPTS, *opts]) == 0  # fmt: skip
+        counts.append(load_checkpoint(out / CHECKPOINT_LAST)["data"]["excluded"]["count"])
+    assert 0 < counts[0] < counts[1]
+    bad = ["DATA.EXCLUDE_EVAL_OPTS", "('DATASET.NO_SUCH_KEY', 1)"]
+    assert main(["pretrain", *TINY, "--data", str(train), "--output", str(tmp_path / "bad"),
+                 "--max-steps", "1", *held, *OPTS, *bad]) == 2  # fmt: skip
+    assert "DATA.EXCLUDE_EVAL_OPTS" in capsys.readouterr().err
