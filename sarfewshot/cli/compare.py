@@ -17,6 +17,8 @@ COLUMNS = (
     "n",
     "mean_a",
     "mean_b",
+    "seen_a",
+    "seen_b",
     "mean_diff",
     "std_diff",
     "ci95",
@@ -330,6 +332,12 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
             lines.append(f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}")
     if result["data_change"]:
         lines.append(f"WARNING: {result['data_change']}; these test sets differ")
+    for side in ("a", "b"):
+        if result.get(f"seen_{side}"):
+            lines.append(
+                f"contamination: {result[side]} saw up to {result[f'seen_{side}']} of a cell's "
+                "scored images in pretraining (CSV columns seen_a, seen_b)"
+            )
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")

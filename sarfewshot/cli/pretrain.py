@@ -20,6 +20,8 @@ examples:
       --config configs/pretrain/sarjepa_vit_b16.yaml --output runs/sarjepa
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --max-steps 30
   sarfewshot pretrain --config sarjepa_tiny --data chips/ --output runs/tiny --resume
+  sarfewshot pretrain --config sarjepa_tiny --data /data/MSTAR --output runs/held \\
+      --exclude-split mstar_soc:val --exclude-root /data/MSTAR_SOC   # never sees the val pools
   torchrun --nproc_per_node=4 -m sarfewshot pretrain --config sarjepa_vit_b16 --data /data/sar
   sarfewshot pretrain --config sarjepa_vit_b16 --data /data/shards --output runs/pt \\
       --launcher slurm --nodes 4 --gpus-per-node 8     # one 4-node torchrun job via submitit
@@ -28,6 +30,9 @@ presets: sarjepa_vit_b16 is the release's recipe and numerics (float32, the rele
 window drawing); sarjepa_vit_b16_fast trades those for speed (bf16, the toolkit's init).
 
 an output folder that holds a checkpoint is refused unless --resume or --overwrite is given.
+checkpoints record the pretraining data (fingerprint and content sha256 of every image): resuming
+on other data is refused unless --allow-data-change, and eval counts the scored images the
+backbone saw (the record's contamination field).
 Ctrl-C finishes the current step, saves OUTPUT/checkpoint-last.pth at that step and prints the
 command that continues the run (a second Ctrl-C stops at once).
 
@@ -69,6 +74,29 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="start afresh in an OUTPUT that holds a checkpoint (deletes its checkpoints and log)",
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        default=None,
+        help="resume although --data differs from the checkpoint's data (noted in log.jsonl)",
+    )
+    parser.add_argument(
+        "--exclude-split",
+        action="append",
+        metavar="SPEC",
+        help="leave a held-out set out of pretraining, matched by content sha256: a split JSON "
+        "file (its val entries) or DATASET:val (the eval grid's validation pool); repeatable",
+    )
+    parser.add_argument(
+        "--exclude-root",
+        metavar="DIR",
+        help="dataset root of the --exclude-split sets (their paths are relative to it)",
+    )
+    parser.add_argument(
+        "--exclude-seeds",
+        metavar="SEEDS",
+        help="seeds of the DATASET:val pools, e.g. 1-6 (default: 1-6, the eval defaults)",
     )
     parser.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     from sarfewshot.launch import add_launcher_arguments

@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sarfewshot.data.base import Listing
 from sarfewshot.data.listing import progress as progress_bar
@@ -179,3 +179,15 @@ def dataset_fingerprint(
     lines.sort()
     header = f"{method}\nclasses\t" + "\t".join(listing.classnames)
     return DatasetFingerprint(sha256_text("\n".join([header, *lines])), method, len(paths), total)
+
+
+def content_hashes(
+    paths: Sequence[str | os.PathLike], memo_file: Path | None = None, progress: bool = False
+) -> list[str]:
+    """The sha256 (hex) of each file's bytes, through the same memo as the fingerprint.
+
+    Raises:
+        DatasetError: a file cannot be read.
+    """
+    names = [os.fspath(p) for p in paths]
+    return _content_hashes(names, [_stat(p) for p in names], memo_file, progress)

@@ -20,6 +20,9 @@ shards replace them with a few large files:
 - ``index.json``: format, version, the total count, the source roots' names, and per shard its
   file names, sample count, byte sizes and sha256 checksums. Opening a shard folder reads only
   this file: O(number of shards), no per-file listing.
+- ``sources.sha256``: the sha256 of each source file's bytes, 32 raw bytes per sample in sample
+  order (named with its own sha256 under ``index.json``'s ``source_sha256``), so a pretraining
+  run on shards knows the content hashes of its images as a run on the folder does.
 
 Packing is reproducible: members are written in listing order with fixed metadata (mtime 0,
 uid/gid 0, no user names, mode 0644), so packing the same folder twice gives byte-identical
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -44,11 +48,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from sarfewshot.errors import ConfigError, DatasetError
+from sarfewshot.utils.io import atomic_write_bytes, sha256_file
 
 FORMAT = "sarfewshot-shards"
 VERSION = 2  # 2: a CRC-32 column per sample in the offset tables; 1: none
 READABLE_VERSIONS = (1, 2)
 INDEX_NAME = "index.json"
+SOURCES_NAME = "sources.sha256"
 KEY_DIGITS = 9
 # two member headers, the end-of-archive blocks and the padding to a whole tar record
 _MARGIN = 2 * 512 + 1024 + tarfile.RECORDSIZE
@@ -237,9 +243,11 @@ def _pack_into(
     """The packing loop of :func:`pack_shards` (which cleans up when this raises)."""
     shards: list[ShardInfo] = []
     writer: _ShardWriter | None = None
+    digests = bytearray()
     try:
         for k, (path, source) in enumerate(files):
             amplitude, nominal = read(Path(path))
+            digests += bytes.fromhex(sha256_file(path))
             npy = encode_chip(amplitude, nominal)
             meta = json.dumps({"nominal_max": nominal, "source": source}, sort_keys=True)
             if writer is not None and writer.size + len(npy) + len(meta) + _MARGIN > shard_size:
@@ -255,7 +263,9 @@ def _pack_into(
         raise
     shards.append(writer.close())  # type: ignore[union-attr]
     roots = sorted({source.split("/", 1)[0] for _, source in files})
-    return _write_index(out, shards, roots)
+    atomic_write_bytes(out / SOURCES_NAME, bytes(digests))
+    sources = {"file": SOURCES_NAME, "sha256": sha256_file(out / SOURCES_NAME)}
+    return _write_index(out, shards, roots, sources)
 
 
 def _read_chip(path: Path) -> tuple[np.ndarray, float | None]:
@@ -265,7 +275,9 @@ def _read_chip(path: Path) -> tuple[np.ndarray, float | None]:
     return img.amplitude, img.nominal_max
 
 
-def _write_index(out: Path, shards: list[ShardInfo], roots: Sequence[str]) -> ShardIndex:
+def _write_index(
+    out: Path, shards: list[ShardInfo], roots: Sequence[str], sources: dict[str, str]
+) -> ShardIndex:
     from sarfewshot.utils.io import atomic_write_json
 
     count = sum(s.count for s in shards)
@@ -277,6 +289,7 @@ def _write_index(out: Path, shards: list[ShardInfo], roots: Sequence[str]) -> Sh
             "count": count,
             "roots": list(roots),
             "shards": [s.__dict__ for s in shards],
+            "source_sha256": sources,
         },
     )
     return ShardIndex(folder=out, count=count, shards=tuple(shards), roots=tuple(roots))
@@ -319,6 +332,24 @@ def unchecked_message(folder: str | Path) -> str:
         "sample would be read without notice; re-pack with `sarfewshot data pack`, or check "
         "whole files with `sarfewshot data verify SHARDS/`"
     )
+
+
+def source_hashes(folder: str | Path) -> list[str] | None:
+    """The sha256 (hex) of each sample's source file, or None for shards packed without them.
+
+    Raises:
+        DatasetError: the hash file does not match its checksum or the sample count.
+    """
+    folder = Path(folder)
+    data = json.loads((folder / INDEX_NAME).read_text(encoding="utf-8"))
+    entry = data.get("source_sha256")
+    if not entry:
+        return None
+    path = folder / entry["file"]
+    raw = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(raw).hexdigest() != entry["sha256"] or len(raw) != 32 * int(data["count"]):
+        raise DatasetError(f"{path}: missing or does not match its sha256 in {INDEX_NAME}")
+    return [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
 
 
 def verify_shards(folder: str | Path) -> list[str]:

@@ -3,9 +3,11 @@
 - :mod:`.targets`: the multi-scale SAR gradient target (``ratio_gradient``, ``sarjepa_target``)
   and the baselines' targets (pixels, low-pass, HOG, SAR-HOG).
 - :mod:`.masking`: local windows, MAE random masks, I-JEPA multi-block masks.
-- :mod:`.model` / :mod:`.methods`: the models and the ``PRETRAIN_METHODS`` registry.
+- :mod:`.model` / :mod:`.plain` / :mod:`.methods`: SAR-JEPA's model, the MAE and I-JEPA
+  baselines, and the ``PRETRAIN_METHODS`` registry.
 - :mod:`.data`: unlabelled images, the release's augmentation, the resumable sampler.
-- :mod:`.train` / :mod:`.distributed`: the loop, checkpoints, exact resume, DDP.
+- :mod:`.train` / :mod:`.state` / :mod:`.checkpoint` / :mod:`.telemetry` / :mod:`.distributed`:
+  the step and loop, run state and schedule, checkpoints and exact resume, log and progress, DDP.
 
 Heavy modules are imported lazily so ``import sarfewshot.pretrain`` stays cheap.
 """

@@ -40,6 +40,10 @@ FLAG_TO_KEY: dict[str, str] = {
     "seed": "SEED",
     "device": "DEVICE",
     "workers": "DATA.NUM_WORKERS",
+    "exclude_split": "DATA.EXCLUDE_SPLITS",
+    "exclude_root": "DATA.EXCLUDE_ROOT",
+    "exclude_seeds": "DATA.EXCLUDE_SEEDS",
+    "allow_data_change": "TRAIN.ALLOW_DATA_CHANGE",
 }
 
 # keys with a fixed set of values (the iRPE methods read both)
@@ -120,6 +124,12 @@ def get_pretrain_cfg_default() -> CfgNode:
     cfg.DATA.BATCH_SIZE = 75  # per process
     cfg.DATA.NUM_WORKERS = 4
     cfg.DATA.FLOAT_PERCENTILE = 99.9  # scale of float images without a nominal maximum
+    # held-out sets left out by content sha256 (split files or DATASET:val; see .exclude)
+    cfg.DATA.EXCLUDE_SPLITS = ()
+    cfg.DATA.EXCLUDE_ROOT = ""  # the dataset root the held-out paths are relative to
+    cfg.DATA.EXCLUDE_SEEDS = ""  # seeds of the DATASET:val pools ("": 1-6, the eval defaults)
+    # eval KEY VALUE pairs the DATASET:val pools are drawn under, e.g. DATASET.VAL_POOL 0.3
+    cfg.DATA.EXCLUDE_EVAL_OPTS = ()
     cfg.INPUT = CfgNode()
     cfg.INPUT.SIZE = 224
     cfg.INPUT.CROP_SCALE = (0.2, 1.0)
@@ -141,6 +151,8 @@ def get_pretrain_cfg_default() -> CfgNode:
     cfg.TRAIN.TENSORBOARD = True  # event files under OUTPUT_DIR/tensorboard (rank 0)
     cfg.TRAIN.COUNT_FLOPS = True  # FLOPs per image once per geometry: TFLOP/s and MFU
     cfg.TRAIN.RESUME = ""  # a checkpoint path, or "auto" for OUTPUT_DIR/checkpoint-last.pth
+    # resume although the data's fingerprint differs from the checkpoint's (noted in the log)
+    cfg.TRAIN.ALLOW_DATA_CHANGE = False
     return cfg
 
 

@@ -180,19 +180,27 @@ class ShardImages(UnlabelledImages):
     """
 
     def __init__(
-        self, folder: str | Path, spec: AugmentSpec, seed: int, percentile: float = 99.9
+        self,
+        folder: str | Path,
+        spec: AugmentSpec,
+        seed: int,
+        percentile: float = 99.9,
+        keep: Sequence[int] | None = None,
     ) -> None:
         from sarfewshot.data.shards import ShardReader
 
         super().__init__([], spec, seed, percentile)
         self.folder = Path(folder)
         self.reader = ShardReader(folder)
+        # the samples trained on (--exclude-split leaves some out); None: every sample
+        self.keep = None if keep is None or len(keep) == len(self.reader) else list(keep)
 
     def __len__(self) -> int:
-        return len(self.reader)
+        return len(self.reader) if self.keep is None else len(self.keep)
 
     def _read(self, index: int) -> torch.Tensor:
-        amplitude, nominal = self.reader.read(index)
+        sample = index if self.keep is None else self.keep[index]
+        amplitude, nominal = self.reader.read(sample)
         arr = to_unit_range(amplitude, nominal, self.percentile)
         return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
@@ -205,17 +213,29 @@ def build_unlabelled(
     Raises:
         DatasetError: naming ``--data`` when a shard folder is mixed with other folders.
     """
+    folder = shard_root(roots)
+    if folder is None:
+        return UnlabelledImages(find_unlabelled_images(roots), spec, seed, percentile)
+    return ShardImages(folder, spec, seed, percentile)
+
+
+def shard_root(roots: Sequence[str | Path]) -> Path | None:
+    """The packed shard folder ``roots`` consist of, or None for folders of images.
+
+    Raises:
+        DatasetError: naming ``--data`` when a shard folder is mixed with other folders.
+    """
     from sarfewshot.data.shards import is_shard_folder
 
     shard_roots = [r for r in roots if is_shard_folder(Path(r).expanduser())]
     if not shard_roots:
-        return UnlabelledImages(find_unlabelled_images(roots), spec, seed, percentile)
+        return None
     if len(roots) > 1:
         raise DatasetError(
             f"--data: {shard_roots[0]} is a packed shard folder; pass it alone (pack several "
             "folders into one shard set with sarfewshot data pack --data DIR DIR ...)"
         )
-    return ShardImages(Path(shard_roots[0]).expanduser(), spec, seed, percentile)
+    return Path(shard_roots[0]).expanduser()
 
 
 class EpochSampler(Sampler):

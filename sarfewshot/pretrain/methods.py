@@ -149,7 +149,7 @@ def _only(cfg: CfgNode, allowed: str, method: str) -> None:
 @PRETRAIN_METHODS.register("mae")
 def mae(cfg: CfgNode, gen=None) -> nn.Module:
     """MAE: random 75 % masking, plain ViT encoder on visible tokens, pixel decoder."""
-    from sarfewshot.pretrain.model import MAEModel
+    from sarfewshot.pretrain.plain import MAEModel
 
     _only(cfg, "random", "mae")
     return MAEModel(
@@ -164,7 +164,7 @@ def mae(cfg: CfgNode, gen=None) -> nn.Module:
 @PRETRAIN_METHODS.register("ijepa", aliases=("i_jepa", "i-jepa"))
 def ijepa(cfg: CfgNode, gen=None) -> nn.Module:
     """I-JEPA: multi-block masks, EMA target encoder, latent targets."""
-    from sarfewshot.pretrain.model import IJEPAModel
+    from sarfewshot.pretrain.plain import IJEPAModel
 
     _only(cfg, "multiblock", "ijepa")
     return IJEPAModel(

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from sarfewshot.results import contamination
 from sarfewshot.results.records import dataset_version, key_tuple, parse_created
 
 __all__ = [
@@ -128,6 +129,9 @@ class Row:
     short_support: bool = False
     dataset_variant: str = ""
     missing_classes: bool = False
+    # the most scored images any cell's backbone saw in pretraining (None: unknown)
+    contamination_seen: int | None = None
+    contamination_method: str = "unknown"
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -250,6 +254,8 @@ def _build_row(
         short_support=any(_short_support(r) for r in ok),
         dataset_variant=",".join(sorted({dataset_variant(r) for r in recs} - {""})),
         missing_classes=any((r.get("dataset") or {}).get("missing_classes") for r in ok),
+        contamination_seen=contamination.seen_max(ok),
+        contamination_method=contamination.methods(ok) if ok else "unknown",
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate, summarize
+from sarfewshot.results.contamination import seen_max
 from sarfewshot.results.labels import backbone_label, parse_backbone_label, weights_match
 from sarfewshot.results.records import dataset_version
 from sarfewshot.results.runstats import mdd_paired
@@ -372,9 +373,20 @@ def _pair(
                 "acc_a": acc_a,
                 "acc_b": acc_b,
                 "diff": acc_a - acc_b,
+                "seen_a": seen_max([ra]),
+                "seen_b": seen_max([rb]),
             }
         )
     return pairs, skipped, mixed
+
+
+def _seen(pairs: Sequence[dict]) -> dict[str, int | None]:
+    """The most scored images either side's backbone saw in pretraining (None: unknown)."""
+    out = {}
+    for side in ("seen_a", "seen_b"):
+        known = [p[side] for p in pairs if p[side] is not None]
+        out[side] = max(known) if known else None
+    return out
 
 
 def _group_rows(pairs: Sequence[dict], n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -388,6 +400,7 @@ def _group_rows(pairs: Sequence[dict], n_boot: int, seed: int) -> list[dict[str,
             "shots": shots,
             "mean_a": summarize(p["acc_a"] for p in ps).mean,
             "mean_b": summarize(p["acc_b"] for p in ps).mean,
+            **_seen(ps),
             **_stats(ps, n_boot, (seed, "compare-bootstrap", dataset, protocol, shots)),
         }
         for (dataset, protocol, shots), ps in sorted(groups.items())
@@ -473,6 +486,7 @@ def paired_compare(
         "family_size": size,
         "pooled_runs": pool and "mean of" in label_a + label_b,
         **_stats(pairs, bootstrap, (bootstrap_seed, "compare-bootstrap", "ALL")),
+        **_seen(pairs),
         "groups": groups,
         "cells": pairs,
         "skipped": skipped,

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from tabulate import tabulate
 
 from sarfewshot.results.aggregate import Row, row_sort_key
+from sarfewshot.results.contamination import SEEN_MARK, SEEN_NOTE
 from sarfewshot.results.labels import backbone_label
 from sarfewshot.utils.io import PathLike, atomic_write_text
 
@@ -51,6 +52,8 @@ CSV_COLUMNS = (
     "data_version",
     "data_conflict",
     "short_support",
+    "contamination_seen",
+    "contamination_method",
     "toolkit_version",
     "source",
     "dataset_variant",
@@ -105,6 +108,7 @@ def _cell_text(row: Row, pm: str) -> str:
         return f"no result ({failed[2:]})"
     mark = f" {SHORT_MARK}" if row.short_support else ""
     mark += f" {MISSING_MARK}" if row.missing_classes else ""
+    mark += f" {SEEN_MARK}" if row.contamination_seen else ""
     return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed}){mark}"
 
 
@@ -141,6 +145,8 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         notes.append(SHORT_NOTE)
     if any(r.missing_classes for r in rows):
         notes.append(MISSING_NOTE)
+    if any(r.contamination_seen for r in rows):
+        notes.append(SEEN_NOTE)
     if any(r.n_failed for r in rows):
         notes.append("failed cells are counted, not averaged")
     if any(r.n_diverged for r in rows):

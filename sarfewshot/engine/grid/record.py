@@ -12,6 +12,7 @@ from sarfewshot.engine.grid.config import cfg_dict
 from sarfewshot.engine.grid.data import Workspace, eval_items, split_file
 from sarfewshot.engine.grid.plan import Cell, GridSummary, Printer
 from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
+from sarfewshot.errors import SarFewShotError
 
 
 def cell_label(cell: Cell, backbones: Sequence[ResolvedBackbone]) -> str:
@@ -57,7 +58,10 @@ def cell_record(
         device=_device_name(ws.device),
         status=status,
         error=error,
-        extra={"execution": execution or {"executor": "serial", "group_size": 1}},
+        extra={
+            "execution": execution or {"executor": "serial", "group_size": 1},
+            "contamination": _contamination(bb, ds, cell, split),
+        },
     )
 
 
@@ -183,6 +187,18 @@ def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, A
         "num_test": scored,
         **({"missing_classes": missing} if missing else {}),
     }
+
+
+def _contamination(bb: ResolvedBackbone, ds: ResolvedDataset, cell: Cell, split: Any) -> dict:
+    """How many of the scored images the backbone saw in pretraining (see .contamination)."""
+    from sarfewshot.engine.grid.contamination import contamination
+
+    part = str(cell.cfg.TEST.SPLIT)
+    try:
+        items = eval_items(split, part, ds.name)[1] if split is not None else ds.listing.test
+        return contamination(bb.info, str(ds.listing.root), items)
+    except (SarFewShotError, OSError):  # a failed cell's split or files may be the failure
+        return {"seen": None, "scored": 0, "method": "unknown"}
 
 
 def _device_name(device: str) -> str:

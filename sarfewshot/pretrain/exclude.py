@@ -1,0 +1,128 @@
+"""Held-out sets a pretraining run leaves out (``--exclude-split``), matched by content sha256.
+
+A spec is either
+
+1. the path of a sarfewshot split file (``"format": "sarfewshot-split"``): its ``val`` entries
+   are held out, their relative paths resolved against ``--exclude-root``; or
+2. ``DATASET:val``: the validation pool of a registered dataset at ``--exclude-root``, drawn
+   exactly as the evaluation grid draws it (its split code, on the eval defaults with
+   ``DATA.EXCLUDE_EVAL_OPTS`` merged, e.g. ``DATASET.VAL_POOL 0.3`` or
+   ``DATASET.VAL_POOL_RULE blocks``: the eval config whose pool is to stay unseen) for each seed
+   of ``--exclude-seeds`` (default 1-6: every protocol's default seeds).
+
+The held-out images are hashed (sha256 of the file bytes) and every pretraining image with one
+of those hashes is left out, whatever its name or folder: ``eval --eval-split val`` on that pool
+then scores images the backbone never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from sarfewshot.errors import ConfigError
+
+DEFAULT_SEEDS = (1, 2, 3, 4, 5, 6)
+_POOL_SPEC = re.compile(r"([A-Za-z0-9_\-]+):val")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--exclude-seeds`` (``1,2,3`` or ``1-6``); empty: :data:`DEFAULT_SEEDS`."""
+    text = str(text).strip()
+    if not text:
+        return list(DEFAULT_SEEDS)
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if not span and not part.isdigit():
+            raise ConfigError(f"--exclude-seeds {text!r}: expected integers such as 1,2,3 or 1-6")
+        lo, hi = (int(span[1]), int(span[2])) if span else (int(part), int(part))
+        if hi < lo:
+            raise ConfigError(f"--exclude-seeds {text!r}: the range {part} is reversed")
+        out += range(lo, hi + 1)
+    return list(dict.fromkeys(out))
+
+
+def held_out_paths(
+    spec: str, root: str, seeds: Sequence[int], eval_opts: Sequence[str] = ()
+) -> list[Path]:
+    """The image files one ``--exclude-split`` spec names.
+
+    Raises:
+        ConfigError: no ``--exclude-root``, or a spec that is neither a file nor ``DATASET:val``.
+        SplitError / DatasetError: from reading the split file or listing the dataset.
+    """
+    if not root:
+        raise ConfigError(f"--exclude-split {spec}: pass --exclude-root DIR (DATA.EXCLUDE_ROOT)")
+    if Path(spec).expanduser().is_file():
+        return _split_file_paths(Path(spec).expanduser(), Path(root).expanduser())
+    match = _POOL_SPEC.fullmatch(spec)
+    if match is None:
+        raise ConfigError(
+            f"--exclude-split {spec}: neither a split file nor DATASET:val (e.g. mstar_soc:val)"
+        )
+    return _pool_paths(match[1], root, seeds, eval_opts)
+
+
+def _split_file_paths(path: Path, root: Path) -> list[Path]:
+    from sarfewshot.data.splits import split_from_dict
+    from sarfewshot.errors import SplitError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SplitError(f"--exclude-split {path}: not a readable JSON split file: {exc}") from None
+    split = split_from_dict(data, str(path))
+    if not split.val:
+        raise ConfigError(f"--exclude-split {path}: the split file holds no val entries")
+    return [root / d.impath for d in split.val]
+
+
+def _pool_paths(
+    dataset: str, root: str, seeds: Sequence[int], eval_opts: Sequence[str] = ()
+) -> list[Path]:
+    """The union over ``seeds`` of the grid's validation pools of ``dataset`` at ``root``."""
+    from sarfewshot.engine.config import get_cfg_default, merge_opts
+    from sarfewshot.engine.grid.data import load_split
+    from sarfewshot.engine.grid.resolve import dataset_options_for, resolve_dataset
+
+    cfg = get_cfg_default()
+    merge_opts(cfg, [str(x) for x in eval_opts], source="DATA.EXCLUDE_EVAL_OPTS")
+    ds = resolve_dataset(dataset, root, dataset_options_for(dataset, cfg))
+    paths: dict[str, None] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            split = load_split(cfg, ds, Path(tmp), shots=1, seed=int(seed))
+            paths.update((d.impath, None) for d in split.val)
+    if not paths:
+        raise ConfigError(
+            f"--exclude-split {dataset}:val: the dataset's validation pool is empty "
+            "(DATASET.VAL_POOL is 0)"
+        )
+    base = Path(ds.listing.root)
+    return [base / rel for rel in paths]
+
+
+def held_out_hashes(
+    specs: Sequence[str],
+    root: str,
+    seeds: str,
+    memo_dir: Path | None = None,
+    eval_opts: Sequence[str] = (),
+) -> set[str]:
+    """The content sha256 of every image the specs hold out (empty without specs)."""
+    from sarfewshot.data.fingerprint import content_hashes
+
+    if not specs:
+        return set()
+    picked = parse_seeds(seeds)
+    paths: list[Path] = []
+    for spec in specs:
+        paths += held_out_paths(str(spec), root, picked, eval_opts)
+    memo = None if memo_dir is None else memo_dir / "exclude-hash-memo.json"
+    if memo is not None:
+        memo_dir.mkdir(parents=True, exist_ok=True)
+    return set(content_hashes(paths, memo))
