@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sarfewshot.utils.threads import add_threads_argument, apply_threads
+
 DEMO_ARCH = "irpe_vit_micro_patch8"  # the tiny SAR-JEPA's encoder geometry
 PRETRAIN_CONFIG = "sarjepa_tiny"
 DEFAULT_OUTPUT = "sarfewshot-demo"  # not under `eval`'s default `runs/`
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-epochs", type=int, help="pretraining epochs (default: 50, --quick: 2)"
     )
+    add_threads_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -157,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         plan = DemoPlan(**{**plan.__dict__, "pretrain_epochs": int(args.pretrain_epochs)})
     out = Path(args.output or (f"{DEFAULT_OUTPUT}-quick" if args.quick else DEFAULT_OUTPUT))
     start = time.perf_counter()
+    apply_threads(getattr(args, "threads", None))
     data = make_data(out, plan)
     ckpt = pretrain_backbone(out, data, plan, args.device)
     summary = evaluate(out, data, ckpt, plan, args.device)

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.threads import add_threads_argument, apply_threads
 
 EPILOG = """\
 examples:
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_grid_arguments(p)
+    add_threads_argument(p)
     from sarfewshot.launch import add_launcher_arguments
 
     add_launcher_arguments(p, pretrain=False)
@@ -236,5 +238,6 @@ def run(args: argparse.Namespace) -> int:
         return launch_eval(args)
     if getattr(args, "array", None):
         raise ConfigError("--array needs --launcher slurm or --launcher local")
+    apply_threads(getattr(args, "threads", None))
     summary = run_grid(request_from_args(args))
     return 1 if summary.failed else 0
