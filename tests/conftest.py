@@ -17,6 +17,24 @@ SHARED = REPO_ROOT.parent / "shared"
 os.environ.setdefault("SARFEWSHOT_NO_PROGRESS", "1")
 
 
+def check_torchvision_build() -> None:
+    """Stop the session with one line when torch and torchvision are mismatched builds.
+
+    Test modules import timm and torchgeo, which import torchvision; a mismatched pair raises a
+    RuntimeError that ``importorskip`` does not catch, and collection would end with 0 tests.
+    """
+    from sarfewshot.utils.torch_builds import torchvision_problem
+
+    problem = torchvision_problem()
+    if problem is not None:
+        raise pytest.UsageError(problem)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check the torch/torchvision pair before any test module is collected."""
+    check_torchvision_build()
+
+
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at ../shared ({path}); real-data test skipped")

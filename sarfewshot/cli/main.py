@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 from sarfewshot import __version__
 from sarfewshot.cli.helpfmt import HelpFormatter
 from sarfewshot.errors import NonFiniteLossError, SarFewShotError
+from sarfewshot.utils.torch_builds import is_torchvision_mismatch, mismatch_message
 
 SUBCOMMANDS = (
     "eval",
@@ -105,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         hint = "" if debug else " (--debug shows the traceback)"
         return _fail(f"error: {os_error_message(exc)}{hint}", 2, debug)
+    except RuntimeError as exc:
+        if not is_torchvision_mismatch(exc):
+            raise
+        return _fail(f"error: {mismatch_message()}", 2, debug)
     except KeyboardInterrupt:
         print(
             "interrupted: finished results are kept; run the same command to resume",
