@@ -124,6 +124,7 @@ class Row:
     data_conflict: bool = False
     n_diverged: int = 0
     short_support: bool = False
+    img_size: int | None = None  # the cells' INPUT.SIZE (None: unknown, e.g. Dassl logs)
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -203,6 +204,17 @@ def _short_support(record: Mapping[str, Any]) -> bool:
     return shots > 0 and any(int(n) < shots for n in counts.values())
 
 
+def _img_size(records: Sequence[Mapping[str, Any]]) -> int | None:
+    """The cells' network input size (``config.INPUT.SIZE``), when every record states one."""
+    sizes = set()
+    for r in records:
+        size = ((r.get("config") or {}).get("INPUT") or {}).get("SIZE")
+        if isinstance(size, (list, tuple)):  # (H, W): the height stands for the pair
+            size = size[0] if size else None
+        sizes.add(size if isinstance(size, int) else None)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def _build_row(
     gkey: tuple,
     variant: tuple[str, str | None],
@@ -236,6 +248,7 @@ def _build_row(
         data_conflict=conflicts[1],
         n_diverged=sum(r["status"] == "diverged" for r in recs),
         short_support=any(_short_support(r) for r in ok),
+        img_size=_img_size(recs),
     )
 
 

@@ -199,3 +199,15 @@ def test_precision_flag_reaches_the_config(root, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         build_parser().parse_args(_eval(root, tmp_path, "--shots", "1", "--precision", "fp16"))
     assert err.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
+def test_a_config_conflict_names_the_differing_setting(root, tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = _eval(root, out, "--shots", "1", "--protocol", "knn", "--seeds", "1")
+    assert main(args) == 0
+    capsys.readouterr()
+    bigger = [a if a != "32" else "48" for a in args]  # --img-size 32 -> 48
+    assert main(bigger) == 2
+    err = capsys.readouterr().err
+    assert "computed with a different config: INPUT.SIZE (--img-size) 32 vs 48" in err
+    assert "--force" in err

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sarfewshot.engine.grid.config import build_protocol_cfg, cell_cfg, config_sha, probe_cfg
+from sarfewshot.engine.grid.config import (
+    build_protocol_cfg,
+    cell_cfg,
+    cfg_dict,
+    config_differences,
+    config_sha,
+    probe_cfg,
+)
 from sarfewshot.engine.grid.data import SharedData, Workspace, scored_name, val_fraction
 from sarfewshot.engine.grid.executors import Executor, SerialExecutor
 from sarfewshot.engine.grid.plan import (
@@ -156,13 +163,7 @@ class GridRunner:
         statuses = [(c, "todo" if self.req.force else self.status(c)) for c in self.cells]
         conflicts = [c for c, st in statuses if st == "conflict"]
         if conflicts:
-            from sarfewshot.results.records import cell_id
-
-            raise ConfigError(
-                f"{len(conflicts)} cell(s) in {self.output} were computed with a different "
-                f"config (e.g. {cell_id(conflicts[0].key)}); pass --force to recompute them or "
-                "choose another --output"
-            )
+            raise ConfigError(self._conflict_message(conflicts))
         self._check_stale([c for c, st in statuses if st == "stale"])
         todo = [c for c, st in statuses if st != "done"]
         order = {name: i for i, name in enumerate(self.datasets)}
@@ -170,6 +171,21 @@ class GridRunner:
         # Dataset-major execution keeps one dataset's images in memory at a time.
         todo.sort(key=lambda c: (order[c.dataset], c.backbone, porder[c.protocol], c.shots, c.seed))
         return todo, len(statuses) - len(todo)
+
+    def _conflict_message(self, conflicts: list[Cell]) -> str:
+        """Which settings differ (recorded vs now) for the first conflicting cell."""
+        from sarfewshot.results.records import cell_id, read_record, record_path
+
+        first = conflicts[0]
+        recorded = read_record(record_path(self.output, first.key)).get("config") or {}
+        diffs = config_differences(recorded, cfg_dict(first.cfg))
+        what = "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
+        differing = f": {what} (recorded vs now)" if diffs else ""
+        return (
+            f"{len(conflicts)} cell(s) in {self.output} were computed with a different "
+            f"config{differing}, e.g. {cell_id(first.key)}; pass --force to recompute them or "
+            "choose another --output"
+        )
 
     def _check_stale(self, stale: list[Cell]) -> None:
         """Stop when finished cells were computed on another version of a dataset folder."""
