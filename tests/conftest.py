@@ -35,6 +35,24 @@ def pytest_configure(config: pytest.Config) -> None:
     check_torchvision_build()
 
 
+@pytest.fixture
+def private_tmpdir(tmp_path, monkeypatch) -> Path:
+    """A TMPDIR of the test's own for the processes it starts.
+
+    torchrun's agent writes a log folder, ``torchelastic_*``, under TMPDIR and never removes it;
+    without this every run of the distributed tests would leave some in /tmp.
+    """
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return tmp
+
+
+def elastic_folders(folder: Path) -> list[Path]:
+    """The ``torchelastic_*`` log folders torchrun left in ``folder``."""
+    return sorted(folder.glob("torchelastic_*"))
+
+
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at ../shared ({path}); real-data test skipped")
