@@ -41,6 +41,7 @@ from sarfewshot.engine.grid.resolve import (
 )
 from sarfewshot.engine.protocol import resolve_device
 from sarfewshot.errors import ConfigError, DataVersionError
+from sarfewshot.utils.progress import format_seconds
 
 
 class GridRunner:
@@ -58,6 +59,7 @@ class GridRunner:
         self.base_cfgs: dict[tuple[int, str, str], tuple[Any, str]] = {}
         self.cells: list[Cell] = []
         self.command_keys: set[tuple] = set()  # every shard's cells: what the table shows
+        self._todo: list[Cell] = []  # this run's pending cells (for the first-cell estimate)
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -250,6 +252,10 @@ class GridRunner:
             ws.split(cell, redraw=self.req.force)
         summary = GridSummary(total=len(self.cells), done_before=done)
         self.print(f"{done} cells already done, {len(todo)} to run")
+        self._todo = todo
+        hint = slow_cpu_hint(todo, str(ws.device))
+        if hint:
+            self.print(hint)
         bars = Bars(len(todo), self.progress)
         ws.printer = self._printer(bars)
         executor = self.executor(ws)
@@ -313,6 +319,48 @@ class GridRunner:
 
         summary.records.append(write_record(self.output, record))
         summary.ran += 1
+        if summary.ran == 1:
+            estimate = first_cell_estimate(cell, record, self._todo)
+            if estimate:
+                say(estimate)
+
+
+# Protocols that train per cell (slow at 224 px on a CPU), as opposed to cached-feature ones.
+TRAINED_PROTOCOLS = ("finetune", "linear", "MIM_finetune", "MIM_linear")
+QUICK_LOOK = "--img-size 64 --protocol linear,knn"
+
+
+def _input_size(cell: Cell) -> int:
+    size = getattr(getattr(cell.cfg, "INPUT", None), "SIZE", 0) or 0
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def slow_cpu_hint(todo: list[Cell], device: str) -> str | None:
+    """On a CPU, a line saying that trained cells at 224 px are slow, and the quick-look flags."""
+    if not device.startswith("cpu"):
+        return None
+    heavy = [c for c in todo if c.protocol in TRAINED_PROTOCOLS and _input_size(c) >= 224]
+    if not heavy:
+        return None
+    return (
+        f"note: {len(heavy)} of these cells train a network at {_input_size(heavy[0])} px on "
+        f"the CPU, minutes per cell; an estimate follows the first cell. For a quick look: "
+        f"{QUICK_LOOK}"
+    )
+
+
+def first_cell_estimate(cell: Cell, record: dict, todo: list[Cell]) -> str | None:
+    """After the first cell: the time the other cells of its protocol need at its pace."""
+    seconds = float((record.get("timings") or {}).get("total_s") or 0.0)
+    same = sum(1 for c in todo if c.protocol == cell.protocol) - 1
+    if seconds <= 0 or same <= 0:
+        return None
+    others = len(todo) - 1 - same
+    rest = f"; {others} cell(s) of other protocols not timed yet" if others else ""
+    return (
+        f"estimate: the first cell took {format_seconds(seconds)}; the {same} other "
+        f"{cell.protocol} cell(s) need about {format_seconds(seconds * same)} at that pace{rest}"
+    )
 
 
 def _group_label(cells: list[Cell], backbones: list[ResolvedBackbone]) -> str:
