@@ -46,6 +46,10 @@ class OutputError(SarFewShotError, OSError):
         return str(self.strerror)
 
 
+class DependencyError(SarFewShotError, RuntimeError):
+    """An installed package cannot work with another (e.g. torch and torchvision builds differ)."""
+
+
 class UnknownNameError(SarFewShotError, KeyError):
     """A registry lookup failed; the message lists the available names."""
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+TORCHGEO_FORM = "torchgeo:<Enum>.<MEMBER>"
+TORCHGEO_EXAMPLE = "torchgeo:ResNet50_Weights.SENTINEL1_ALL_MOCO"
+
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `backbones` subcommand."""
@@ -14,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "List the registered backbones with their default architecture, the weights file "
             "each expects under $SARFEWSHOT_WEIGHTS (or --weights-dir), whether it is there, and "
             "the known public sources of each (Hugging Face, Kaggle, BaiduYun). Any timm model "
-            "also works as timm:<model_name>; --weights also takes hf://OWNER/REPO/PATH[@REV]."
+            "also works as timm:<model_name>, torchgeo's SAR-band weights as "
+            f"{TORCHGEO_FORM} (e.g. {TORCHGEO_EXAMPLE}); --weights also takes "
+            "hf://OWNER/REPO/PATH[@REV]."
         ),
     )
     parser.add_argument(
@@ -58,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         [r["name"], r["family"], r["arch"], r["pooling"], r["expected_file"] or "-", _found_cell(r)]
         for r in rows
     ]
-    table.append(["timm:<model_name>", "timm", "timm:<model_name>", "timm", "-", "optional"])
+    table += [
+        ["timm:<model_name>", "timm", "timm:<model_name>", "timm", "-", "optional"],
+        # e.g. torchgeo:ResNet50_Weights.SENTINEL1_ALL_MOCO (pip install 'sarfewshot[torchgeo]')
+        [TORCHGEO_FORM, "torchgeo", "from the weights", "torchgeo", "-", "torchgeo downloads"],
+    ]
     headers = ["name", "family", "default arch", "pooling", "expected file", "weights"]
     print(tabulate(table, headers=headers))
     folder = resolve_weights_dir(args.weights_dir)
@@ -69,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     print("Known public sources (`sarfewshot weights fetch NAME` downloads the first hf: file):")
     for line in _source_lines(rows):
         print(line)
+    print(
+        f"{TORCHGEO_FORM}: torchgeo's weights with SAR bands (VV/VH/HH/HV), e.g. "
+        f"{TORCHGEO_EXAMPLE}; torchgeo downloads them (pip install 'sarfewshot[torchgeo]')."
+    )
     print("With a checkpoint the architecture is inferred from its keys; --arch overrides it.")
     if args.archs:
         print()

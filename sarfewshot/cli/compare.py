@@ -76,7 +76,9 @@ line pools every pair and is not adjusted: the cells of one seed share their (ne
 sets across K and protocols, so its interval and p-values are optimistic. Backbones are
 written as the leaderboard prints them: NAME, or NAME@HASH when one name has several weights
 files (any prefix of the weights sha256; NAME@none for a run
-without weights).
+without weights). A weight-less backbone's name carries its architecture after the @
+(random@irpe_vit_micro_patch8); plain `random` picks it when the records hold one architecture.
+An unknown name lists the names the records hold.
 """
 
 

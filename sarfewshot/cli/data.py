@@ -1,6 +1,7 @@
 """`sarfewshot data`: list dataset plug-ins, verify a folder, write synthetic data, share splits.
 
-- ``data list``: registered datasets with their aliases and expected layouts.
+- ``data list [NAME]``: registered datasets with their aliases, expected layouts and class
+  lists; with NAME, one dataset's fixed class list (label order) and settings.
 - ``data verify --dataset NAME --root DIR``: per split and class image counts and chip sizes;
   every image is decoded; unreadable files are named. Exit 1 on a bad file, 2 on a wrong layout.
 - ``data verify SHARDS/``: a packed shard folder: every file against the index's sha256 and
@@ -30,11 +31,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run, data_parser=parser)
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    actions.add_parser(
+    listing = actions.add_parser(
         "list",
-        help="registered datasets, aliases, layouts and settings",
-        description="Print every registered dataset with its aliases and the folder layout "
-        "it expects under --root, then the options and settings of the plug-ins that have them.",
+        help="registered datasets, aliases, layouts, class lists and settings",
+        description="Print every registered dataset with its aliases, the folder layout it "
+        "expects under --root and its class list (fixed, or read from the folders), then the "
+        "options and settings of the plug-ins that have them. With NAME: that dataset alone, "
+        "with its fixed class names in label order.",
+    )
+    listing.add_argument(
+        "name", nargs="?", metavar="NAME", help="a dataset name or alias, e.g. mstar"
     )
     verify = actions.add_parser(
         "verify",
@@ -133,22 +139,57 @@ def run(args: argparse.Namespace) -> int:
     return handler(args)
 
 
+def _classes_summary(cls: type) -> str:
+    fixed = tuple(getattr(cls, "classes", ()) or ())
+    return f"{len(fixed)} fixed" if fixed else "read from the data"
+
+
 def _list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from sarfewshot.data.registry import DATASET_REGISTRY, get_dataset, list_datasets
 
+    if getattr(args, "name", None):
+        return _list_one(get_dataset(args.name))
     rows = []
     for name in list_datasets():
         aliases = [a for a in DATASET_REGISTRY.aliases(name) if a != name.lower()]
-        rows.append((name, ", ".join(aliases), getattr(get_dataset(name), "layout", "")))
-    print(tabulate(rows, headers=("dataset", "aliases", "layout")))
-    for name in list_datasets():  # plug-ins that describe their options and settings
         cls = get_dataset(name)
-        if getattr(cls, "options_help", ""):
-            print(f"\n{name} options: {cls.options_help}")
-        if callable(getattr(cls, "settings_text", None)):
-            print(f"{name} settings:\n" + textwrap.indent(cls.settings_text(), "  "))
+        rows.append((name, ", ".join(aliases), getattr(cls, "layout", ""), _classes_summary(cls)))
+    print(tabulate(rows, headers=("dataset", "aliases", "layout", "classes")))
+    for name in list_datasets():  # plug-ins that describe their options and settings
+        _print_options(name, get_dataset(name))
+    print("\nsarfewshot data list NAME prints a dataset's class names in label order.")
+    return 0
+
+
+def _print_options(name: str, cls: type) -> None:
+    if getattr(cls, "options_help", ""):
+        print(f"\n{name} options: {cls.options_help}")
+    if callable(getattr(cls, "settings_text", None)):
+        print(f"{name} settings:\n" + textwrap.indent(cls.settings_text(), "  "))
+
+
+def _list_one(cls: type) -> int:
+    """One dataset: aliases, layout, its fixed class names (label = position) and settings."""
+    from sarfewshot.data.registry import DATASET_REGISTRY
+
+    name = cls.name if isinstance(getattr(cls, "name", None), str) else cls.__name__
+    aliases = [a for a in DATASET_REGISTRY.aliases(name) if a != name.lower()]
+    print(f"dataset {name}" + (f" (aliases: {', '.join(aliases)})" if aliases else ""))
+    print(f"layout: {getattr(cls, 'layout', '')}")
+    fixed = tuple(getattr(cls, "classes", ()) or ())
+    if fixed:
+        print(f"classes ({len(fixed)}, fixed; label: name):")
+        for label, cname in enumerate(fixed):
+            print(f"  {label:3d}: {cname}")
+        print(
+            "a class folder outside the list is an error unless --option extra_classes=true "
+            "(DATASET.SAR.EXTRA_CLASSES) keeps it as an extra class, after these"
+        )
+    else:
+        print("classes: the class folders under --root (no fixed list)")
+    _print_options(name, cls)
     return 0
 
 

@@ -29,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "de-duplicate cells, print mean ± population std (n) per (backbone, protocol) x "
         "(dataset, K), and write CSV / Markdown / LaTeX / PNG files.",
     )
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run folders to read")
+    parser.add_argument(
+        "dirs",
+        nargs="*",
+        default=["runs"],
+        metavar="DIR",
+        help="run folders to read (default: runs, eval's default --output)",
+    )
     parser.add_argument("--csv", metavar="FILE", help="write one line per row (full precision)")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     parser.add_argument("--latex", metavar="FILE", help="write the table as a LaTeX tabular")

@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 from sarfewshot import __version__
 from sarfewshot.cli.helpfmt import HelpFormatter
 from sarfewshot.errors import NonFiniteLossError, SarFewShotError
+from sarfewshot.utils.torch_builds import is_torchvision_mismatch, mismatch_message
 
 SUBCOMMANDS = (
     "eval",
@@ -36,7 +37,7 @@ SUBCOMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _TopParser(
         prog="sarfewshot",
         description="Reproducible few-shot SAR target recognition benchmarks.",
     )
@@ -58,6 +59,29 @@ def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentP
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 yield from iter_parsers(child)
+
+
+class _TopParser(argparse.ArgumentParser):
+    """Reports stray arguments with the usage of the subcommand that got them (``data list``'s,
+    not the top-level one)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            chosen_parser(self, ns).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+
+def chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The deepest (sub)command parser that ``args`` selected, e.g. ``data list``'s."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            child = action.choices.get(getattr(args, action.dest, None) or "")
+            if child is not None:
+                return chosen_parser(child, args)
+    return parser
 
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         hint = "" if debug else " (--debug shows the traceback)"
         return _fail(f"error: {os_error_message(exc)}{hint}", 2, debug)
+    except RuntimeError as exc:
+        if not is_torchvision_mismatch(exc):
+            raise
+        return _fail(f"error: {mismatch_message()}", 2, debug)
     except KeyboardInterrupt:
         print(
             "interrupted: finished results are kept; run the same command to resume",

@@ -14,6 +14,8 @@ import shutil
 import sys
 from typing import Sequence
 
+from sarfewshot.utils.threads import add_threads_argument, apply_threads
+
 EPILOG = """\
 examples:
   sarfewshot pretrain --method sarjepa --data /data/MSAR /data/SAR-Ship \\
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed (0 is a real seed)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--workers", type=int, help="data-loading workers per process")
+    add_threads_argument(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume:
         opts += ["TRAIN.RESUME", "auto"]
     cfg = setup_pretrain_cfg(resolve_config(args.config), args=args, opts=opts)
+    apply_threads(getattr(args, "threads", None), verbose=os.environ.get("RANK", "0") == "0")
     try:
         path = run_pretraining(cfg, overwrite=args.overwrite)
     except KeyboardInterrupt as exc:

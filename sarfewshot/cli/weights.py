@@ -44,14 +44,25 @@ def run_fetch(args: argparse.Namespace) -> int:
     spec = get_backbone_spec(args.name)
     source = hub.first_hub_source(spec.sources)
     if source is None:
-        listed = "; ".join(s.describe() for s in spec.sources) or "none registered"
-        raise WeightsError(
-            f"backbone {spec.name!r}: no source this installation can download (a Hugging Face "
-            f"file needs pip install 'sarfewshot[hub]'); get it by hand from: {listed}"
-        )
+        raise WeightsError(f"backbone {spec.name!r}: {_why_no_download(spec.sources)}")
     uri = source.uri()
     path = hub.hf_download(uri)
     hub.check_sha256(path, sha256_file(path), source.sha256, uri)
     print(f"{spec.name}: {path}")
     print(f"use: --backbone {spec.name} --weights {uri}")
     return 0
+
+
+def _why_no_download(sources) -> str:
+    """Why no source can be downloaded: none is a Hugging Face file, or the client is missing."""
+    import importlib.util
+
+    listed = "; ".join(s.describe() for s in sources) or "none registered"
+    if not any(s.kind == "hf" and s.file for s in sources):
+        return (
+            "no source is a single Hugging Face file (hf://OWNER/REPO/PATH) that fetch can "
+            f"download; get the file by hand from: {listed}"
+        )
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return f"a Hugging Face file needs pip install 'sarfewshot[hub]'; sources: {listed}"
+    return f"no source this installation can download; get it by hand from: {listed}"

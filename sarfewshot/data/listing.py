@@ -7,15 +7,14 @@ without an official test set, draws a fixed per-class train/test split with :fun
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
 from sarfewshot.data.base import Datum, Listing, SARDataset
 from sarfewshot.data.io import find_images
 from sarfewshot.errors import DatasetError
+from sarfewshot.utils.progress import progress_enabled
 from sarfewshot.utils.seeding import numpy_rng
 
 IMAGE_KINDS = "jpg, jpeg, png, tif, tiff, bmp or raw MSTAR files"
@@ -25,14 +24,10 @@ Items = list[tuple[str, str]]
 
 
 def progress(iterable: Iterable, desc: str = "", total: int | None = None, enabled: bool = True):
-    """Wrap ``iterable`` in a tqdm bar, unless disabled, ``SARFEWSHOT_NO_PROGRESS=1`` or no TTY."""
+    """Wrap ``iterable`` in a tqdm bar, unless disabled or off (:func:`progress_enabled`)."""
     from tqdm import tqdm
 
-    off = (
-        not enabled
-        or os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0")
-        or not sys.stderr.isatty()
-    )
+    off = not (enabled and progress_enabled())
     return tqdm(iterable, desc=desc, total=total, disable=off, leave=False)
 
 

@@ -17,8 +17,9 @@ Run options (keyword arguments or attributes set before ``train()``): ``save_che
 (write ``<OUTPUT_DIR>/<model>/model.pth.tar-<epoch>``; off for grid cells, which also turns
 off auto-resume from ``OUTPUT_DIR``), ``write_log`` (append messages to
 ``<OUTPUT_DIR>/log.txt``), ``verbose`` (print messages; default ``cfg.VERBOSE``),
-``show_progress`` (tqdm bars; default on unless ``SARFEWSHOT_NO_PROGRESS=1`` or stderr is not
-a terminal), ``log_iterations`` (a line every ``TRAIN.PRINT_FREQ`` batches) and ``callbacks``
+``show_progress`` (tqdm bars; default :func:`sarfewshot.utils.progress.progress_enabled`: on
+unless ``SARFEWSHOT_NO_PROGRESS`` is set or stderr is not a terminal), ``log_iterations`` (a
+line every ``TRAIN.PRINT_FREQ`` batches) and ``callbacks``
 (called with each epoch's summary dict).
 
 Numeric precision comes from the config, ``MODEL.PRECISION``: ``fp32`` (the default, as the
@@ -31,7 +32,6 @@ import datetime
 import io
 import math
 import os
-import sys
 import time
 from collections import OrderedDict
 from contextlib import AbstractContextManager
@@ -43,6 +43,7 @@ from torch import nn
 from sarfewshot.errors import ConfigError, NonFiniteLossError, WeightsError
 from sarfewshot.models.features import check_precision, precision_context
 from sarfewshot.utils.io import atomic_write_bytes, atomic_write_text
+from sarfewshot.utils.progress import progress_enabled
 from sarfewshot.utils.seeding import seed_everything
 
 CHECKPOINT_PREFIX = "model.pth.tar-"
@@ -51,13 +52,6 @@ LATEST_POINTER = "checkpoint"
 LOG_FILE = "log.txt"
 
 EpochCallback = Callable[[dict], None]
-
-
-def progress_enabled() -> bool:
-    """Whether tqdm bars are shown: not when ``SARFEWSHOT_NO_PROGRESS=1`` or stderr is no TTY."""
-    if os.environ.get("SARFEWSHOT_NO_PROGRESS", "") == "1":
-        return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 # ----------------------------------------------------------------------------- checkpoints

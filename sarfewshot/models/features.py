@@ -9,15 +9,13 @@ GPU, CPU autocast on a CPU), so a bf16 cell is bf16 wherever it runs.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 
 import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError
 from sarfewshot.utils.precision import PRECISIONS
-from sarfewshot.utils.progress import heartbeat_iter
+from sarfewshot.utils.progress import heartbeat_iter, progress_enabled
 
 
 def check_precision(precision: str, key: str = "MODEL.PRECISION") -> str:
@@ -34,13 +32,6 @@ def precision_context(
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
-def progress_enabled(progress: bool = True) -> bool:
-    """Whether to draw a tqdm bar (off with ``SARFEWSHOT_NO_PROGRESS=1`` or a non-TTY stderr)."""
-    if not progress or os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0"):
-        return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def _as_float(batch: torch.Tensor) -> torch.Tensor:
@@ -65,7 +56,8 @@ def extract_features(
         images: ``(N, C, S, S)``; uint8 is scaled to [0, 1], float is used as is.
         batch_size: images per forward pass.
         device: where to run.
-        progress: show a progress bar (see :func:`progress_enabled`).
+        progress: allow a progress bar (drawn when
+            :func:`sarfewshot.utils.progress.progress_enabled` also allows it).
         precision: ``fp32`` (default) or ``bf16`` (autocast; see :func:`precision_context`).
 
     Returns:
@@ -81,7 +73,7 @@ def extract_features(
     was_training = model.training
     model.to(device).eval()
     starts = range(0, images.shape[0], batch_size)
-    if progress_enabled(progress):
+    if progress and progress_enabled():
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="features", unit="batch", leave=False)

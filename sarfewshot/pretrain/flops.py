@@ -81,6 +81,8 @@ def throughput_line(flops_per_image: float, images_per_s: float, device: torch.d
     tflops = flops_per_image * images_per_s / 1e12
     text = f"{tflops:.3g} TFLOP/s ({flops_per_image / 1e9:.3g} GFLOP per image)"
     peak = bf16_peak(device)
+    if peak is None and device.type != "cuda":
+        return text  # MFU is a GPU figure: on a CPU its absence is no news
     if peak is None:
         return f"{text}, MFU not computed (no known bf16 peak for {device})"
     return f"{text}, MFU {100 * tflops / peak[1]:.1f} % of {peak[0]}'s {peak[1]:g} bf16 TFLOP/s"

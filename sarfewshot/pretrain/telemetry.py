@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,15 +16,9 @@ from sarfewshot.errors import ConfigError, SarFewShotError
 from sarfewshot.pretrain.distributed import all_reduce_mean
 from sarfewshot.pretrain.state import Meter, Run
 from sarfewshot.utils.io import atomic_write_text
+from sarfewshot.utils.progress import progress_enabled
 
 LOG_NAME = "log.jsonl"
-
-
-def progress_enabled() -> bool:
-    """tqdm bars: off with ``SARFEWSHOT_NO_PROGRESS=1`` or when stderr is not a TTY."""
-    if os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0"):
-        return False
-    return sys.stderr.isatty()
 
 
 def log_window(run: Run, meter: Meter, lr: float) -> Meter:

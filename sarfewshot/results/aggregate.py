@@ -132,6 +132,7 @@ class Row:
     # the most scored images any cell's backbone saw in pretraining (None: unknown)
     contamination_seen: int | None = None
     contamination_method: str = "unknown"
+    img_size: int | None = None  # the cells' INPUT.SIZE (None: unknown, e.g. Dassl logs)
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, float]:
@@ -219,6 +220,17 @@ def dataset_variant(record: Mapping[str, Any]) -> str:
     return f"{setting}" + (f" test_{subset}" if subset else "") if setting else ""
 
 
+def _img_size(records: Sequence[Mapping[str, Any]]) -> int | None:
+    """The cells' network input size (``config.INPUT.SIZE``), when every record states one."""
+    sizes = set()
+    for r in records:
+        size = ((r.get("config") or {}).get("INPUT") or {}).get("SIZE")
+        if isinstance(size, (list, tuple)):  # (H, W): the height stands for the pair
+            size = size[0] if size else None
+        sizes.add(size if isinstance(size, int) else None)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def _build_row(
     gkey: tuple,
     variant: tuple[str, str | None],
@@ -256,6 +268,7 @@ def _build_row(
         missing_classes=any((r.get("dataset") or {}).get("missing_classes") for r in ok),
         contamination_seen=contamination.seen_max(ok),
         contamination_method=contamination.methods(ok) if ok else "unknown",
+        img_size=_img_size(recs),
     )
 
 

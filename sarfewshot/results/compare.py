@@ -67,13 +67,19 @@ def select_weights(
     # A label such as ``random@irpe_vit_micro_patch8`` is a whole backbone name, not NAME@SHA.
     exact = any(r["key"]["backbone"] == spec for r in records)
     name, prefix = (spec, None) if exact else parse_backbone_label(spec)
+    name = _weightless_name(records, name)
     mine = [
         r
         for r in records
         if r["key"]["backbone"] == name and weights_match(r["key"]["weights_sha256"], prefix)
     ]
     if not mine:
-        raise SarFewShotError(f"{flag} {spec}: no records of that backbone")
+        raise SarFewShotError(
+            f"{flag} {spec}: no records of that backbone; the records hold: "
+            f"{', '.join(available_labels(records)) or 'none'} (after @: the weights sha256 "
+            "prefix of a checkpoint, or the architecture of a weight-less backbone such as "
+            "random@<arch>)"
+        )
     return name, sorted({str(r["key"]["weights_sha256"]) for r in mine}), mine
 
 
@@ -96,6 +102,24 @@ def _select(
             "at the run unit (sarfewshot.results.runcompare.run_compare)"
         )
     return _label(records, name, mine[0]["key"]["weights_sha256"]), _by_cell(mine, flag, spec)
+
+
+def _weightless_name(records: Sequence[Mapping[str, Any]], name: str) -> str:
+    """``random`` -> ``random@<arch>`` when the records hold that name with one architecture."""
+    if any(r["key"]["backbone"] == name for r in records):
+        return name
+    archs = {r["key"]["backbone"] for r in records if r["key"]["backbone"].startswith(name + "@")}
+    return archs.pop() if len(archs) == 1 else name
+
+
+def available_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every backbone of ``records`` as the leaderboard prints it (``NAME`` or ``NAME@HASH``)."""
+    shas: dict[str, set] = {}
+    for r in records:
+        shas.setdefault(r["key"]["backbone"], set()).add(r["key"]["weights_sha256"])
+    return sorted(
+        backbone_label(name, sha, len(found) > 1) for name, found in shas.items() for sha in found
+    )
 
 
 def _by_cell(mine: Sequence[Mapping[str, Any]], flag: str, spec: str) -> dict[tuple, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,15 +113,30 @@ def _cell_text(row: Row, pm: str) -> str:
     return f"{row.acc_mean:.2f} {pm} {row.acc_std:.2f} ({row.n_seeds}{failed}){mark}"
 
 
+def common_img_size(rows: Sequence[Row]) -> int | None:
+    """The input size most rows share, when the rows' sizes differ (None when they agree)."""
+    sizes = Counter(r.img_size for r in rows if r.img_size is not None)
+    return sizes.most_common(1)[0][0] if len(sizes) > 1 else None
+
+
+def size_mark(row: Row, common: int | None) -> str:
+    """`` [224 px]`` on a row whose input size differs from the most common one."""
+    if common is None or row.img_size is None or row.img_size == common:
+        return ""
+    return f" [{row.img_size} px]"
+
+
 def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
     """Headers and body of the (backbone, protocol) x (dataset, K) table."""
     rows = sorted(rows, key=row_sort_key)
     ambiguous = ambiguous_backbones(rows)
     columns = sorted({(r.dataset, r.shots) for r in rows})
     col_index = {c: i for i, c in enumerate(columns)}
+    common = common_img_size(rows)
     body: dict[tuple[str, str], list[str]] = {}
     for row in rows:
-        line = body.setdefault((row_label(row, ambiguous), row.protocol), [""] * len(columns))
+        label = row_label(row, ambiguous) + size_mark(row, common)
+        line = body.setdefault((label, row.protocol), [""] * len(columns))
         line[col_index[(row.dataset, row.shots)]] = _cell_text(row, pm)
     headers = ["backbone", "protocol"] + [f"{d} K={k}" for d, k in columns]
     return headers, [[b, p, *cells] for (b, p), cells in body.items()]
@@ -140,6 +156,12 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         notes.append(
             "{data xxxxxxxx}: cells of one key computed on different versions of the dataset "
             "folder (its fingerprint), shown separately (never averaged together)"
+        )
+    common = common_img_size(rows)
+    if common is not None:
+        notes.append(
+            f"[N px]: network input size (INPUT.SIZE, --img-size) other than the {common} px of "
+            "most rows; accuracies at different sizes are not directly comparable"
         )
     if any(r.short_support for r in rows):
         notes.append(SHORT_NOTE)

@@ -67,6 +67,16 @@ def plot_shots(rows: Sequence[Row], out_dir: PathLike) -> list[Path]:
     return paths
 
 
+def clipped_errors(means: Sequence[float], half_widths: Sequence[float]) -> list[list[float]]:
+    """Lower and upper error-bar lengths, cut so that no bar leaves [0, 100] %.
+
+    With 2 seeds the Student-t interval is wide (t = 12.7) and would reach below 0 %.
+    """
+    lower = [min(h, max(m, 0.0)) for m, h in zip(means, half_widths)]
+    upper = [min(h, max(100.0 - m, 0.0)) for m, h in zip(means, half_widths)]
+    return [lower, upper]
+
+
 def _draw_shots(series: Mapping[str, list[Row]], title: str, path: Path) -> None:
     fig = _figure(5.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
@@ -75,8 +85,11 @@ def _draw_shots(series: Mapping[str, list[Row]], title: str, path: Path) -> None
         pts = sorted(pts, key=lambda r: r.shots)
         xs = [r.shots for r in pts]
         all_shots.update(xs)
-        err = [r.acc_ci95 or 0.0 for r in pts]
-        ax.errorbar(xs, [r.acc_mean for r in pts], yerr=err, marker="o", capsize=3, label=label)
+        ys = [r.acc_mean for r in pts]
+        err = clipped_errors(ys, [r.acc_ci95 or 0.0 for r in pts])
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+    low, high = ax.get_ylim()  # an accuracy lies in [0, 100]: so does the axis
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))
     ax.set_xticks(sorted(all_shots))
     ax.set_xlabel("shots per class (K)")
     ax.set_ylabel("accuracy (%)")
@@ -84,7 +97,9 @@ def _draw_shots(series: Mapping[str, list[Row]], title: str, path: Path) -> None
     ax.grid(True, alpha=0.3)
     # Outside the axes: inside, the legend hid parts of the curves.
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.text(0.01, 0.01, "bars: Student-t 95 % CI over seeds", fontsize="x-small")
+    fig.text(
+        0.01, 0.01, "bars: Student-t 95 % CI over seeds, cut at 0 and 100 %", fontsize="x-small"
+    )
     fig.savefig(path, bbox_inches="tight")
 
 

@@ -156,3 +156,16 @@ def test_a_pinned_sha256_mismatch_names_both_hashes(vectors_dir, tmp_path, monke
     monkeypatch.setattr(factory, "get_backbone_spec", pinned(sha256_file(ckpt)))
     net = factory.build_backbone("sarmae", weights=uri, arch="heads=2", img_size=64)
     assert net.backbone_info["weights"] == uri
+
+
+def test_backbones_and_the_readme_name_the_same_forms(capsys):
+
+    from sarfewshot.models import list_backbones
+
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "torchgeo:<Enum>.<MEMBER>" in out and "timm:<model_name>" in out
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    zoo = readme[readme.index("## Backbone zoo") :]
+    for name in [*list_backbones(), "timm:<model_name>", "torchgeo:<Enum>.<MEMBER>"]:
+        assert f"`{name}`" in zoo, name

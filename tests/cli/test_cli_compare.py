@@ -158,3 +158,26 @@ def test_compare_adjusts_over_a_pre_registered_family(tmp_path, capsys):
     fam.write_text("a,b,dataset,protocol,shots\nsarjepa,mae,mstar,linear,1\n")
     assert main([*args, "--family", str(fam)]) == 2
     assert "not in the family" in capsys.readouterr().err
+
+
+def test_an_unknown_backbone_lists_the_names_and_what_at_means(tmp_path, capsys):
+    run = _runs(tmp_path)
+    assert main(["compare", run, "--a", "sarjepa@aaaa", "--b", "mae"]) == 2
+    err = capsys.readouterr().err
+    assert "--b mae: no records of that backbone" in err
+    assert f"sarjepa@{SHA_A[:12]}" in err and f"sarjepa@{SHA_B[:12]}" in err
+    assert "weights sha256 prefix" in err and "architecture" in err
+
+
+def test_random_names_its_only_architecture(tmp_path, capsys):
+    rng = random.Random(3)
+    for seed in range(1, 6):
+        base = rng.uniform(20, 60)
+        for backbone, sha, acc in (
+            ("sarjepa", SHA_A, base + 5),
+            ("random@irpe_vit_micro_patch8", None, base),
+        ):
+            rec = fake_record(backbone=backbone, sha=sha, seed=seed, acc=acc)
+            write_record(tmp_path / "run", rec)
+    assert main(["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "random"]) == 0
+    assert "random@irpe_vit_micro_patch8" in capsys.readouterr().out

@@ -109,3 +109,32 @@ def test_verify_shared_mstar(mstar_soc_root, capsys):
     out = capsys.readouterr().out
     assert "2746 train and 2425 test images" in out and "all 5171 images decoded" in out
     assert re.search(r"train\s+T62\s+298\s", out) and re.search(r"test\s+BMP2\s+195\s", out)
+
+
+def test_data_list_name_prints_the_fixed_class_list(capsys):
+    from sarfewshot.datasets.mstar_soc import MSTAR_CLASSES
+
+    assert main(["data", "list", "mstar"]) == 0  # an alias works
+    out = capsys.readouterr().out
+    assert out.startswith("dataset mstar_soc (aliases: mstar)")
+    for label, name in enumerate(MSTAR_CLASSES):
+        assert f"{label:3d}: {name}\n" in out
+    assert main(["data", "list", "folder"]) == 0
+    assert "no fixed list" in capsys.readouterr().out
+    assert main(["data", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "10 fixed" in table and "40 fixed" in table and "data list NAME" in table
+
+
+def test_data_list_unknown_name_lists_the_names(capsys):
+    assert main(["data", "list", "nope"]) == 2
+    assert "mstar_soc" in capsys.readouterr().err
+
+
+def test_a_stray_argument_shows_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "list", "mstar", "extra"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: sarfewshot data list")
+    assert "sarfewshot data list: error: unrecognized arguments: extra" in err

@@ -28,7 +28,12 @@ def test_quick_demo_runs_resumes_and_stays_out_of_runs(tmp_path, capsys, monkeyp
     assert pretrained[0]["backbone"]["weights"].endswith("checkpoint-last.pth")
     # everything is reused the second time
     assert main(["demo", "--quick"]) == 0
-    assert "24 cells already done, 0 to run" in capsys.readouterr().out
+    again = capsys.readouterr()
+    assert "24 cells already done, 0 to run" in again.out
+    # a rerun trains nothing and says so; no notes about TensorBoard or a CPU's MFU
+    assert "(finished earlier, reused)" in again.out
+    assert "MFU" not in again.out + text and "TensorBoard" not in again.err
+    assert "near chance" in text and "by design" in text
     # the next command (an eval into the default runs/) prints none of the demo's rows
     argv = ["eval", "--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size",
             "32", "--dataset", "synthetic", "--root", str(out / "data"), "--shots", "1",

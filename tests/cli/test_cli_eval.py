@@ -212,3 +212,41 @@ def test_bad_seeds_are_named_before_any_folder_is_made(root, tmp_path, capsys, s
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not out.exists()  # no empty cache/ left behind
+
+
+def test_a_config_conflict_names_the_differing_setting(root, tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = _eval(root, out, "--shots", "1", "--protocol", "knn", "--seeds", "1")
+    assert main(args) == 0
+    capsys.readouterr()
+    bigger = [a if a != "32" else "48" for a in args]  # --img-size 32 -> 48
+    assert main(bigger) == 2
+    err = capsys.readouterr().err
+    assert "computed with a different config: INPUT.SIZE (--img-size) 32 vs 48" in err
+    assert "--force" in err
+
+
+def test_slow_cpu_cells_get_a_hint_and_an_estimate(root, tmp_path, capsys):
+    from sarfewshot.engine.grid.runner import first_cell_estimate, slow_cpu_hint
+
+    out = tmp_path / "runs"
+    args = _eval(root, out, "--shots", "1", "--protocol", "linear,knn", "--seeds", "1-2")
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "note:" not in text  # 32 px: nothing slow
+    assert "estimate: the first cell took" in text and "other linear cell(s)" in text
+
+    class _Cfg:
+        class INPUT:
+            SIZE = (224, 224)
+
+    from sarfewshot.engine.grid.plan import Cell
+
+    cells = [Cell(0, "mstar_soc", p, 10, s, cfg=_Cfg) for p in ("finetune", "knn") for s in (1, 2)]
+    hint = slow_cpu_hint(cells, "cpu")
+    assert "2 of these cells train a network at 224 px" in hint
+    assert "--img-size 64 --protocol linear,knn" in hint
+    assert slow_cpu_hint(cells, "cuda:0") is None
+    line = first_cell_estimate(cells[0], {"timings": {"total_s": 94.0}}, cells)
+    assert "1m34s" in line and "1 other finetune cell(s) need about 1m34s" in line
+    assert "2 cell(s) of other protocols not timed yet" in line

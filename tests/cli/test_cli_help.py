@@ -58,3 +58,11 @@ def test_list_methods_is_plain_text(capsys):
     out = capsys.readouterr().out
     assert "lomar_sar" in out and "TARGET.NORM_PIX" in out
     assert not REST.search(out)
+
+
+def test_eval_help_shows_the_img_size_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--img-size PX" in text and "default: 224" in text
+    assert "--threads N" in text

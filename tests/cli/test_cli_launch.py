@@ -13,6 +13,7 @@ from sarfewshot.errors import ConfigError
 from sarfewshot.launch import shard_requests, strip_launch_flags, torchrun_command
 from sarfewshot.results.records import read_record, record_files
 from tests.cli.conftest import TAIL, TINY
+from tests.conftest import elastic_folders
 
 
 def _eval(root: Path, out: Path, *extra: str) -> list[str]:
@@ -75,7 +76,7 @@ def test_pretrain_job_is_one_torchrun_per_node():
     assert "--standalone" in torchrun_command(argv, 1, 2, 0, "node001", 29500)
 
 
-def test_local_pretrain_job_runs_torchrun(tmp_path, capsys, monkeypatch):
+def test_local_pretrain_job_runs_torchrun(tmp_path, capsys, monkeypatch, private_tmpdir):
     pytest.importorskip("submitit")
     from tests.pretrain.synthetic_sar import write_chips
 
@@ -90,6 +91,7 @@ def test_local_pretrain_job_runs_torchrun(tmp_path, capsys, monkeypatch):
     assert "submitted pretraining job" in capsys.readouterr().out
     assert (out / "checkpoint-last.pth").is_file()
     assert list((out / "submitit").glob("*_log.out"))
+    assert len(elastic_folders(private_tmpdir)) == 1  # torchrun's log folder, not in /tmp
 
 
 def test_a_failed_local_job_is_one_line_and_the_leaderboard_holds_every_record(

@@ -140,3 +140,30 @@ def test_a_corrupt_record_names_the_file_and_skip_invalid(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path / "run"), "--skip-invalid"]) == 0
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "(1)" in captured.out
+
+
+def test_leaderboard_reads_runs_by_default(tmp_path, capsys, monkeypatch):
+    for seed, acc in ACCS.items():
+        write_record(tmp_path / "runs", fake_record(seed=seed, acc=acc))
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard"]) == 0
+    assert "73.33" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path / "runs")  # no runs/ here: the folder is named
+    assert main(["leaderboard"]) == 2
+    assert "run folder runs does not exist" in capsys.readouterr().err
+
+
+def test_a_row_at_another_image_size_is_marked(tmp_path, capsys):
+    for seed in ACCS:
+        for backbone, protocol, size in (
+            ("sarjepa", "linear", 64),
+            ("random", "linear", 64),
+            ("sarjepa", "finetune", 224),
+        ):
+            config = {"INPUT": {"SIZE": size}, "PROTOCOL": protocol}
+            rec = fake_record(backbone=backbone, protocol=protocol, seed=seed, config=config)
+            write_record(tmp_path / "run", rec)
+    assert main(["leaderboard", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "sarjepa [224 px]" in out and "random [" not in out
+    assert out.count("[224 px]") == 1 and "other than the 64 px of most rows" in out

@@ -25,6 +25,7 @@ from sarfewshot.pretrain.train import (
     pretrain,
     restore_rng,
 )
+from tests.conftest import elastic_folders
 from tests.pretrain.synthetic_sar import write_chips
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +163,7 @@ def test_config_errors_name_key_and_source(tmp_path, chips):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_on_cpu(chips, tmp_path):
+def test_torchrun_two_processes_on_cpu(chips, tmp_path, private_tmpdir):
     """DDP with the Gloo backend: two CPU processes train and rank 0 writes the checkpoint."""
     out = tmp_path / "ddp"
     cmd = [
@@ -186,6 +187,7 @@ def test_torchrun_two_processes_on_cpu(chips, tmp_path):
     ckpt = _load(out / CHECKPOINT_LAST)
     assert ckpt["args"].world_size == 2 and ckpt["resume"]["step"] == 2
     assert len(_losses(out)) == 2
+    assert len(elastic_folders(private_tmpdir)) == 1  # torchrun's log folder, not in /tmp
 
 
 def _params(path: Path) -> dict:

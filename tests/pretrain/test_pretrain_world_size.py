@@ -14,6 +14,7 @@ import torch
 
 from sarfewshot.pretrain.masking import local_window_masks, random_masks
 from sarfewshot.pretrain.train import CHECKPOINT_LAST, load_checkpoint, mask_generators, pretrain
+from tests.conftest import elastic_folders
 from tests.pretrain.synthetic_sar import write_chips
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def _torchrun(*launcher: str, chips: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_one_process_two_nodes_and_two_processes_end_with_equal_weights(tmp_path):
+def test_one_process_two_nodes_and_two_processes_end_with_equal_weights(tmp_path, private_tmpdir):
     chips = tmp_path / "chips"
     write_chips(chips, n=8, size=72)
     one = pretrain(
@@ -83,6 +84,8 @@ def test_one_process_two_nodes_and_two_processes_end_with_equal_weights(tmp_path
     _launch([_torchrun(*node, chips=chips, out=nodes)] * 2)
     procs = tmp_path / "procs"
     _launch([_torchrun("--standalone", "--nproc-per-node", "2", chips=chips, out=procs)])
+    # three torchrun agents, three log folders: in the test's TMPDIR, none left in /tmp
+    assert len(elastic_folders(private_tmpdir)) == 3
     ref = load_checkpoint(one)["model"]
     for out in (nodes, procs):
         ckpt = load_checkpoint(out / CHECKPOINT_LAST)

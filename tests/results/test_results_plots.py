@@ -50,3 +50,10 @@ def test_confusion_pictures(tmp_path):
     paths = plot_confusions(aggregate_records(recs), tmp_path)
     assert len(paths) == 1 and paths[0].name.startswith("confusion_sarjepa_aaaaaaaa_mstar_")
     assert paths[0].read_bytes()[:8] == PNG
+
+
+def test_error_bars_stay_within_0_and_100():
+    from sarfewshot.results.plots import clipped_errors
+
+    lower, upper = clipped_errors([12.0, 50.0, 97.0], [30.0, 10.0, 8.0])
+    assert lower == [12.0, 10.0, 8.0] and upper == [30.0, 10.0, 3.0]

@@ -98,3 +98,54 @@ def config_sha(cfg: Any) -> str:
     if str(cfg.DATASET.get("VAL_POOL_RULE", "random")) == "random":
         extra += ("DATASET.VAL_POOL_RULE",)
     return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + extra)
+
+
+# Flags that set a config key, so a conflict can name what the user typed.
+KEY_FLAGS = {
+    "INPUT.SIZE": "--img-size",
+    "MODEL.PRECISION": "--precision",
+    "TEST.SPLIT": "--eval-split",
+}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``KEY recorded vs current`` for each fingerprinted key whose values differ.
+
+    Keys the fingerprint leaves out (seed, K, paths, cache switches) are not compared; a key
+    set by a flag is named with it, e.g. ``INPUT.SIZE (--img-size) 32 vs 64``.
+    """
+    import json
+
+    from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS
+
+    skip = CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA
+    # one JSON round trip, so tuples and lists compare equal as the fingerprint sees them
+    old, new = (_flatten(json.loads(json.dumps(t, default=list))) for t in (recorded, current))
+    for values in (old, new):  # records from before the key read as its default
+        values.setdefault("DATASET.VAL_POOL_RULE", "random")
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if any(key == s or key.startswith(s + ".") for s in skip) or old.get(key) == new.get(key):
+            continue
+        flag = f" ({KEY_FLAGS[key]})" if key in KEY_FLAGS else ""
+        out.append(f"{key}{flag} {_shown(old, key)} vs {_shown(new, key)}")
+    return out
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    """A value as typed: ``[32, 32]`` (a square size) as ``32``; a missing key as ``(absent)``."""
+    if key not in values:
+        return "(absent)"
+    value = values[key]
+    if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+        return str(value[0])
+    return str(value)

@@ -18,7 +18,8 @@ from sarfewshot.engine.grid.plan import Cell
 from sarfewshot.engine.grid.progress import Bars
 from sarfewshot.engine.grid.record import cell_record, debug_traceback, failed_record
 from sarfewshot.engine.protocol import CellContext, CellData, divergence
-from sarfewshot.errors import NonFiniteLossError, SarFewShotError
+from sarfewshot.errors import DependencyError, NonFiniteLossError, SarFewShotError
+from sarfewshot.utils.torch_builds import is_torchvision_mismatch, mismatch_message
 
 
 class Executor:
@@ -57,6 +58,8 @@ class SerialExecutor(Executor):
         except (SarFewShotError, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the grid
+            if is_torchvision_mismatch(exc):  # every cell would fail the same way: stop
+                raise DependencyError(mismatch_message()) from exc
             message = f"{type(exc).__name__}: {exc}"
             status = "diverged" if isinstance(exc, NonFiniteLossError) else "failed"
             seconds = time.perf_counter() - start

@@ -3,20 +3,16 @@ heartbeat lines when output is redirected (:mod:`sarfewshot.utils.progress`)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
-from sarfewshot.utils.progress import Heartbeat
+from sarfewshot.utils.progress import Heartbeat, format_per_unit, progress_enabled
 
+__all__ = ["Bars", "progress_enabled"]
 
-def progress_enabled(requested: bool | None = None) -> bool:
-    """Bars are on unless turned off, ``SARFEWSHOT_NO_PROGRESS=1``, or stderr is not a TTY."""
-    if requested is not None:
-        return requested
-    if os.environ.get("SARFEWSHOT_NO_PROGRESS", "") not in ("", "0"):
-        return False
-    return sys.stderr.isatty()
+# The epochs bar shows the time per epoch, not tqdm's rate (``25731.93ep/s`` for tiny epochs).
+EPOCH_BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+)
 
 
 class Bars:
@@ -43,10 +39,19 @@ class Bars:
             return
         if self.epochs is None:
             self.epochs = self._tqdm(
-                total=max_epoch, desc="  epochs", unit="ep", position=1, leave=False
+                total=max_epoch,
+                desc="  epochs",
+                unit="ep",
+                position=1,
+                leave=False,
+                bar_format=EPOCH_BAR_FORMAT,
             )
-        self.epochs.n = epoch
-        self.epochs.refresh()
+        # update() (not setting n) feeds tqdm's moving average, so "remaining" follows the
+        # recent rate.
+        self.epochs.update(max(0, epoch - self.epochs.n))
+        elapsed = self.epochs.format_dict["elapsed"]
+        per_epoch = elapsed / epoch if epoch > 0 else None
+        self.epochs.set_postfix_str(format_per_unit(per_epoch, "ep"), refresh=True)
 
     def close_epochs(self) -> None:
         if self.epochs is not None:

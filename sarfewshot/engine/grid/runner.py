@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sarfewshot.engine.grid.config import build_protocol_cfg, cell_cfg, config_sha, probe_cfg
+from sarfewshot.engine.grid.config import (
+    build_protocol_cfg,
+    cell_cfg,
+    cfg_dict,
+    config_differences,
+    config_sha,
+    probe_cfg,
+)
 from sarfewshot.engine.grid.data import SharedData, Workspace, scored_name, val_fraction
 from sarfewshot.engine.grid.executors import Executor, SerialExecutor
 from sarfewshot.engine.grid.plan import (
@@ -34,6 +41,7 @@ from sarfewshot.engine.grid.resolve import (
 )
 from sarfewshot.errors import ConfigError, DataVersionError
 from sarfewshot.utils.device import resolve_device
+from sarfewshot.utils.progress import format_seconds
 
 
 class GridRunner:
@@ -51,6 +59,7 @@ class GridRunner:
         self.base_cfgs: dict[tuple[int, str, str], tuple[Any, str]] = {}
         self.cells: list[Cell] = []
         self.command_keys: set[tuple] = set()  # every shard's cells: what the table shows
+        self._todo: list[Cell] = []  # this run's pending cells (for the first-cell estimate)
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -156,13 +165,7 @@ class GridRunner:
         statuses = [(c, "todo" if self.req.force else self.status(c)) for c in self.cells]
         conflicts = [c for c, st in statuses if st == "conflict"]
         if conflicts:
-            from sarfewshot.results.records import cell_id
-
-            raise ConfigError(
-                f"{len(conflicts)} cell(s) in {self.output} were computed with a different "
-                f"config (e.g. {cell_id(conflicts[0].key)}); pass --force to recompute them or "
-                "choose another --output"
-            )
+            raise ConfigError(self._conflict_message(conflicts))
         self._check_stale([c for c, st in statuses if st == "stale"])
         todo = [c for c, st in statuses if st != "done"]
         order = {name: i for i, name in enumerate(self.datasets)}
@@ -170,6 +173,21 @@ class GridRunner:
         # Dataset-major execution keeps one dataset's images in memory at a time.
         todo.sort(key=lambda c: (order[c.dataset], c.backbone, porder[c.protocol], c.shots, c.seed))
         return todo, len(statuses) - len(todo)
+
+    def _conflict_message(self, conflicts: list[Cell]) -> str:
+        """Which settings differ (recorded vs now) for the first conflicting cell."""
+        from sarfewshot.results.records import cell_id, read_record, record_path
+
+        first = conflicts[0]
+        recorded = read_record(record_path(self.output, first.key)).get("config") or {}
+        diffs = config_differences(recorded, cfg_dict(first.cfg))
+        what = "; ".join(diffs[:5]) + ("; ..." if len(diffs) > 5 else "")
+        differing = f": {what} (recorded vs now)" if diffs else ""
+        return (
+            f"{len(conflicts)} cell(s) in {self.output} were computed with a different "
+            f"config{differing}, e.g. {cell_id(first.key)}; pass --force to recompute them or "
+            "choose another --output"
+        )
 
     def _check_stale(self, stale: list[Cell]) -> None:
         """Stop when finished cells were computed on another version of a dataset folder."""
@@ -234,6 +252,10 @@ class GridRunner:
             ws.split(cell, redraw=self.req.force)
         summary = GridSummary(total=len(self.cells), done_before=done)
         self.print(f"{done} cells already done, {len(todo)} to run")
+        self._todo = todo
+        hint = slow_cpu_hint(todo, str(ws.device))
+        if hint:
+            self.print(hint)
         bars = Bars(len(todo), self.progress)
         ws.printer = self._printer(bars)
         executor = self.executor(ws)
@@ -297,6 +319,48 @@ class GridRunner:
 
         summary.records.append(write_record(self.output, record))
         summary.ran += 1
+        if summary.ran == 1:
+            estimate = first_cell_estimate(cell, record, self._todo)
+            if estimate:
+                say(estimate)
+
+
+# Protocols that train per cell (slow at 224 px on a CPU), as opposed to cached-feature ones.
+TRAINED_PROTOCOLS = ("finetune", "linear", "MIM_finetune", "MIM_linear")
+QUICK_LOOK = "--img-size 64 --protocol linear,knn"
+
+
+def _input_size(cell: Cell) -> int:
+    size = getattr(getattr(cell.cfg, "INPUT", None), "SIZE", 0) or 0
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def slow_cpu_hint(todo: list[Cell], device: str) -> str | None:
+    """On a CPU, a line saying that trained cells at 224 px are slow, and the quick-look flags."""
+    if not device.startswith("cpu"):
+        return None
+    heavy = [c for c in todo if c.protocol in TRAINED_PROTOCOLS and _input_size(c) >= 224]
+    if not heavy:
+        return None
+    return (
+        f"note: {len(heavy)} of these cells train a network at {_input_size(heavy[0])} px on "
+        f"the CPU, minutes per cell; an estimate follows the first cell. For a quick look: "
+        f"{QUICK_LOOK}"
+    )
+
+
+def first_cell_estimate(cell: Cell, record: dict, todo: list[Cell]) -> str | None:
+    """After the first cell: the time the other cells of its protocol need at its pace."""
+    seconds = float((record.get("timings") or {}).get("total_s") or 0.0)
+    same = sum(1 for c in todo if c.protocol == cell.protocol) - 1
+    if seconds <= 0 or same <= 0:
+        return None
+    others = len(todo) - 1 - same
+    rest = f"; {others} cell(s) of other protocols not timed yet" if others else ""
+    return (
+        f"estimate: the first cell took {format_seconds(seconds)}; the {same} other "
+        f"{cell.protocol} cell(s) need about {format_seconds(seconds * same)} at that pace{rest}"
+    )
 
 
 def _group_label(cells: list[Cell], backbones: list[ResolvedBackbone]) -> str:
