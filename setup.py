@@ -30,6 +30,8 @@ EXTRAS = {
     "shards": ["webdataset"],
     # --launcher slurm|local (eval job arrays, multi-node pretraining)
     "slurm": ["submitit"],
+    # the lora protocol (LoRA adapters injected in place with peft.inject_adapter_in_model)
+    "adapters": ["peft>=0.10"],
 }
 # "all" installs every optional dependency; "test" adds the test runners to it, so CI
 # exercises every optional path.
