@@ -88,8 +88,7 @@ def lora_layer_names(backbone: nn.Module, targets: Sequence[str], key: str) -> l
     ]
     if not names:
         raise ConfigError(
-            f"{key} {list(targets)}: backbone {_label(backbone)} has no linear layer of those "
-            "names"
+            f"{key} {list(targets)}: backbone {_label(backbone)} has no linear layer of those names"
         )
     return names
 
