@@ -7,8 +7,9 @@ are the family's ``final_norms`` beside it (``norm``, ``fc_norm``; see
 file; 0 trains the final norm and the head only. Default 4: in the MAE paper's partial
 fine-tuning study (He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022,
 section 4.3, Fig. 9) tuning the last few blocks recovers most of the gap to full fine-tuning;
-a backbone with fewer blocks is refused with a message naming the key. Head, optimiser and schedule are the fine-tune's. Records carry
-``trainable_params``, ``total_params`` and ``partial_blocks``.
+a backbone with fewer blocks is refused with a message naming the key. Head, optimiser and
+schedule are the fine-tune's. Records carry ``trainable_params``, ``total_params`` and
+``partial_blocks``.
 """
 
 from __future__ import annotations
