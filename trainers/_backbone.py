@@ -95,6 +95,7 @@ class PartlyTrainedBackbone(BackboneTrainer):
     """
 
     node = ""  # the protocol's config node under TRAINER (LORA, PARTIAL)
+    default_seeds = (1, 2, 3, 4, 5)  # the fine-tune's
     preset = ("trainers", "finetune", "vit_b16.yaml")
 
     @classmethod

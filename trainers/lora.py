@@ -34,7 +34,6 @@ class LoRA(PartlyTrainedBackbone):
 
     name = "lora"
     node = "LORA"
-    default_seeds = (1, 2, 3, 4, 5)
 
     @classmethod
     def extend_cfg(cls, cfg: CfgNode) -> None:

@@ -30,7 +30,6 @@ class PartialFineTune(PartlyTrainedBackbone):
 
     name = "partial"
     node = "PARTIAL"
-    default_seeds = (1, 2, 3, 4, 5)
 
     @classmethod
     def extend_cfg(cls, cfg: CfgNode) -> None:
