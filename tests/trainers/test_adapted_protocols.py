@@ -104,6 +104,21 @@ def test_lora_cell_leaves_the_base_weights_bit_identical_to_the_file(tmp_path):
     assert metrics["total_params"] == own + adapters + head
 
 
+@pytest.mark.parametrize("protocol", ["lora", "partial"])
+def test_release_file_weights_stay_bit_identical(vectors_dir, protocol):
+    # the release's pretraining format ('module.' prefixes, decoder and predictor keys)
+    path = vectors_dir / "irpe_vit_tiny_pretrain_ckpt.pth"
+    backbone = build_backbone("sarjepa", weights=path, img_size=32).eval()
+    file_sd = extract_state_dict(safe_load(path), ("model",), source=path)
+    metrics, trained = _run(protocol, backbone, ("TRAINER.PARTIAL.BLOCKS", "1"))
+    base = adapt.base_state_dict(trained)
+    frozen = {k for k, p in trained.named_parameters() if not p.requires_grad}
+    frozen = {k.replace(".base_layer.", ".") for k in frozen}
+    assert frozen <= set(file_sd)  # every frozen weight came from the file
+    assert all(torch.equal(base[k], file_sd[k]) for k in frozen)
+    assert metrics["total_params"] > metrics["trainable_params"] > 0
+
+
 def test_partial_cell_trains_only_the_last_blocks_and_final_norm(tmp_path):
     backbone, file_sd = _file_backbone(tmp_path)
     metrics, trained = _run("partial", backbone, ("TRAINER.PARTIAL.BLOCKS", "1"))
