@@ -169,3 +169,11 @@ def test_targets_key_overrides_the_family():
         "blocks.1.mlp.fc1",
         "blocks.1.mlp.fc2",
     }
+
+
+def test_a_lora_cell_is_reproducible_on_a_cpu():
+    backbone = _family_backbone("irpe")
+    first, _ = _run("lora", backbone, ("TRAINER.LORA.DROPOUT", "0.5"))  # dropout draws too
+    second, _ = _run("lora", backbone, ("TRAINER.LORA.DROPOUT", "0.5"))
+    assert first["final_train_loss"] == second["final_train_loss"]
+    assert first["confusion_matrix"] == second["confusion_matrix"]
