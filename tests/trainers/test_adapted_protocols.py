@@ -11,6 +11,7 @@ from sarfewshot.engine.protocol import CellContext
 from sarfewshot.engine.registry import get_trainer
 from sarfewshot.errors import ConfigError
 from sarfewshot.models import adapt
+from sarfewshot.models.build import AdaptedBackbone, InputAdapter
 from sarfewshot.models.checkpoint import extract_state_dict, safe_load
 from sarfewshot.models.factory import build_backbone
 from tests.trainers.test_trained_protocols import ARCH, _cfg, _data
@@ -27,11 +28,18 @@ FAMILIES = {
 def _family_backbone(family: str) -> torch.nn.Module:
     if family == "timm":
         return build_backbone("timm:test_vit", seed=0).eval()  # timm's 160 px test ViT
+    if family == "grey3":  # a 3-channel model behind its input adapter (natural-image models)
+        net = build_backbone(
+            "random", arch="vit:patch=8,dim=64,depth=2,heads=2,chans=3", img_size=32
+        )
+        wrapped = AdaptedBackbone(net, InputAdapter("grey3_imagenet")).eval()
+        wrapped.backbone_info = net.backbone_info
+        return wrapped
     arch, size = FAMILIES[family]
     return build_backbone("random", arch=arch, img_size=size, seed=0).eval()
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, "timm"])
+@pytest.mark.parametrize("family", [*FAMILIES, "timm", "grey3"])
 def test_fresh_adapters_keep_the_frozen_features(family):
     backbone = _family_backbone(family)
     size = int(backbone.backbone_info["img_size"])
@@ -143,6 +151,11 @@ def test_partial_finds_the_blocks_of_each_family():
     assert all(hasattr(picked[n], "attn") for n in ("blocks.6", "blocks.7"))
     vit = _family_backbone("vit")
     assert list(adapt.last_blocks(vit, 1, "KEY")) == ["model.blocks.1", "model.norm"]
+    grey3 = _family_backbone("grey3")
+    assert list(adapt.last_blocks(grey3, 1, "KEY")) == [
+        "backbone.model.blocks.1",
+        "backbone.model.norm",
+    ]
     with pytest.raises(ConfigError, match=r"TRAINER\.PARTIAL\.BLOCKS 3: .* has 2 blocks"):
         adapt.last_blocks(vit, 3, "TRAINER.PARTIAL.BLOCKS")
 
