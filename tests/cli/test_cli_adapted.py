@@ -38,3 +38,12 @@ def test_adaptation_protocols_run_through_grid_leaderboard_and_compare(root, tmp
     with open(tmp_path / "c.csv", newline="") as f:
         lines = list(csv.DictReader(f))
     assert [(ln["protocol"], ln["n"]) for ln in lines[:2]] == [("lora", "2"), ("partial", "2")]
+
+
+def test_too_many_partial_blocks_is_one_line_naming_the_key(root, tmp_path, capsys):
+    args = ["eval", "--backbone", "random", "--arch", "irpe_vit_micro_patch8", "--img-size", "32"]
+    args += ["--dataset", "synthetic", "--root", str(root), "--output", str(tmp_path / "runs")]
+    assert main([*args, "--shots", "1", "--seeds", "1", "--protocol", "partial", *TAIL]) == 2
+    err = capsys.readouterr().err
+    assert "TRAINER.PARTIAL.BLOCKS 4: backbone random" in err and "has 2 blocks" in err
+    assert not record_files(tmp_path / "runs")
