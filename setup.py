@@ -22,6 +22,8 @@ packages += ["sarfewshot.datasets", "sarfewshot.trainers", "sarfewshot.configs"]
 EXTRAS = {
     "plots": ["matplotlib"],
     "tensorboard": ["tensorboard"],
+    # the lora protocol (LoRA adapters injected in place with peft.inject_adapter_in_model)
+    "adapters": ["peft>=0.10"],
     # --weights hf://OWNER/REPO/PATH and `sarfewshot weights fetch`
     "hub": ["huggingface_hub>=0.20"],
     # torchgeo:<weights> backbones (Sentinel-1 SSL4EO-S12 and other SAR-capable weights)

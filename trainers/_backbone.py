@@ -1,4 +1,5 @@
-"""What the two trained protocols (``finetune``, ``linear``) share: a TrainerX that owns a backbone.
+"""What the trained protocols share: a TrainerX that owns a backbone (``finetune``, ``linear``),
+and one that trains only part of it (``lora``, ``partial``).
 
 The backbone comes from the grid (a fresh copy per cell) or, when the trainer is used the Dassl
 way (``sarfewshot dassl-train``), is built from ``MODEL.BACKBONE.NAME`` / ``MODEL.BACKBONE.ARCH``
@@ -14,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sarfewshot.engine.protocol import TrainedProtocol
+from sarfewshot.engine.optim import build_lr_scheduler, build_optimizer
+from sarfewshot.engine.protocol import REQUIRES_IMAGES, TrainedProtocol
 from sarfewshot.engine.trainer import TrainerX
+from sarfewshot.models.adapt import parameter_counts
 from sarfewshot.utils.seeding import torch_generator
 
 
@@ -77,3 +80,54 @@ class BackboneTrainer(TrainedProtocol, TrainerX):
         self.model_backward_and_update(loss)
         acc = (logits.argmax(dim=1) == labels).float().mean()
         return {"loss": float(loss.detach()), "acc": 100.0 * float(acc)}
+
+
+class PartlyTrainedBackbone(BackboneTrainer):
+    """Backbone + linear head where the head and only part of the backbone train (``lora``,
+    ``partial``).
+
+    Subclasses say which part in :meth:`adapt`; the rest of the backbone stays frozen and
+    bit-identical to its file. The head is the fine-tune's (``Linear(D, C)``, truncated-normal
+    weights of std ``TRAINER.<NODE>.HEAD_INIT_STD``, zero bias) and the optimiser and schedule
+    are the fine-tune's preset, so the protocols differ from ``finetune`` only in what trains.
+    They run one cell at a time (no stacked form for the batched executor). Records carry
+    ``trainable_params`` and ``total_params`` (backbone, adapters and head) in ``metrics``.
+    """
+
+    node = ""  # the protocol's config node under TRAINER (LORA, PARTIAL)
+    default_seeds = (1, 2, 3, 4, 5)  # the fine-tune's
+    preset = ("trainers", "finetune", "vit_b16.yaml")
+
+    @classmethod
+    def requirements(cls, cfg: Any) -> frozenset[str]:
+        """These protocols train on images."""
+        return frozenset({REQUIRES_IMAGES})
+
+    @classmethod
+    def adapt(cls, cfg: Any, backbone: nn.Module) -> dict[str, Any]:
+        """Make the part of ``backbone`` that trains trainable (the rest frozen); record extras."""
+        raise NotImplementedError
+
+    @classmethod
+    def adapted_model(cls, cfg: Any, backbone: nn.Module, num_classes: int) -> nn.Module:
+        """The cell's model before training: the adapted backbone and the seeded head."""
+        from sarfewshot.trainers.finetune import FineTuneClassifier
+
+        extras = cls.adapt(cfg, backbone)
+        model = FineTuneClassifier(backbone, num_classes)
+        std = float(cfg.TRAINER[cls.node].HEAD_INIT_STD)
+        init_linear(model.head, std, torch_generator(int(cfg.SEED), cls.name, "head"))
+        model.adaptation = extras
+        return model
+
+    def build_model(self) -> None:
+        """Adapted backbone + head on the device; AdamW over what trains; Dassl's schedule."""
+        self.model = self.adapted_model(self.cfg, self.take_backbone(), self.num_classes)
+        self.model.to(self.device)
+        self.optim = build_optimizer(self.model, self.cfg.OPTIM)  # trainable parameters only
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
+
+    def cell_extras(self) -> dict[str, Any]:
+        """Parameter counts and what was adapted, for the record."""
+        return {**parameter_counts(self.model), **self.model.adaptation}

@@ -319,7 +319,8 @@ def check_trainer(name: str) -> None:
     if not issubclass(get_trainer(name), SimpleTrainer):
         raise ConfigError(
             f"--trainer {name} is a feature protocol, not a TrainerX; dassl-train runs "
-            f"finetune/MIM_finetune and linear/MIM_linear (use `sarfewshot eval --protocol {name}`)"
+            "finetune/MIM_finetune, linear/MIM_linear, lora and partial (use `sarfewshot eval "
+            f"--protocol {name}`)"
         )
 
 

@@ -67,7 +67,8 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--protocol",
         default="finetune,linear",
-        help="protocol(s): finetune, linear, logreg, knn, prototype (default: finetune,linear)",
+        help="protocol(s): finetune, linear, lora, partial, logreg, knn, prototype "
+        "(default: finetune,linear)",
     )
     p.add_argument("--seeds", help="seeds, e.g. 1,2,3 or 1-5 (default: per protocol)")
     p.add_argument("--output", default="runs", help="run folder (default: runs)")

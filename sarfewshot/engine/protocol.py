@@ -252,6 +252,10 @@ class TrainedProtocol(Protocol):
         """Extra keyword arguments for the trainer's constructor (default: a fresh backbone)."""
         return {"backbone": ctx.new_backbone()}
 
+    def cell_extras(self) -> dict[str, Any]:
+        """Protocol extras for the cell's metrics, read after training (default: none)."""
+        return {}
+
     @classmethod
     def datamanager(cls, cfg: Any, data: CellData) -> Any:
         """Loaders over the cell's features (when required) or images."""
@@ -314,5 +318,6 @@ class TrainedProtocol(Protocol):
             if "loss" in last:
                 metrics["final_train_loss"] = float(last["loss"])
                 metrics["first_train_loss"] = float(trainer.history[0]["loss"])
+        metrics.update(trainer.cell_extras())
         timings = {"setup_s": setup_s, **{k: float(v) for k, v in trainer.timings.items()}}
         return CellOutcome(metrics=metrics, timings=timings)

@@ -8,8 +8,9 @@ registries:
   (``MSTAR_SOC``, ``New_FUSAR``, ``SAR_ACD``). It lists the images with the sarfewshot plug-in and
   draws the few-shot split with :mod:`sarfewshot.data.splits` (portable JSON, seeded by
   ``(SEED, dataset, K)``), never with Dassl's pickled few-shot cache;
-* the ``finetune`` and ``linear`` protocols as ``dassl.engine.TrainerX`` subclasses in
-  ``TRAINER_REGISTRY`` (also ``MIM_finetune`` / ``MIM_linear``).
+* the trained protocols (``finetune``, ``linear``, ``lora``, ``partial``) as
+  ``dassl.engine.TrainerX`` subclasses in ``TRAINER_REGISTRY`` (also ``MIM_finetune`` /
+  ``MIM_linear``).
 
 Dassl 0.6.3 breaks on current torch and numpy in five places (docs/dassl.md); the bridged
 trainers avoid every one of them: the optimiser and the warm-up/cosine schedule are
@@ -56,7 +57,7 @@ RELEASE_DATASETS: dict[str, str] = {
 #: The release's trainer names -> sarfewshot protocols bridged as Dassl ``TrainerX`` classes.
 RELEASE_TRAINERS: dict[str, str] = {"MIM_finetune": "finetune", "MIM_linear": "linear"}
 
-BRIDGED_PROTOCOLS: tuple[str, ...] = ("finetune", "linear")
+BRIDGED_PROTOCOLS: tuple[str, ...] = ("finetune", "linear", "lora", "partial")
 
 #: Marks the classes this module put into Dassl's registries (so re-registering is a no-op).
 BRIDGE_MARK = "_sarfewshot_bridge"
@@ -413,7 +414,7 @@ def _register_into(
 
 
 def register() -> dict[str, list[str]]:
-    """Register sarfewshot's datasets and the finetune/linear protocols into Dassl.
+    """Register sarfewshot's datasets and its trained protocols into Dassl.
 
     Idempotent: a second call changes nothing. Use it before ``dassl.engine.build_trainer``::
 

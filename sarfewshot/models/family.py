@@ -51,6 +51,10 @@ class Family:
         fc_norm_option: a spec's ``fc_norm`` (fresh LayerNorm after mean pooling) applies.
         record_family: ``backbone_info["family"]`` of a model of this family.
         lora_targets: names of the linear layers a LoRA adapter wraps (``qkv``, ``proj``...).
+        blocks: name of the network's list of transformer blocks (the ``partial`` protocol
+            trains the last N entries).
+        final_norms: names of the norms after the blocks (siblings of ``blocks``) that the
+            ``partial`` protocol trains with them; absent names are skipped.
     """
 
     name: str
@@ -65,6 +69,8 @@ class Family:
     fc_norm_option: bool = False
     record_family: str | None = None
     lora_targets: tuple[str, ...] = ()
+    blocks: str = "blocks"
+    final_norms: tuple[str, ...] = ("norm", "fc_norm")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,13 @@ CELL_CONFIG_FIELDS = (
     "MODEL.INIT_WEIGHTS",
 )
 
+#: ``TRAINER`` nodes that every config's hash holds, whichever protocol it runs: those of the
+#: protocols the first records were hashed with (each record's config holds every protocol's
+#: node). The node of a protocol added since (``LORA``, ``PARTIAL``, ...) enters only the hash
+#: of its own cells (``TRAINER.NAME``), so adding a protocol never changes the hash, hence the
+#: identity, of the cells of other protocols already in a run folder.
+HASHED_TRAINER_NODES = frozenset({"FINETUNE", "KNN", "LINEAR", "LOGREG", "PROTOTYPE"})
+
 
 def jsonable(obj: Any) -> Any:
     """JSON stand-in for values ``json`` cannot write (tuples, sets, numpy scalars/arrays)."""
@@ -64,5 +71,24 @@ def config_fingerprint(
     tree = json.loads(json.dumps(config, default=jsonable, sort_keys=True))
     for dotted in exclude:
         _drop_dotted(tree, dotted)
+    _drop_other_trainer_nodes(tree)
     text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _drop_other_trainer_nodes(tree: dict[str, Any]) -> None:
+    """Drop the ``TRAINER`` nodes of other protocols than ``TRAINER.NAME``'s, except
+    :data:`HASHED_TRAINER_NODES` (they cannot change what the cell computes). Nested configs
+    and flat ``"TRAINER.LORA.RANK"`` keys (configs parsed from Dassl logs) alike."""
+    trainer = tree.get("TRAINER")
+    if isinstance(trainer, dict):
+        own = str(trainer.get("NAME", "")).upper()
+        for key in [k for k, v in trainer.items() if isinstance(v, dict)]:
+            if key not in HASHED_TRAINER_NODES and key != own:
+                del trainer[key]
+        return
+    own = str(tree.get("TRAINER.NAME", "")).upper()
+    for key in [k for k in tree if k.startswith("TRAINER.") and k.count(".") >= 2]:
+        node = key.split(".")[1]
+        if node not in HASHED_TRAINER_NODES and node != own:
+            del tree[key]

@@ -195,6 +195,31 @@ def test_eval_only_loads_our_checkpoint(fake_root, tmp_path, capsys):
     assert parsed["eval_only"] and parsed["config"]["SEED"] == 2
 
 
+@pytest.mark.parametrize(
+    "trainer,opts", [("lora", []), ("partial", ["TRAINER.PARTIAL.BLOCKS", "1"])]
+)
+def test_adaptation_protocols_train_and_reload(fake_root, tmp_path, trainer, opts):
+    # lora and partial take the fine-tune's file (their preset); the checkpoint holds the
+    # adapters (lora) and reloads into a freshly adapted model for --eval-only
+    preset = str(config_path(*get_trainer(trainer).preset))
+    dataset = str(config_path("datasets", "MSTAR_SOC.yaml"))
+    runs = {}
+    for name, extra in (
+        ("run", []),
+        ("eval", ["--eval-only", "--model-dir", str(tmp_path / "run")]),
+    ):
+        argv = ["dassl-train", "--root", str(fake_root), "--trainer", trainer, "--seed", "1"]
+        argv += ["--dataset-config-file", dataset, "--config-file", preset]
+        argv += ["--output-dir", str(tmp_path / name), *extra, *TINY, *opts]
+        assert main(argv) == 0
+        runs[name] = (tmp_path / name / "log.txt").read_text()
+    assert BLOCK.search(runs["run"])
+    assert result_block(runs["eval"]) == result_block(runs["run"])
+    ckpt = torch.load(tmp_path / "run" / "model" / "model.pth.tar-2", weights_only=True)
+    lora_keys = [k for k in ckpt["state_dict"] if ".lora_B." in k]
+    assert bool(lora_keys) == (trainer == "lora")
+
+
 def test_eval_only_errors_name_the_flag_or_file(fake_root, tmp_path, capsys):
     assert dassl_train(fake_root, tmp_path / "e", extra=["--eval-only"]) == 2
     assert "--model-dir" in capsys.readouterr().err

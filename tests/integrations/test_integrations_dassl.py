@@ -129,7 +129,7 @@ def test_dassl_names_cover_the_release():
     assert datasets["mstar_soc"] == "mstar_soc" and "synthetic" in datasets
     trainers = bridge.dassl_trainer_names()
     assert {k: trainers[k] for k in bridge.RELEASE_TRAINERS} == bridge.RELEASE_TRAINERS
-    assert set(trainers.values()) == {"finetune", "linear"}
+    assert set(trainers.values()) == {"finetune", "linear", "lora", "partial"}
 
 
 # ----------------------------------------------------------------------------- real Dassl
