@@ -68,12 +68,21 @@ def config_fingerprint(
     Returns:
         A hex digest that is equal for configs that compute the same thing.
     """
+    tree = hashed_tree(config, exclude)
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hashed_tree(
+    config: Mapping[str, Any], exclude: Sequence[str] = CELL_CONFIG_FIELDS
+) -> dict[str, Any]:
+    """The part of ``config`` that :func:`config_fingerprint` hashes, as plain JSON values
+    (so a conflict can name the keys that differ by comparing two of these)."""
     tree = json.loads(json.dumps(config, default=jsonable, sort_keys=True))
     for dotted in exclude:
         _drop_dotted(tree, dotted)
     _drop_other_trainer_nodes(tree)
-    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return tree
 
 
 def _drop_other_trainer_nodes(tree: dict[str, Any]) -> None:

@@ -123,18 +123,16 @@ def config_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     Keys the fingerprint leaves out (seed, K, paths, cache switches) are not compared; a key
     set by a flag is named with it, e.g. ``INPUT.SIZE (--img-size) 32 vs 64``.
     """
-    import json
-
-    from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS
+    from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS, hashed_tree
 
     skip = CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA
-    # one JSON round trip, so tuples and lists compare equal as the fingerprint sees them
-    old, new = (_flatten(json.loads(json.dumps(t, default=list))) for t in (recorded, current))
+    # the trees the fingerprint hashes, so only keys that can change it are named
+    old, new = (_flatten(hashed_tree(t, skip)) for t in (recorded, current))
     for values in (old, new):  # records from before the key read as its default
         values.setdefault("DATASET.VAL_POOL_RULE", "random")
     out = []
     for key in sorted(set(old) | set(new)):
-        if any(key == s or key.startswith(s + ".") for s in skip) or old.get(key) == new.get(key):
+        if old.get(key) == new.get(key):
             continue
         flag = f" ({KEY_FLAGS[key]})" if key in KEY_FLAGS else ""
         out.append(f"{key}{flag} {_shown(old, key)} vs {_shown(new, key)}")
