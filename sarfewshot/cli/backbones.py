@@ -33,6 +33,8 @@ def _found_cell(row: dict) -> str:
         return "not needed"
     if row["found"]:
         return "found"
+    if row.get("hub_default"):
+        return "hub"  # read from the Hugging Face cache (downloaded on first use)
     return "missing" if row["needs_weights"] else "optional"
 
 
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     print("Known public sources (`sarfewshot weights fetch NAME` downloads the first hf: file):")
     for line in _source_lines(rows):
         print(line)
+    print(
+        "weights 'hub': without --weights the name reads its first hf: file from the Hugging "
+        "Face cache (downloaded on first use; HF_HUB_OFFLINE=1 reads only the cache)."
+    )
     print("With a checkpoint the architecture is inferred from its keys; --arch overrides it.")
     if args.archs:
         print()
