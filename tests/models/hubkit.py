@@ -95,6 +95,24 @@ def class_and_patch_mean(model: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     return torch.cat(out, dim=1)
 
 
+def same_shapes(ours: torch.nn.Module, timm_name: str, **kwargs) -> bool:
+    """Whether ``ours`` has the state-dict keys and shapes of timm's ``timm_name``."""
+    import timm
+
+    with torch.device("meta"):  # shapes only: no memory, no init time for ViT-B/L
+        ref = timm.create_model(timm_name, pretrained=False, **kwargs)
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    return shapes == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+def build_meta(construct, spec, img_size: int = 224) -> torch.nn.Module:
+    """The family's network of ``spec``'s geometry, on the meta device (shapes only)."""
+    from sarfewshot.models.arch import parse_arch
+
+    with torch.device("meta"):
+        return construct(parse_arch(spec.default_arch), img_size, 0, spec.name)
+
+
 def eval_offline(tmp_path: Path, cache: Path, backbone: str, img_size: int) -> dict:
     """``sarfewshot eval --backbone NAME`` (no --weights) offline; the records, by protocol."""
     from sarfewshot.datasets.synthetic import generate_synthetic

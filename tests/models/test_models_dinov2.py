@@ -10,7 +10,6 @@ import torch
 
 from sarfewshot.errors import ConfigError
 from sarfewshot.models import build_backbone, lora_targets
-from sarfewshot.models.arch import parse_arch
 from sarfewshot.models.build import INPUT_ADAPTERS
 from sarfewshot.models.registry import get_backbone_spec
 from sarfewshot.models.zoo import dinov2
@@ -67,14 +66,10 @@ def test_an_img_size_off_the_patch_grid_is_refused_naming_the_flag(vits14, monke
 
 def test_vitb14_spec_builds_timms_architecture():
     """ViT-B/14: the spec's geometry is timm's model (no forward: the S/14 tests the path)."""
-    import timm
-
     spec = get_backbone_spec("dinov2_vitb14")
     assert spec.sources[0].uri() == "hf://timm/vit_base_patch14_dinov2.lvd142m/model.safetensors"
-    net = dinov2.construct_dinov2(parse_arch(spec.default_arch), 224, 0, spec.name)
-    ref = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0)
-    ours = {k: tuple(v.shape) for k, v in net.model.state_dict().items()}
-    assert ours == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    net = hubkit.build_meta(dinov2.construct_dinov2, spec)
+    assert hubkit.same_shapes(net.model, "vit_base_patch14_dinov2", num_classes=0)
     assert net.num_features == 1536
 
 
