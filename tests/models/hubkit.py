@@ -39,6 +39,26 @@ def random_timm(timm_name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     return model.eval()
 
 
+def cached_random(root: Path, timm_arch: str, tag: str, seed: int) -> tuple[Path, Path]:
+    """:func:`random_timm` weights of ``timm_arch`` saved in a hub cache as ``timm/<tag>``."""
+    return hf_cache(root, tag, random_timm(timm_arch, seed=seed))
+
+
+def features_and_reference(
+    name: str, timm_arch: str, tag: str, path: Path, img_size: int, reference
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """Backbone ``name`` built by the toolkit (weights from the hub cache), its features of a
+    random grey batch, and ``reference(timm model, 3-channel input)`` of timm's own pretrained
+    path on the same file and input."""
+    from sarfewshot.models import build_backbone
+
+    net = build_backbone(name, img_size=img_size).eval()
+    ref = timm_pretrained(timm_arch, path, img_size)
+    grey = torch.rand(3, 1, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return net, net.forward_features(grey), reference(ref, timm_input(grey, tag))
+
+
 def hf_cache(root: Path, tag: str, model: torch.nn.Module) -> tuple[Path, Path]:
     """Save ``model``'s weights as ``timm/<tag>/model.safetensors`` in a Hugging Face cache.
 
@@ -105,12 +125,16 @@ def same_shapes(ours: torch.nn.Module, timm_name: str, **kwargs) -> bool:
     return shapes == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
 
 
-def build_meta(construct, spec, img_size: int = 224) -> torch.nn.Module:
-    """The family's network of ``spec``'s geometry, on the meta device (shapes only)."""
+def build_meta(name: str, img_size: int = 224) -> torch.nn.Module:
+    """The family's network of backbone ``name``'s geometry, on the meta device (shapes only)."""
     from sarfewshot.models.arch import parse_arch
+    from sarfewshot.models.family import get_family
+    from sarfewshot.models.registry import get_backbone_spec
 
+    spec = get_backbone_spec(name)
+    arch = parse_arch(spec.default_arch)
     with torch.device("meta"):
-        return construct(parse_arch(spec.default_arch), img_size, 0, spec.name)
+        return get_family(arch.family).construct(arch, img_size, 0, spec.name)
 
 
 def eval_offline(tmp_path: Path, cache: Path, backbone: str, img_size: int) -> dict:

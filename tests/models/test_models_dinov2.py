@@ -15,7 +15,8 @@ from sarfewshot.models.registry import get_backbone_spec
 from sarfewshot.models.zoo import dinov2
 from tests.models import hubkit
 
-TAG = "vit_small_patch14_dinov2.lvd142m"
+ARCH = "vit_small_patch14_dinov2"
+TAG = f"{ARCH}.lvd142m"
 URI = f"hf://timm/{TAG}/model.safetensors"
 MODELS = Path(__file__).resolve().parents[2] / "sarfewshot" / "models"
 
@@ -23,20 +24,15 @@ MODELS = Path(__file__).resolve().parents[2] / "sarfewshot" / "models"
 @pytest.fixture(scope="module")
 def vits14(tmp_path_factory):
     """Random ViT-S/14 weights (the real architecture, 518 px grid) in a local hub cache."""
-    model = hubkit.random_timm("vit_small_patch14_dinov2", seed=3)
-    cache, path = hubkit.hf_cache(tmp_path_factory.mktemp("dinov2"), TAG, model)
-    return model, cache, path
+    return hubkit.cached_random(tmp_path_factory.mktemp("dinov2"), ARCH, TAG, seed=3)
 
 
 def test_the_features_equal_timms_forward_of_the_same_input(vits14, monkeypatch):
-    _, cache, path = vits14
+    cache, path = vits14
     hubkit.offline(monkeypatch, cache)
-    net = build_backbone("dinov2_vits14", img_size=28).eval()
-    ref = hubkit.timm_pretrained("vit_small_patch14_dinov2", path, 28)
-    grey = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours = net.forward_features(grey)
-        theirs = hubkit.class_and_patch_mean(ref, hubkit.timm_input(grey, TAG))
+    net, ours, theirs = hubkit.features_and_reference(
+        "dinov2_vits14", ARCH, TAG, path, 28, hubkit.class_and_patch_mean
+    )
     assert ours.shape == (3, 768) and net.num_features == 768
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     info = net.backbone_info
@@ -51,13 +47,15 @@ def test_the_normalisation_is_timms_pretrained_config():
     cfg = timm.models.get_pretrained_cfg(TAG).to_dict()
     for name in ("dinov2_vits14", "dinov2_vitb14"):
         channels, (mean, std) = INPUT_ADAPTERS[get_backbone_spec(name).input_adapter]
-        assert channels == 3 and mean == pytest.approx(cfg["mean"]) and std == pytest.approx(
-            cfg["std"]
+        assert (
+            channels == 3
+            and mean == pytest.approx(cfg["mean"])
+            and std == pytest.approx(cfg["std"])
         )
 
 
 def test_an_img_size_off_the_patch_grid_is_refused_naming_the_flag(vits14, monkeypatch):
-    hubkit.offline(monkeypatch, vits14[1])
+    hubkit.offline(monkeypatch, vits14[0])
     with pytest.raises(ConfigError) as err:
         build_backbone("dinov2_vits14", img_size=32)
     assert "--img-size 32" in str(err.value) and "multiple of its patch size 14" in str(err.value)
@@ -68,7 +66,7 @@ def test_vitb14_spec_builds_timms_architecture():
     """ViT-B/14: the spec's geometry is timm's model (no forward: the S/14 tests the path)."""
     spec = get_backbone_spec("dinov2_vitb14")
     assert spec.sources[0].uri() == "hf://timm/vit_base_patch14_dinov2.lvd142m/model.safetensors"
-    net = hubkit.build_meta(dinov2.construct_dinov2, spec)
+    net = hubkit.build_meta("dinov2_vitb14")
     assert hubkit.same_shapes(net.model, "vit_base_patch14_dinov2", num_classes=0)
     assert net.num_features == 1536
 
@@ -83,7 +81,7 @@ def test_the_generic_modules_do_not_name_the_family():
 
 
 def test_eval_runs_offline_from_the_hub_cache(vits14, tmp_path):
-    _, cache, path = vits14
+    cache, path = vits14
     records = hubkit.eval_offline(tmp_path, cache, "dinov2_vits14", 28)
     assert set(records) == {"knn", "linear"}
     for record in records.values():

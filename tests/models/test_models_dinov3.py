@@ -12,7 +12,8 @@ from sarfewshot.models.registry import get_backbone_spec
 from sarfewshot.models.zoo import dinov3
 from tests.models import hubkit
 
-TAG = "vit_small_patch16_dinov3.lvd1689m"
+ARCH = "vit_small_patch16_dinov3"
+TAG = f"{ARCH}.lvd1689m"
 URI = f"hf://timm/{TAG}/model.safetensors"
 NAMES = {
     "dinov3_vits16": ("vit_small_patch16_dinov3", "lvd1689m"),
@@ -24,20 +25,15 @@ NAMES = {
 @pytest.fixture(scope="module")
 def vits16(tmp_path_factory):
     """Random ViT-S/16 weights (the real architecture: RoPE, 4 registers) in a hub cache."""
-    model = hubkit.random_timm("vit_small_patch16_dinov3", seed=4)
-    cache, path = hubkit.hf_cache(tmp_path_factory.mktemp("dinov3"), TAG, model)
-    return model, cache, path
+    return hubkit.cached_random(tmp_path_factory.mktemp("dinov3"), ARCH, TAG, seed=4)
 
 
 def test_the_features_equal_timms_forward_of_the_same_input(vits16, monkeypatch):
-    _, cache, path = vits16
+    cache, path = vits16
     hubkit.offline(monkeypatch, cache)
-    net = build_backbone("dinov3_vits16", img_size=32).eval()
-    ref = hubkit.timm_pretrained("vit_small_patch16_dinov3", path, 32)
-    grey = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours = net.forward_features(grey)
-        theirs = hubkit.class_and_patch_mean(ref, hubkit.timm_input(grey, TAG))
+    net, ours, theirs = hubkit.features_and_reference(
+        "dinov3_vits16", ARCH, TAG, path, 32, hubkit.class_and_patch_mean
+    )
     assert ours.shape == (3, 768) and net.num_features == 768
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     info = net.backbone_info
@@ -60,12 +56,12 @@ def test_each_name_normalises_with_timms_pretrained_config(name):
 @pytest.mark.parametrize("name", ["dinov3_vitb16", "dinov3_vitl16_sat"])
 def test_the_larger_specs_build_timms_architecture(name):
     """ViT-B and the satellite ViT-L: shapes only (the S/16 runs the whole path)."""
-    net = hubkit.build_meta(dinov3.construct_dinov3, get_backbone_spec(name))
+    net = hubkit.build_meta(name)
     assert hubkit.same_shapes(net.model, NAMES[name][0], num_classes=0)
 
 
 def test_an_img_size_off_the_patch_grid_is_refused(vits16, monkeypatch):
-    hubkit.offline(monkeypatch, vits16[1])
+    hubkit.offline(monkeypatch, vits16[0])
     with pytest.raises(ConfigError, match=r"--img-size 40: .*multiple of its patch size 16"):
         build_backbone("dinov3_vits16", img_size=40)
 
@@ -75,7 +71,7 @@ def test_lora_targets_are_the_block_attention_layers():
 
 
 def test_eval_runs_offline_from_the_hub_cache(vits16, tmp_path):
-    _, cache, path = vits16
+    cache, path = vits16
     records = hubkit.eval_offline(tmp_path, cache, "dinov3_vits16", 32)
     assert set(records) == {"knn", "linear"}
     for record in records.values():

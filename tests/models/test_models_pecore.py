@@ -21,20 +21,20 @@ URI = f"hf://timm/{TAG}/model.safetensors"
 def b16(tmp_path_factory):
     """Random PE-Core B/16 weights (the real architecture, with its pooling head and
     projection) in a local hub cache."""
-    model = hubkit.random_timm(ARCH, seed=5)
-    cache, path = hubkit.hf_cache(tmp_path_factory.mktemp("pecore"), TAG, model)
-    return model, cache, path
+    return hubkit.cached_random(tmp_path_factory.mktemp("pecore"), ARCH, TAG, seed=5)
 
 
 def test_the_features_equal_timms_forward_of_the_same_input(b16, monkeypatch):
-    _, cache, path = b16
+    cache, path = b16
     hubkit.offline(monkeypatch, cache)
-    net = build_backbone("pe_core_b16", img_size=32).eval()
-    ref = hubkit.timm_pretrained(ARCH, path, 32)
-    grey = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours = net.forward_features(grey)
-        theirs = ref(hubkit.timm_input(grey, TAG))  # attention pooling, then the projection
+    net, ours, theirs = hubkit.features_and_reference(
+        "pe_core_b16",
+        ARCH,
+        TAG,
+        path,
+        32,
+        lambda model, x: model(x),  # pooling + projection
+    )
     assert ours.shape == (3, 1024) and net.num_features == 1024
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     info = net.backbone_info
@@ -52,20 +52,20 @@ def test_the_normalisation_is_timms_pretrained_config():
 
 
 def test_an_img_size_off_the_patch_grid_is_refused(b16, monkeypatch):
-    hubkit.offline(monkeypatch, b16[1])
+    hubkit.offline(monkeypatch, b16[0])
     with pytest.raises(ConfigError, match=r"--img-size 100: .*\(e\.g\. --img-size 96 or 112\)"):
         build_backbone("pe_core_b16", img_size=100)
 
 
 def test_lora_targets_leave_the_pooling_head_and_patch_embedding_alone():
     assert lora_targets("pe_core_b16") == ("attn.qkv", "attn.proj")
-    net = hubkit.build_meta(pecore.construct_pecore, get_backbone_spec("pe_core_b16"))
+    net = hubkit.build_meta("pe_core_b16")
     hits = [n for n, _ in net.named_modules() if n.endswith((".attn.qkv", ".attn.proj"))]
     assert len(hits) == 24 and not any("attn_pool" in n or "patch_embed" in n for n in hits)
 
 
 def test_eval_runs_offline_from_the_hub_cache(b16, tmp_path):
-    _, cache, path = b16
+    cache, path = b16
     records = hubkit.eval_offline(tmp_path, cache, "pe_core_b16", 32)
     assert set(records) == {"knn", "linear"}
     for record in records.values():

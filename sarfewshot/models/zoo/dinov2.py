@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import nn
 
-from sarfewshot.models.arch import ArchSpec
-from sarfewshot.models.family import family
+from sarfewshot.models.family import Family, register_family
 from sarfewshot.models.registry import BackboneSpec, zoo_backbone
 from sarfewshot.models.zoo.timm import (
     BLOCK_ATTN_LORA_TARGETS,
     ClassAndPatchMean,
-    create_hub_model,
+    hub_constructor,
     hub_spec,
 )
 
@@ -45,21 +43,18 @@ def is_dinov2(state_dict: Mapping[str, torch.Tensor]) -> bool:
     )
 
 
-@family(
-    "dinov2",
-    label="a DINOv2 ViT (absolute pos_embed, LayerScale blocks.N.ls1.gamma)",
-    detect=is_dinov2,
-    order=80,  # before the plain-ViT catch-all, which also has a pos_embed
-    own_readout=True,
-    record_family="dinov2",
-    lora_targets=BLOCK_ATTN_LORA_TARGETS,
+register_family(
+    Family(
+        name="dinov2",
+        label="a DINOv2 ViT (absolute pos_embed, LayerScale blocks.N.ls1.gamma)",
+        detect=is_dinov2,
+        order=80,  # before the plain-ViT catch-all, which also has a pos_embed
+        own_readout=True,
+        record_family="dinov2",
+        lora_targets=BLOCK_ATTN_LORA_TARGETS,
+        construct=hub_constructor(TIMM_MODELS, ClassAndPatchMean),
+    )
 )
-def construct_dinov2(
-    arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
-) -> nn.Module:
-    """timm's DINOv2 of ``arch`` behind the class-token + mean-patch-token readout."""
-    model = create_hub_model(TIMM_MODELS, arch, img_size, key, drop_path_rate=drop_path_rate)
-    return ClassAndPatchMean(model)
 
 
 def _spec(name: str, tag: str, arch: str, description: str) -> BackboneSpec:

@@ -14,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import nn
 
-from sarfewshot.models.arch import ArchSpec
 from sarfewshot.models.build import INPUT_ADAPTERS
-from sarfewshot.models.family import family
+from sarfewshot.models.family import Family, register_family
 from sarfewshot.models.registry import BackboneSpec, zoo_backbone
 from sarfewshot.models.zoo.timm import (
     BLOCK_ATTN_LORA_TARGETS,
     ClassAndPatchMean,
-    create_hub_model,
+    hub_constructor,
     hub_spec,
 )
 
@@ -47,21 +45,18 @@ def is_dinov3(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return "reg_token" in state_dict and "pos_embed" not in state_dict
 
 
-@family(
-    "dinov3",
-    label="a DINOv3 ViT (RoPE, register tokens: reg_token, no pos_embed)",
-    detect=is_dinov3,
-    order=80,
-    own_readout=True,
-    record_family="dinov3",
-    lora_targets=BLOCK_ATTN_LORA_TARGETS,
+register_family(
+    Family(
+        name="dinov3",
+        label="a DINOv3 ViT (RoPE, register tokens: reg_token, no pos_embed)",
+        detect=is_dinov3,
+        order=80,
+        own_readout=True,
+        record_family="dinov3",
+        lora_targets=BLOCK_ATTN_LORA_TARGETS,
+        construct=hub_constructor(TIMM_MODELS, ClassAndPatchMean),
+    )
 )
-def construct_dinov3(
-    arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
-) -> nn.Module:
-    """timm's DINOv3 of ``arch`` behind the class-token + mean-patch-token readout."""
-    model = create_hub_model(TIMM_MODELS, arch, img_size, key, drop_path_rate=drop_path_rate)
-    return ClassAndPatchMean(model)
 
 
 def _spec(name: str, tag: str, arch: str, description: str, adapter: str) -> BackboneSpec:

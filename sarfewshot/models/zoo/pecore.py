@@ -17,14 +17,13 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from sarfewshot.models.arch import ArchSpec
 from sarfewshot.models.build import INPUT_ADAPTERS
-from sarfewshot.models.family import family
+from sarfewshot.models.family import Family, register_family
 from sarfewshot.models.registry import BackboneSpec, zoo_backbone
 from sarfewshot.models.zoo.timm import (
     BLOCK_ATTN_LORA_TARGETS,
     TimmBackbone,
-    create_hub_model,
+    hub_constructor,
     hub_spec,
 )
 
@@ -56,23 +55,18 @@ def is_pecore(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return "norm_pre.weight" in state_dict and "attn_pool.latent" in state_dict
 
 
-@family(
-    "pecore",
-    label="a Perception Encoder ViT (norm_pre, attention-pooling head attn_pool)",
-    detect=is_pecore,
-    order=70,
-    own_readout=True,
-    record_family="pecore",
-    lora_targets=BLOCK_ATTN_LORA_TARGETS,
-)
-def construct_pecore(
-    arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
-) -> nn.Module:
-    """timm's PE-Core of ``arch`` with its pooling head and projection."""
-    model = create_hub_model(
-        TIMM_MODELS, arch, img_size, key, num_classes=PROJECTION, drop_path_rate=drop_path_rate
+register_family(
+    Family(
+        name="pecore",
+        label="a Perception Encoder ViT (norm_pre, attention-pooling head attn_pool)",
+        detect=is_pecore,
+        order=70,
+        own_readout=True,
+        record_family="pecore",
+        lora_targets=BLOCK_ATTN_LORA_TARGETS,
+        construct=hub_constructor(TIMM_MODELS, ProjectedEmbedding, num_classes=PROJECTION),
     )
-    return ProjectedEmbedding(model)
+)
 
 
 @zoo_backbone("pe_core_b16", aliases=("pe_core_b16_224",))

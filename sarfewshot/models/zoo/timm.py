@@ -10,13 +10,14 @@ contract.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Callable
 
 import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, UnknownNameError
 from sarfewshot.models.arch import ArchSpec
-from sarfewshot.models.family import family, name_prefix
+from sarfewshot.models.family import Constructor, family, name_prefix
 from sarfewshot.models.geometry import common_geometry, standard_heads
 from sarfewshot.models.hub import WeightSource
 from sarfewshot.models.registry import BackboneSpec
@@ -114,6 +115,22 @@ def create_hub_model(
     return timm.create_model(
         timm_name, pretrained=False, in_chans=arch.in_chans, dynamic_img_size=True, **kw
     )
+
+
+def hub_constructor(
+    models: Mapping[tuple[int, int, int], str], readout: Callable[[nn.Module], nn.Module], **kw
+) -> Constructor:
+    """A family's ``construct`` hook: :func:`create_hub_model` of ``models`` behind ``readout``
+    (a :class:`TimmBackbone` subclass saying which tensor is the feature)."""
+
+    def construct(
+        arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
+    ) -> nn.Module:
+        return readout(
+            create_hub_model(models, arch, img_size, key, drop_path_rate=drop_path_rate, **kw)
+        )
+
+    return construct
 
 
 def hub_spec(name: str, family: str, tag: str, arch: str, **fields) -> BackboneSpec:
