@@ -88,3 +88,20 @@ def test_eval_runs_offline_from_the_hub_cache(vits14, tmp_path):
         assert record["status"] == "ok"
         hubkit.check_record(record, URI, path, "dinov2", dinov2.FEATURE)
         assert record["backbone"]["input"]["kind"] == "grey3_imagenet"
+
+
+def test_a_cache_blob_without_the_suffix_is_read_as_safetensors(vits14, monkeypatch):
+    """A Hugging Face cache keeps the bytes under blobs/<sha256>: the header says safetensors."""
+    import shutil
+
+    from sarfewshot.models.checkpoint import is_safetensors, safe_load
+
+    cache, path = vits14
+    blob = cache.parent / "blob_0123"
+    shutil.copyfile(path, blob)
+    assert is_safetensors(blob) and safe_load(blob).keys() == safe_load(path).keys()
+    torch.save({"w": torch.zeros(2)}, cache.parent / "plain.pth")
+    assert not is_safetensors(cache.parent / "plain.pth")
+    hubkit.offline(monkeypatch, cache)
+    net = build_backbone("dinov2_vits14", weights=blob, img_size=28)
+    assert net.backbone_info["weights"] == str(blob) and net.backbone_info["load"]["missing"] == 0
