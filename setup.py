@@ -65,6 +65,7 @@ setup(
         "torch>=2.1",
         "torchvision",
         "timm>=0.9",
+        "safetensors",  # hub .safetensors weights (tensors only: nothing to unpickle)
         "yacs",
         "scikit-learn",
         "scipy>=1.11",  # stats.false_discovery_control

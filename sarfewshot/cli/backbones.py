@@ -38,6 +38,8 @@ def _found_cell(row: dict) -> str:
         return "not needed"
     if row["found"]:
         return "found"
+    if row.get("hub_default"):
+        return "hub"  # read from the Hugging Face cache (downloaded on first use)
     return "missing" if row["needs_weights"] else "optional"
 
 
@@ -81,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{TORCHGEO_FORM}: torchgeo's weights with SAR bands (VV/VH/HH/HV), e.g. "
         f"{TORCHGEO_EXAMPLE}; torchgeo downloads them (pip install 'sarfewshot[torchgeo]')."
+    )
+    print(
+        "weights 'hub': without --weights the name reads its first hf: file from the Hugging "
+        "Face cache (downloaded on first use; HF_HUB_OFFLINE=1 reads only the cache)."
     )
     print("With a checkpoint the architecture is inferred from its keys; --arch overrides it.")
     if args.archs:

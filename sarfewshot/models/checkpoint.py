@@ -101,7 +101,8 @@ def _refusal(path: Path, reason: str, name: str | None) -> str:
 def safe_load(path: PathLike) -> dict:
     """Load a checkpoint with ``torch.load(weights_only=True)`` (``argparse.Namespace`` allowed).
 
-    A ``.safetensors`` file (hub weights) is read with ``safetensors`` instead.
+    A safetensors file (hub weights: the ``.safetensors`` suffix, or its header under another
+    name, e.g. a Hugging Face cache blob) is read with ``safetensors`` instead.
 
     Raises:
         WeightsError: the file is missing, needs arbitrary unpickling (refused, nothing in it
@@ -110,7 +111,7 @@ def safe_load(path: PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}; {RELEASE_HINT}")
-    if p.suffix == ".safetensors":
+    if is_safetensors(p):
         return _load_safetensors(p)
     try:
         # a context, not add_safe_globals: the allow-list must not outlive this call
@@ -125,6 +126,18 @@ def safe_load(path: PathLike) -> dict:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{p} holds a {type(obj).__name__}, expected a dict (a state dict)")
     return dict(obj)
+
+
+def is_safetensors(path: Path) -> bool:
+    """A ``.safetensors`` name, or the format's header: an 8-byte little-endian length, then a
+    JSON object (``{``) of that length. A torch file starts with a zip or pickle header."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
 
 
 def _load_safetensors(path: Path) -> dict:

@@ -42,7 +42,12 @@ from sarfewshot.models.family import (
     get_family,
 )
 from sarfewshot.models.geometry import infer_arch
-from sarfewshot.models.registry import BackboneSpec, get_backbone_spec, resolve_weights
+from sarfewshot.models.registry import (
+    BackboneSpec,
+    default_weights,
+    get_backbone_spec,
+    resolve_weights,
+)
 from sarfewshot.utils.io import PathLike, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -181,7 +186,9 @@ def build_backbone(
     Args:
         name: a registered name (:func:`~sarfewshot.models.registry.list_backbones`) or
             a ``prefix:<body>`` name (``timm:<model_name>``).
-        weights: checkpoint path; default ``$SARFEWSHOT_WEIGHTS/<expected file>``.
+        weights: checkpoint path or ``hf://`` file; default ``$SARFEWSHOT_WEIGHTS/<expected
+            file>``, else the first hub file of a name that reads its weights from the hub
+            (``BackboneSpec.hub_default``).
         arch: preset or spec string (:mod:`sarfewshot.models.arch`); None infers the geometry
             from the checkpoint (or uses the name's default when there is none). Only with an
             explicit ``arch`` does a name load a checkpoint of a family or layout it does not
@@ -203,6 +210,7 @@ def build_backbone(
             ``arch`` is given.
     """
     spec = get_backbone_spec(name)
+    weights = default_weights(spec, weights, weights_dir)
     path = resolve_weights(spec, weights, weights_dir)
     if spec.builder is not None:
         return spec.builder(spec, path, img_size, seed)

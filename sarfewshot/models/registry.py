@@ -58,6 +58,9 @@ class BackboneSpec:
     builder: Callable | None = None
     # linear layers LoRA wraps; empty: the family's (family.lora_targets)
     lora_targets: tuple[str, ...] = ()
+    # without --weights and without its file in the weights folder, read the first hf:// file
+    # of ``sources`` (from the Hugging Face cache; downloaded unless HF_HUB_OFFLINE=1)
+    hub_default: bool = False
 
 
 BACKBONE_REGISTRY = Registry("backbone")
@@ -85,6 +88,23 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 def list_backbones() -> list[str]:
     """Registered backbone names (any ``timm:<model_name>`` is accepted as well)."""
     return BACKBONE_REGISTRY.list()
+
+
+def default_weights(
+    spec: BackboneSpec, weights: PathLike | None = None, weights_dir: PathLike | None = None
+) -> PathLike | None:
+    """``weights``, else the hub file of a ``hub_default`` name whose local file is absent.
+
+    A file named ``expected_file`` in the weights folder still wins over the hub, so a copy
+    kept next to the other weights is read as before.
+    """
+    if weights or not spec.hub_default:
+        return weights
+    folder = resolve_weights_dir(weights_dir)
+    if folder is not None and spec.expected_file and (folder / spec.expected_file).is_file():
+        return None
+    source = next((s for s in spec.sources if s.kind == "hf" and s.file), None)
+    return source.uri() if source is not None else None
 
 
 def resolve_weights_dir(weights_dir: PathLike | None = None) -> Path | None:
@@ -153,5 +173,6 @@ def backbone_status(name: str, weights_dir: PathLike | None = None) -> dict:
         "needs_weights": spec.needs_weights,
         "path": str(path) if path is not None else None,
         "found": found,
+        "hub_default": default_weights(spec, None, weights_dir) if not found else None,
         "sources": [src.describe() for src in spec.sources],
     }

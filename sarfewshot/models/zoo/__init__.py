@@ -9,7 +9,10 @@ feature definition). Adding a family is one module, its test and one line here.
 from __future__ import annotations
 
 from sarfewshot.models.zoo import (
+    dinov2,  # noqa: F401 - DINOv2 (timm hub .safetensors)
+    dinov3,  # noqa: F401 - DINOv3, natural and satellite (timm hub .safetensors)
     ijepa,  # noqa: F401 - I-JEPA-format files
+    pecore,  # noqa: F401 - PE-Core (timm hub .safetensors)
     release,  # noqa: F401 - SAR-JEPA release, iRPE ViT, baselines
     saratrx,  # noqa: F401 - SARATR-X (HiViT)
     sarmae,  # noqa: F401 - SARMAE

@@ -10,19 +10,24 @@ contract.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Callable
 
 import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, UnknownNameError
 from sarfewshot.models.arch import ArchSpec
-from sarfewshot.models.family import family, name_prefix
+from sarfewshot.models.family import Constructor, family, name_prefix
 from sarfewshot.models.geometry import common_geometry, standard_heads
+from sarfewshot.models.hub import WeightSource
 from sarfewshot.models.registry import BackboneSpec
 
 TIMM_PREFIX = "timm:"
 # timm's ViT blocks: attn.qkv (fused query/key/value) and attn.proj (attention output)
 VIT_LORA_TARGETS = ("qkv", "proj")
+# the same layers named by their parent too (peft matches name suffixes): "proj" alone would
+# also catch patch_embed.proj (a conv) and an attention-pooling head's proj
+BLOCK_ATTN_LORA_TARGETS = ("attn.qkv", "attn.proj")
 
 
 class TimmBackbone(nn.Module):
@@ -48,6 +53,105 @@ class TimmBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
+
+
+class ClassAndPatchMean(TimmBackbone):
+    """The DINO linear-evaluation readout: class token and mean patch token, concatenated.
+
+    Both come from the last block after the final norm; the mean skips every prefix token
+    (class and register tokens), so the feature is ``2 x width`` wide.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.num_features = 2 * int(model.num_features)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, S, S)`` -> ``[class token, mean patch token]`` ``(B, 2D)``."""
+        tokens = self.model.forward_features(x)
+        patches = tokens[:, int(self.model.num_prefix_tokens) :]
+        return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=1)
+
+
+def check_patch_multiple(img_size: int, patch: int, name: str) -> None:
+    """Refuse an input side that is not a multiple of the patch size (ConfigError)."""
+    if img_size >= patch and img_size % patch == 0:
+        return
+    lower = max(patch, img_size // patch * patch)
+    raise ConfigError(
+        f"--img-size {img_size}: backbone {name!r} takes a multiple of its patch size {patch} "
+        f"(e.g. --img-size {lower} or {lower + patch}); another side would leave pixels outside "
+        "every patch"
+    )
+
+
+def create_hub_model(
+    models: Mapping[tuple[int, int, int], str], arch: ArchSpec, img_size: int, name: str, **kw
+) -> nn.Module:
+    """The timm model of ``arch`` at its own pretraining grid, run at ``img_size`` inputs.
+
+    Args:
+        models: ``(patch, width, depth) -> timm model name`` of one family.
+        arch: the geometry asked for (``chans`` sets the input channels).
+        img_size: the input side, a multiple of the patch size (else ConfigError).
+        name: the backbone name, for messages.
+        kw: further ``timm.create_model`` arguments (``num_classes``...).
+
+    Built with ``dynamic_img_size``: a hub file loads at the grid it was trained on, and timm
+    resamples the position embedding (or RoPE grid) to each input's grid as its own
+    pretrained models do, so the features equal timm's forward of the same input.
+    """
+    import timm
+
+    timm_name = models.get((arch.patch_size, arch.embed_dim, arch.depth))
+    if timm_name is None:
+        known = ", ".join(f"patch={p},dim={d},depth={n}" for p, d, n in models)
+        raise ConfigError(
+            f"arch {arch.to_string()!r}: timm has no {arch.family} model of that geometry "
+            f"(known: {known})"
+        )
+    check_patch_multiple(img_size, arch.patch_size, name)
+    kw.setdefault("num_classes", 0)
+    return timm.create_model(
+        timm_name, pretrained=False, in_chans=arch.in_chans, dynamic_img_size=True, **kw
+    )
+
+
+def hub_constructor(
+    models: Mapping[tuple[int, int, int], str], readout: Callable[[nn.Module], nn.Module], **kw
+) -> Constructor:
+    """A family's ``construct`` hook: :func:`create_hub_model` of ``models`` behind ``readout``
+    (a :class:`TimmBackbone` subclass saying which tensor is the feature)."""
+
+    def construct(
+        arch: ArchSpec, img_size: int, seed: int, key: str, drop_path_rate: float = 0.0
+    ) -> nn.Module:
+        return readout(
+            create_hub_model(models, arch, img_size, key, drop_path_rate=drop_path_rate, **kw)
+        )
+
+    return construct
+
+
+def hub_spec(name: str, family: str, tag: str, arch: str, **fields) -> BackboneSpec:
+    """The spec of a named model read from timm's Hugging Face file ``timm/<tag>``.
+
+    Its weights default to that hub file (``hub_default``), a copy named ``<name>.safetensors``
+    in the weights folder wins; the geometry is the name's (``fixed_arch``).
+    """
+    fields.setdefault("sources", (WeightSource("hf", f"timm/{tag}", "model.safetensors"),))
+    return BackboneSpec(
+        name=name,
+        family=family,
+        default_arch=arch,
+        checkpoint_format=f"timm's state dict of {tag} as .safetensors (read with safetensors)",
+        expected_file=f"{name}.safetensors",
+        ignore_unexpected=(),
+        accepts=(family,),
+        fixed_arch=True,
+        hub_default=True,
+        **fields,
+    )
 
 
 def infer_vit_arch(state_dict: Mapping[str, torch.Tensor], heads: int | None = None) -> dict:
