@@ -68,9 +68,12 @@ def default_lora_targets(backbone: nn.Module) -> tuple[str, ...]:
 
 
 def lora_layer_names(backbone: nn.Module, targets: Sequence[str], key: str) -> list[str]:
-    """Qualified names of the ``nn.Linear`` layers of ``backbone`` whose own name is a target.
+    """Qualified names of the ``nn.Linear`` layers of ``backbone`` that a target names.
 
-    Only linear layers count, so a patch embedding's ``proj`` convolution is never wrapped.
+    A target is a name suffix on module boundaries, as peft reads ``target_modules``: ``qkv``
+    matches every ``...qkv`` layer, ``attn.proj`` only projections inside an ``attn`` module
+    (so a pooling head's ``proj`` stays frozen). Only linear layers count, so a patch
+    embedding's ``proj`` convolution is never wrapped.
 
     Raises:
         ConfigError: no target given, or no linear layer of those names (names ``key``).
@@ -80,11 +83,11 @@ def lora_layer_names(backbone: nn.Module, targets: Sequence[str], key: str) -> l
             f"{key} is empty and backbone {_label(backbone)} names no LoRA target layers; set "
             f"{key} (e.g. \"('qkv', 'proj')\")"
         )
-    wanted = set(targets)
     names = [
         name
         for name, module in backbone.named_modules()
-        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in wanted
+        if isinstance(module, nn.Linear)
+        and any(name == t or name.endswith("." + t) for t in targets)
     ]
     if not names:
         raise ConfigError(

@@ -71,8 +71,21 @@ def test_vitb14_spec_builds_timms_architecture():
     assert net.num_features == 1536
 
 
-def test_lora_targets_are_the_block_attention_layers():
+def test_lora_targets_are_the_block_attention_layers(vits14, monkeypatch):
+    """The family's suffix targets wrap each block's qkv and proj, and fresh adapters leave
+    the features as they were (the lora protocol's starting point)."""
+    from sarfewshot.models import adapt
+
     assert lora_targets("dinov2_vits14") == ("attn.qkv", "attn.proj")
+    hubkit.offline(monkeypatch, vits14[0])
+    net = build_backbone("dinov2_vits14", img_size=28).eval()
+    grey = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        frozen = net.forward_features(grey)
+    wrapped = adapt.add_lora(net, 4, 8.0, 0.0, adapt.default_lora_targets(net), seed=0)
+    assert len(wrapped) == 24 and all(n.endswith(("attn.qkv", "attn.proj")) for n in wrapped)
+    with torch.no_grad():
+        assert torch.equal(net.forward_features(grey), frozen)
 
 
 def test_the_generic_modules_do_not_name_the_family():

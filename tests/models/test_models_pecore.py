@@ -60,7 +60,9 @@ def test_an_img_size_off_the_patch_grid_is_refused(b16, monkeypatch):
 def test_lora_targets_leave_the_pooling_head_and_patch_embedding_alone():
     assert lora_targets("pe_core_b16") == ("attn.qkv", "attn.proj")
     net = hubkit.build_meta("pe_core_b16")
-    hits = [n for n, _ in net.named_modules() if n.endswith((".attn.qkv", ".attn.proj"))]
+    from sarfewshot.models.adapt import lora_layer_names
+
+    hits = lora_layer_names(net, lora_targets("pe_core_b16"), "TRAINER.LORA.TARGETS")
     assert len(hits) == 24 and not any("attn_pool" in n or "patch_embed" in n for n in hits)
 
 
