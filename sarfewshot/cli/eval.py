@@ -25,6 +25,8 @@ examples:
   sarfewshot eval ... --launcher slurm --array 4   # 4 Slurm jobs, job i runs --shard i/4
   sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
   sarfewshot eval ... --precision bf16       # bfloat16 autocast (default fp32, as released)
+  sarfewshot eval ... --dataset atrnet_star --conditions all \
+      DATASET.SAR.ATRNET_SETTING eoc_depression   # train once; score id, depression, ..._30
 
 default seeds: 1-5 for finetune, 1-6 for linear (the release's counts), 1-5 otherwise.
 """
@@ -85,6 +87,14 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="images to score (config TEST.SPLIT, default test): val scores the validation pool "
         "(DATASET.VAL_POOL of TRAIN, never a support set) for choices such as a learning rate, "
         "without reading TEST; its cells are named DATASET:val and never merge with TEST cells",
+    )
+    p.add_argument(
+        "--conditions",
+        metavar="LIST",
+        help="score every cell on named test sets (operating conditions) after ONE training: "
+        "'all' or a comma list, e.g. id,depression_45 (sarfewshot data list names each "
+        "setting's conditions; id is the in-distribution test set). One record per condition, "
+        "keyed by setting and condition, all with the cell's split file",
     )
     p.add_argument(
         "--no-feature-cache",
@@ -223,7 +233,17 @@ def request_from_args(args: argparse.Namespace):
         shard=parse_shard(args.shard) if args.shard else None,
         tensorboard=bool(getattr(args, "tensorboard", False)),
         serial=getattr(args, "serial", None),
+        conditions=_conditions(getattr(args, "conditions", None)),
     )
+
+
+def _conditions(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c for c in split_list(text) if c]
+    if not names:
+        raise ConfigError(f"--conditions {text!r}: give 'all' or condition names")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:

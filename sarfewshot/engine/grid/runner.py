@@ -29,6 +29,7 @@ from sarfewshot.engine.grid.resolve import (
     check_output_outside,
     dataset_options_for,
     resolve_backbone,
+    resolve_conditions,
     resolve_dataset,
     resolve_protocol,
 )
@@ -72,6 +73,8 @@ class GridRunner:
             check_output_outside(self.output, root)
             memo_dir = self.output / "cache" / "fingerprints"
             ds = resolve_dataset(name, root, options, memo_dir, self.progress)
+            if req.conditions is not None:
+                resolve_conditions(ds, req.conditions, memo_dir, self.progress)
             self.datasets.setdefault(ds.name, ds)
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
@@ -86,7 +89,7 @@ class GridRunner:
 
         shard = req.shard if req.shard is not None else shard_from_env()
         every = self._enumerate()
-        self.command_keys = {key_tuple(c.key) for c in every}
+        self.command_keys = {key_tuple(k) for c in every for k in c.keys}
         self.cells = select_shard(every, shard)
         return self.cells
 
@@ -112,6 +115,12 @@ class GridRunner:
             for ds in self.datasets.values():
                 for pname, cls in self.protocols.items():
                     cfg = build_protocol_cfg(self.req, cls, bb.request, ds, self.device)
+                    if cfg.TEST.SPLIT == "val" and ds.conditions:
+                        raise ConfigError(
+                            "--conditions scores named test sets (the in-distribution one on "
+                            "the validation pool where the test set is out of distribution); "
+                            "drop --eval-split val / TEST.SPLIT val"
+                        )
                     if cfg.TEST.SPLIT == "val" and val_fraction(cfg, ds) <= 0:
                         raise ConfigError(
                             f"TEST.SPLIT val scores the validation pool, and {ds.name} has none "
@@ -143,7 +152,12 @@ class GridRunner:
             "shots": k,
             "seed": s,
         }
-        return Cell(b, ds.name, pname, k, s, key, cell_cfg(base, k, s), fingerprint)
+        cell = Cell(b, ds.name, pname, k, s, key, cell_cfg(base, k, s), fingerprint)
+        if ds.conditions:
+            cell.conditions = tuple(ds.conditions)
+            cell.condition_keys = {c.name: condition_key(key, ds, c.name) for c in ds.conditions}
+            cell.key = next(iter(cell.condition_keys.values()))
+        return cell
 
     # -- status ----------------------------------------------------------------------------
 
@@ -275,16 +289,19 @@ class GridRunner:
         if not pending:
             return
         bars.start_cell(_group_label(pending, self.backbones))
-        records = executor.run_group(pending, bars)
-        for cell, record in zip(pending, records):
+        results = executor.run_group(pending, bars)
+        for cell, records in zip(pending, results):
             counter[0] += 1
-            self._report(cell, record, summary, f"[{counter[0]}/{counter[1]}]", say)
+            for record in records:
+                self._report(cell, record, summary, f"[{counter[0]}/{counter[1]}]", say)
             bars.end_cell()
 
     def _report(
         self, cell: Cell, record: dict, summary: GridSummary, tag: str, say: Printer
     ) -> None:
         label = cell_label(cell, self.backbones)
+        if "condition" in record["key"]:
+            label += f" condition={record['key']['condition']}"
         if record["status"] == "ok":
             acc = record["metrics"]["accuracy"]
             say(f"{tag} {label}: {acc:.2f}% ({record['timings']['total_s']:.1f} s)")
@@ -297,6 +314,14 @@ class GridRunner:
 
         summary.records.append(write_record(self.output, record))
         summary.ran += 1
+
+
+def condition_key(key: dict, ds: ResolvedDataset, condition: str) -> dict:
+    """The key of one condition of a cell: the dataset named ``<setting>:<condition>`` (the
+    setting is the dataset's variant, e.g. ``atrnet_star_eoc_depression``), with ``setting``
+    and ``condition`` fields, so every setting and condition of a dataset shares a run folder."""
+    setting = ds.split_name or ds.name
+    return {**key, "dataset": f"{setting}:{condition}", "setting": setting, "condition": condition}
 
 
 def _group_label(cells: list[Cell], backbones: list[ResolvedBackbone]) -> str:

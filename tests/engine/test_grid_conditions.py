@@ -1,0 +1,151 @@
+"""``eval --conditions``: one training per cell, one record per named test set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sarfewshot.engine.grid import BackboneRequest, GridRequest, run_grid
+from sarfewshot.engine.trainer import TrainerX
+from sarfewshot.errors import ConfigError
+from sarfewshot.results.records import KEY_FIELDS, cell_id, iter_records, record_files
+from sarfewshot.trainers.logreg import LogReg
+from tests import fakes
+
+ARCH = "irpe_vit_micro_patch8"
+FAST = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "1", "DATALOADER.TEST.BATCH_SIZE", "64"]
+DEPRESSION = ("id", "depression", "depression_30", "depression_45", "depression_60")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("atrnet")
+    fakes.make_atrnet_star_tree(
+        out, folders=("EOC_depression", "SOC_40classes"), n_train=5, n_test=1
+    )
+    return out
+
+
+def _req(root: Path, out: Path, setting: str = "eoc_depression", **kw) -> GridRequest:
+    base = dict(
+        backbones=[BackboneRequest("random", None, ARCH)],
+        datasets=["atrnet_star"],
+        shots=[1],
+        protocols=["knn", "logreg", "linear", "finetune"],
+        seeds=[1, 2],
+        output=out,
+        root=str(root),
+        img_size=32,
+        opts=[*FAST, "DATASET.SAR.ATRNET_SETTING", setting],
+        progress=False,
+        serial=True,
+    )
+    base.update(kw)
+    return GridRequest(**base)
+
+
+@pytest.fixture
+def fits(monkeypatch) -> list[str]:
+    """Every training (TrainerX.train) and every feature-classifier fit (LogReg.fit)."""
+    calls: list[str] = []
+    train, fit = TrainerX.train, LogReg.fit.__func__
+
+    def counted_train(self, *a, **k):
+        calls.append(f"train {self.name}")
+        return train(self, *a, **k)
+
+    def counted_fit(cls, *a, **k):
+        calls.append("fit logreg")
+        return fit(cls, *a, **k)
+
+    monkeypatch.setattr(TrainerX, "train", counted_train)
+    monkeypatch.setattr(LogReg, "fit", classmethod(counted_fit))
+    return calls
+
+
+def test_three_conditions_train_as_often_as_one(root, tmp_path, fits):
+    one = run_grid(_req(root, tmp_path / "one", conditions=["depression"]), printer=lambda s: 0)
+    trained_once = list(fits)
+    fits.clear()
+    three = run_grid(
+        _req(root, tmp_path / "three", conditions=["id", "depression_30", "depression"]),
+        printer=lambda s: 0,
+    )
+    assert sorted(fits) == sorted(trained_once)  # same trainings, not one per condition
+    assert len(trained_once) == 2 * 3  # (linear, finetune, logreg) x 2 seeds
+    assert (one.ran, three.ran) == (8, 24)  # records: one per condition
+
+
+def test_all_conditions_write_one_record_each_with_the_same_split(root, tmp_path):
+    out = tmp_path / "runs"
+    summary = run_grid(_req(root, out, conditions=["all"], protocols=["knn", "linear"]))
+    assert summary.failed == 0
+    records = list(iter_records([out]))
+    assert len(records) == 2 * 2 * len(DEPRESSION)
+    by_cell: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        key = r["key"]
+        assert key["setting"] == "atrnet_star_eoc_depression"
+        assert key["dataset"] == f"atrnet_star_eoc_depression:{key['condition']}"
+        by_cell.setdefault((key["protocol"], key["seed"]), {})[key["condition"]] = r
+    for conds in by_cell.values():
+        assert tuple(conds) == DEPRESSION or set(conds) == set(DEPRESSION)
+        assert len({r["split"]["sha256"] for r in conds.values()}) == 1
+        assert len({r["split"]["path"] for r in conds.values()}) == 1
+        assert len({r["config_sha256"] for r in conds.values()}) == 1
+        n_types = len(fakes.ATRNET_FAKE_CLASSES)
+        assert conds["depression_45"]["dataset"]["num_test"] == n_types
+        assert conds["depression"]["dataset"]["num_test"] == 3 * n_types  # test = union
+        assert conds["id"]["dataset"]["num_test"] == n_types  # one held-out chip per type
+        assert conds["id"]["dataset"]["eval_split"] == "val"
+        assert "condition_fingerprint" in conds["depression_30"]["dataset"]
+    # a rerun finds every condition done
+    lines: list[str] = []
+    again = run_grid(_req(root, out, conditions=["all"], protocols=["knn", "linear"]), lines.append)
+    assert again.ran == 0 and "4 cells already done, 0 to run" in lines
+
+
+def test_plain_records_keep_their_keys_and_match_the_test_condition(root, tmp_path):
+    plain_out, cond_out = tmp_path / "plain", tmp_path / "cond"
+    run_grid(_req(root, plain_out, protocols=["knn", "linear"]), printer=lambda s: 0)
+    run_grid(
+        _req(root, cond_out, protocols=["knn", "linear"], conditions=["depression"]),
+        printer=lambda s: 0,
+    )
+    plain = {(r["protocol"], r["seed"]): r for r in iter_records([plain_out])}
+    cond = {(r["protocol"], r["seed"]): r for r in iter_records([cond_out])}
+    for cell, record in plain.items():
+        assert set(record["key"]) == set(KEY_FIELDS)  # no setting/condition: old layout
+        assert record["key"]["dataset"] == "atrnet_star"
+        path = plain_out / "records" / f"{cell_id(record['key'])}.json"
+        assert json.loads(path.read_text())["key"] == record["key"]
+        other = cond[cell]
+        assert other["config_sha256"] == record["config_sha256"]
+        assert other["split"]["sha256"] == record["split"]["sha256"]
+        # the whole test folder, scored after the same training: the same numbers
+        assert other["metrics"]["accuracy"] == record["metrics"]["accuracy"]
+    assert len(record_files(plain_out)) == len(record_files(cond_out)) == 4
+
+
+def test_every_setting_shares_one_folder(root, tmp_path):
+    out = tmp_path / "runs"
+    for setting in ("soc40", "eoc_depression"):
+        run_grid(
+            _req(root, out, setting, protocols=["knn"], seeds=[1], conditions=["all"]),
+            printer=lambda s: 0,
+        )
+    names = sorted(r["key"]["dataset"] for r in iter_records([out]))
+    assert names == sorted(
+        ["atrnet_star_soc40:id"] + [f"atrnet_star_eoc_depression:{c}" for c in DEPRESSION]
+    )
+
+
+def test_unknown_condition_and_val_split_are_clear_errors(root, tmp_path):
+    with pytest.raises(ConfigError, match="names the test conditions id, depression"):
+        run_grid(_req(root, tmp_path / "a", conditions=["scene"]), printer=lambda s: 0)
+    req = _req(root, tmp_path / "b", conditions=["all"])
+    req.opts += ["TEST.SPLIT", "val"]
+    with pytest.raises(ConfigError, match="drop --eval-split val"):
+        run_grid(req, printer=lambda s: 0)
