@@ -149,3 +149,27 @@ def test_unknown_condition_and_val_split_are_clear_errors(root, tmp_path):
     req.opts += ["TEST.SPLIT", "val"]
     with pytest.raises(ConfigError, match="drop --eval-split val"):
         run_grid(req, printer=lambda s: 0)
+
+
+def test_cli_conditions_all_then_the_robustness_table(root, tmp_path, capsys):
+    from sarfewshot.cli.main import main
+
+    out = tmp_path / "runs"
+    args = ["eval", "--backbone", "random", "--arch", ARCH, "--dataset", "atrnet_star"]
+    args += ["--root", str(root), "--shots", "1", "--protocol", "knn", "--seeds", "1,2"]
+    args += ["--img-size", "32", "--output", str(out), "--conditions", "all", "--device", "cpu"]
+    assert main([*args, *FAST, "DATASET.SAR.ATRNET_SETTING", "eoc_depression"]) == 0
+    printed = capsys.readouterr().out
+    assert "drop = acc(id) - acc(condition)" in printed
+    assert (out / "robustness.csv").is_file()
+    table = tmp_path / "robust.csv"
+    assert main(["leaderboard", str(out), "--robustness-csv", str(table)]) == 0
+    printed = capsys.readouterr().out
+    assert "robustness (accuracy per test condition, drop from id)" in printed
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("backbone,setting,protocol,shots,condition,n_seeds,acc_mean")
+    conditions = [line.split(",")[4] for line in lines[1:]]
+    assert conditions == ["id", "depression", "depression_30", "depression_45", "depression_60"]
+    drops = [line.split(",")[8] for line in lines[1:]]
+    assert drops[0] == "" and all(d != "" for d in drops[1:])  # two seeds paired each
+    assert table.read_text() == (out / "robustness.csv").read_text()

@@ -157,6 +157,7 @@ def write_leaderboard(
     others = len(records) - len(mine)
     extra = f" (also holds {others} record(s) of other commands)" if others else ""
     printer(f"leaderboard: {summary.leaderboard_csv}{extra}")
+    _write_robustness(output, records, mine, printer)
     if unfinished:
         printer(
             f"{len(unfinished)} cell(s) of this command have no result (recorded; failed "
@@ -164,6 +165,24 @@ def write_leaderboard(
         )
         for line in unfinished:
             printer(f"  {line}")
+
+
+def _write_robustness(output: Path, records: list, mine: list, printer: Printer) -> None:
+    """For a folder with condition records: this command's robustness table, and the folder's
+    as ``<output>/robustness.csv``."""
+    from sarfewshot.results.robustness import (
+        has_conditions,
+        robustness_rows,
+        robustness_text,
+        write_robustness_csv,
+    )
+
+    if not has_conditions(records):
+        return
+    if has_conditions(mine):
+        printer(robustness_text(robustness_rows(mine)))
+    path = write_robustness_csv(robustness_rows(records), output / "robustness.csv")
+    printer(f"robustness: {path}")
 
 
 def unfinished_cells(
