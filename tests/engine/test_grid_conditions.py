@@ -173,3 +173,21 @@ def test_cli_conditions_all_then_the_robustness_table(root, tmp_path, capsys):
     drops = [line.split(",")[8] for line in lines[1:]]
     assert drops[0] == "" and all(d != "" for d in drops[1:])  # two seeds paired each
     assert table.read_text() == (out / "robustness.csv").read_text()
+
+
+def test_batched_seeds_score_every_condition_like_the_serial_path(root, tmp_path):
+    kw = dict(protocols=["linear"], conditions=["depression", "depression_30"])
+    run_grid(_req(root, tmp_path / "serial", **kw), printer=lambda s: 0)
+    run_grid(_req(root, tmp_path / "batched", serial=False, **kw), printer=lambda s: 0)
+    serial = {(r["key"]["dataset"], r["seed"]): r for r in iter_records([tmp_path / "serial"])}
+    batched = {(r["key"]["dataset"], r["seed"]): r for r in iter_records([tmp_path / "batched"])}
+    assert set(serial) == set(batched) and len(serial) == 4
+    n_test = {k: r["dataset"]["num_test"] for k, r in serial.items()}
+    for key, record in batched.items():
+        assert record["execution"] == {"executor": "batched", "group_size": 2}
+        # same numbers up to floating-point reduction order: within one test image
+        gap = abs(record["metrics"]["accuracy"] - serial[key]["metrics"]["accuracy"])
+        assert gap <= 100.0 / n_test[key] + 1e-9
+        assert record["metrics"]["final_train_loss"] == pytest.approx(
+            serial[key]["metrics"]["final_train_loss"], rel=1e-4
+        )
