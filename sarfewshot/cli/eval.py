@@ -63,7 +63,9 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture override(s), same rules as --weights")
     p.add_argument("--dataset", required=True, help="dataset name(s), comma-separated")
     p.add_argument("--root", help="dataset root folder (default: DATASET.ROOT of the config)")
-    p.add_argument("--shots", required=True, help="K values, e.g. 1,5,10")
+    p.add_argument(
+        "--shots", required=True, help="K values, e.g. 1,5,10; all = the whole train pool"
+    )
     p.add_argument(
         "--protocol",
         default="finetune,linear",
@@ -158,6 +160,21 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+def parse_shots(text: str) -> list[int]:
+    """``--shots``: integers and ranges as :func:`parse_ints`, plus ``all`` (the whole train
+    pool, K = -1 in keys and split files ``shot_all``)."""
+    from sarfewshot.engine.grid.plan import ALL_SHOTS
+
+    parts = split_list(text)
+    ints = ",".join(p for p in parts if p and p.lower() != "all")
+    out = parse_ints(ints, "--shots") if ints else []
+    if any(p.lower() == "all" for p in parts):
+        out.append(ALL_SHOTS)
+    if not out:
+        raise ConfigError(f"--shots {text!r}: give K values such as 1,5,10 (or all)")
+    return out
+
+
 def _values(text: str, backbones: list[str]) -> list[str]:
     # Arch specs contain commas (irpe:patch=8,dim=64,...): with one backbone the whole text is
     # its value; otherwise ';' separates values, or a comma piece such as "dim=64" that is not
@@ -219,7 +236,7 @@ def request_from_args(args: argparse.Namespace):
     return GridRequest(
         backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],
         datasets=[d for d in split_list(args.dataset) if d],
-        shots=parse_ints(args.shots, "--shots"),
+        shots=parse_shots(args.shots),
         protocols=[p for p in split_list(args.protocol) if p],
         seeds=parse_ints(args.seeds, "--seeds") if args.seeds else None,
         output=Path(args.output),

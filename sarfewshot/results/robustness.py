@@ -23,6 +23,7 @@ from tabulate import tabulate
 
 from sarfewshot.results.aggregate import deduplicate, summarize
 from sarfewshot.results.compare import paired_stats
+from sarfewshot.results.export import shots_text
 from sarfewshot.results.labels import backbone_label
 from sarfewshot.results.records import ID_CONDITION, condition_of, setting_of
 from sarfewshot.utils.io import PathLike, atomic_write_text
@@ -107,7 +108,7 @@ def robustness_rows(
     for name, sha, *_ in groups:
         shas.setdefault(name, set()).add(sha)
     rows = []
-    for gkey in sorted(groups, key=lambda g: tuple(str(v) for v in g)):
+    for gkey in sorted(groups, key=_order):
         name, sha, setting, protocol, shots, _cfg = gkey
         label = backbone_label(name, sha, len(shas[name]) > 1)
         conds = groups[gkey]
@@ -115,6 +116,11 @@ def robustness_rows(
         for cond in order:
             rows.append(_row((label, setting, protocol, shots), cond, conds))
     return rows
+
+
+def _order(gkey: tuple) -> tuple:
+    name, sha, setting, protocol, shots, cfg = gkey
+    return (name, sha or "", setting, protocol, shots < 0, shots, cfg)  # K=all after the Ks
 
 
 def _row(what: tuple, cond: str, conds: Mapping[str, Mapping[int, dict]]) -> RobustnessRow:
@@ -152,10 +158,13 @@ def _fmt(value: float | None) -> str:
 
 
 def robustness_text(rows: Sequence[RobustnessRow], fmt: str = "grid") -> str:
-    """The table as text (the CSV's columns, numbers to two decimals) with its caption."""
+    """The table as text (the CSV's columns, numbers to two decimals, K = -1 printed as
+    ``all``) with its caption."""
     body = []
     for r in rows:
-        values = [getattr(r, c) for c in ROBUSTNESS_COLUMNS]
+        values = [
+            shots_text(r.shots) if c == "shots" else getattr(r, c) for c in ROBUSTNESS_COLUMNS
+        ]
         body.append([_fmt(v) if isinstance(v, float) or v is None else str(v) for v in values])
     table = tabulate(body, headers=ROBUSTNESS_COLUMNS, tablefmt=fmt, disable_numparse=True)
     return f"{table}\n{CAPTION}\n"

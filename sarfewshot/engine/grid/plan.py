@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from sarfewshot.errors import ConfigError
 
 DEFAULT_PROTOCOLS = ("finetune", "linear")
+ALL_SHOTS = -1  # K of the whole train pool (``--shots all``; split files ``shot_all``)
 
 Printer = Callable[[str], None]
 
@@ -37,7 +38,8 @@ class GridRequest:
     Attributes:
         backbones: the backbones to evaluate.
         datasets: dataset names (aliases allowed).
-        shots: K values.
+        shots: K values; :data:`ALL_SHOTS` (``--shots all``) is the whole train pool (less the
+            validation pool), the full-label budget.
         protocols: protocol names (default :data:`DEFAULT_PROTOCOLS`).
         seeds: seeds for every protocol; None means each protocol's ``default_seeds``.
         output: run folder (records, splits, caches, leaderboard).
@@ -181,9 +183,9 @@ def validate_request(req: GridRequest) -> None:
     ):
         if not values:
             raise ConfigError(f"{flag}: give at least one value")
-    bad = [k for k in req.shots if int(k) < 1]
+    bad = [k for k in req.shots if int(k) < 1 and int(k) != ALL_SHOTS]
     if bad:
-        raise ConfigError(f"--shots {bad[0]}: K must be a positive integer")
+        raise ConfigError(f"--shots {bad[0]}: K must be a positive integer (or all)")
     if req.seeds is not None and not req.seeds:
         raise ConfigError("--seeds: give at least one seed")
     if req.conditions is not None and not [c for c in req.conditions if c]:

@@ -16,9 +16,11 @@ from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
 
 def cell_label(cell: Cell, backbones: Sequence[ResolvedBackbone]) -> str:
     """``backbone dataset protocol K=k seed=s``: how progress lines name a cell."""
+    from sarfewshot.results.export import shots_text
+
     return (
         f"{backbones[cell.backbone].label} {cell.dataset} {cell.protocol} "
-        f"K={cell.shots} seed={cell.seed}"
+        f"K={shots_text(cell.shots)} seed={cell.seed}"
     )
 
 
