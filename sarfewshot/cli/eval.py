@@ -25,8 +25,9 @@ examples:
   sarfewshot eval ... --launcher slurm --array 4   # 4 Slurm jobs, job i runs --shard i/4
   sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
   sarfewshot eval ... --precision bf16       # bfloat16 autocast (default fp32, as released)
-  sarfewshot eval ... --dataset atrnet_star --conditions all \
-      DATASET.SAR.ATRNET_SETTING eoc_depression   # train once; score id, depression, ..._30
+  sarfewshot eval ... --dataset atrnet_star --conditions all \\
+      DATASET.SAR.ATRNET_SETTING eoc_depression  # one training, a record per condition
+  sarfewshot eval ... --shots 1,5,10,all     # all: the whole train pool
 
 default seeds: 1-5 for finetune, 1-6 for linear (the release's counts), 1-5 otherwise.
 """

@@ -191,3 +191,18 @@ def test_batched_seeds_score_every_condition_like_the_serial_path(root, tmp_path
         assert record["metrics"]["final_train_loss"] == pytest.approx(
             serial[key]["metrics"]["final_train_loss"], rel=1e-4
         )
+
+
+def test_shots_all_is_the_whole_train_pool(root, tmp_path):
+    from sarfewshot.cli.eval import parse_shots
+
+    assert parse_shots("1,5,all") == [1, 5, -1] and parse_shots("all") == [-1]
+    with pytest.raises(ConfigError, match="K must be a positive integer"):
+        run_grid(_req(root, tmp_path / "zero", shots=[0]), printer=lambda s: 0)
+    out = tmp_path / "runs"
+    run_grid(_req(root, out, shots=[-1], protocols=["knn"], seeds=[1]), printer=lambda s: 0)
+    (record,) = iter_records([out])
+    assert record["key"]["shots"] == -1 and record["split"]["path"].endswith("shot_all-seed_1.json")
+    n_types, pool = len(fakes.ATRNET_FAKE_CLASSES), 5 - 1  # 5 train chips, one held out
+    assert record["split"]["support_counts"] == {c: pool for c in fakes.ATRNET_FAKE_CLASSES}
+    assert len(record["metrics"]["per_class_accuracy"]) == n_types
