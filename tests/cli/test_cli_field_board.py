@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -16,6 +14,7 @@ from sarfewshot.errors import UnknownNameError
 from sarfewshot.models.registry import get_backbone_spec
 from sarfewshot.results.records import iter_records
 from tests import fakes
+from tests.cli.conftest import script_env
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "field_board.sh"
@@ -43,16 +42,8 @@ def _known(lookup, name: str) -> bool:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PY": sys.executable,
-        "SFS": f"{sys.executable} -m sarfewshot",
-        "SARFEWSHOT_NO_PROGRESS": "1",
-        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),  # an empty cache: nothing is "present"
-        "HF_HUB_OFFLINE": "1",
-        **extra,
-    }
+    # an empty Hugging Face cache: no hub file counts as present
+    return script_env(HF_HUB_CACHE=str(tmp_path / "hf-cache"), HF_HUB_OFFLINE="1", **extra)
 
 
 def test_board_yaml_is_the_studys_layout():
