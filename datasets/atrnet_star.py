@@ -146,7 +146,10 @@ def settings_text() -> str:
     lines = []
     for name, s in SETTINGS.items():
         subsets = f"; test_subset {', '.join(s.subsets)}" if s.subsets else ""
-        subsets += f"; condition {s.condition}" if s.condition else ""
+        names = [ID_CONDITION]
+        if s.condition:
+            names += [s.condition] + [f"{s.condition}_{sub.lower()}" for sub in s.subsets]
+        subsets += f"; conditions {', '.join(names)}"
         swap = f" ({s.train} <-> {s.test} swapped)" if s.train != "train" else ""
         lines.append(f"{name}: {s.folder}{swap}, {s.what}{subsets}")
     return "\n".join(lines)

@@ -206,3 +206,17 @@ def test_shots_all_is_the_whole_train_pool(root, tmp_path):
     n_types, pool = len(fakes.ATRNET_FAKE_CLASSES), 5 - 1  # 5 train chips, one held out
     assert record["split"]["support_counts"] == {c: pool for c in fakes.ATRNET_FAKE_CLASSES}
     assert len(record["metrics"]["per_class_accuracy"]) == n_types
+
+
+def test_sample_synth2real_scores_id_and_measured(tmp_path):
+    fakes.make_sample_tree(tmp_path / "sample", per_elevation=2)
+    req = _req(tmp_path / "sample", tmp_path / "runs", protocols=["knn"], seeds=[1])
+    req.datasets, req.conditions = ["sample"], ["all"]
+    req.opts = [*FAST, "DATASET.SAR.SAMPLE_MODE", "synth2real"]
+    run_grid(req, printer=lambda s: 0)
+    records = {r["key"]["condition"]: r for r in iter_records([tmp_path / "runs"])}
+    assert set(records) == {"id", "measured"}
+    assert records["measured"]["key"]["dataset"] == "sample_synth2real_decibel:measured"
+    n_classes = len(fakes.SAMPLE_CLASSES)
+    assert records["measured"]["dataset"]["num_test"] == 4 * 2 * n_classes  # every real chip
+    assert records["id"]["dataset"]["eval_split"] == "val"
