@@ -15,10 +15,17 @@ complex), ``eoc_depression`` (15 deg -> 30/45/60), ``eoc_azimuth`` (0-60 deg -> 
 swapped, the README's "inverse" row) and ``eoc_polarization`` (HH -> VV/HV/VH). The EOC folders
 also hold per-condition test folders ``test_<subset>``; option ``test_subset``
 (``DATASET.SAR.ATRNET_TEST_SUBSET``) evaluates on one of them instead of the whole ``test``.
-Each (setting, subset) has its own split name (``atrnet_star_<setting>[_test<subset>]``), so
-their split files never collide. Records carry the dataset name ``atrnet_star`` whatever the
-setting, so each setting needs its own run folder (``eval`` refuses to mix them: the config
-differs).
+Operating conditions (``sarfewshot eval --conditions``, :meth:`ATRNetSTAR.test_conditions`):
+an EOC setting names ``id`` (the validation pool: chips of the training condition that no
+support set holds), ``<condition>`` (its whole test folder: ``scene``, ``depression``,
+``azimuth``, ``band``, ``band_inverse``, ``polarization``) and ``<condition>_<subset>`` per
+``test_<subset>`` folder (``depression_45``, ``polarization_vv``, ...); SOC settings name
+``id`` (their test set). Each (setting, subset) has its own split name
+(``atrnet_star_<setting>[_test<subset>]``), so their split files never collide. Records of a
+plain run carry the dataset name ``atrnet_star`` whatever the setting, so each setting needs its
+own run folder (``eval`` refuses to mix them: the config differs); records of a ``--conditions``
+run are named ``atrnet_star_<setting>:<condition>`` and carry ``setting`` and ``condition`` in
+their key, so one folder holds every setting.
 
 Class list: the 40 type folders (:data:`ATRNET_CLASSES`, spelled as in the release, sorted as
 ATRBench's ``ImageFolder`` numbers them); ``soc50`` adds :data:`MSTAR_CLASSES`. Folder names match
@@ -42,13 +49,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sarfewshot.data.base import Listing
+from sarfewshot.data.base import ID_CONDITION, Listing, TestCondition
 from sarfewshot.data.listing import (
     FixedClassDataset,
     find_child_dir,
     option_flag,
     require_child_dir,
     require_root,
+    to_datums,
 )
 from sarfewshot.data.registry import DATASET_REGISTRY
 from sarfewshot.datasets.mstar_soc import MSTAR_CLASSES
@@ -109,6 +117,7 @@ class Setting:
     test: str = "test"
     subsets: tuple[str, ...] = ()  # per-condition test folders test_<subset>
     mstar: bool = False  # the ten MSTAR classes join the 40 types
+    condition: str = ""  # the test set's condition name; "" = in distribution (SOC)
 
 
 SETTINGS = {
@@ -118,16 +127,27 @@ SETTINGS = {
         "EOC_scene",
         "sandstone, bare soil -> city, factory, woodland",
         subsets=("urban", "factory", "woodland"),
+        condition="scene",
     ),
     "eoc_depression": Setting(
-        "EOC_depression", "15 deg -> 30, 45, 60 deg", subsets=("30", "45", "60")
+        "EOC_depression",
+        "15 deg -> 30, 45, 60 deg",
+        subsets=("30", "45", "60"),
+        condition="depression",
     ),
     "eoc_azimuth": Setting(
-        "EOC_azimuth", "0-60 deg -> 60-360 deg", subsets=("60", "120", "180", "240", "300")
+        "EOC_azimuth",
+        "0-60 deg -> 60-360 deg",
+        subsets=("60", "120", "180", "240", "300"),
+        condition="azimuth",
     ),
-    "eoc_band": Setting("EOC_band", "X band -> Ku band"),
-    "eoc_band_inverse": Setting("EOC_band", "Ku band -> X band", train="test", test="train"),
-    "eoc_polarization": Setting("EOC_pol", "HH -> VV, HV, VH", subsets=("VV", "HV", "VH")),
+    "eoc_band": Setting("EOC_band", "X band -> Ku band", condition="band"),
+    "eoc_band_inverse": Setting(
+        "EOC_band", "Ku band -> X band", train="test", test="train", condition="band_inverse"
+    ),
+    "eoc_polarization": Setting(
+        "EOC_pol", "HH -> VV, HV, VH", subsets=("VV", "HV", "VH"), condition="polarization"
+    ),
 }
 HF_PATH = ("Ground_Range", "Amplitude_8bit")
 # Per-condition test folders that legitimately hold fewer types than their setting: (setting
@@ -140,6 +160,10 @@ def settings_text() -> str:
     lines = []
     for name, s in SETTINGS.items():
         subsets = f"; test_subset {', '.join(s.subsets)}" if s.subsets else ""
+        names = [ID_CONDITION]
+        if s.condition:
+            names += [s.condition] + [f"{s.condition}_{sub.lower()}" for sub in s.subsets]
+        subsets += f"; conditions {', '.join(names)}"
         swap = f" ({s.train} <-> {s.test} swapped)" if s.train != "train" else ""
         lines.append(f"{name}: {s.folder}{swap}, {s.what}{subsets}")
     return "\n".join(lines)
@@ -260,6 +284,34 @@ class ATRNetSTAR(FixedClassDataset):
                 "table are marked)"
             )
         return missing
+
+    def test_conditions(self, listing: Listing) -> list[TestCondition]:
+        """SOC settings: ``id``, the test set. EOC settings: ``id`` (the validation pool, chips of
+        the training condition), ``<condition>`` (the whole test folder) and
+        ``<condition>_<subset>`` per ``test_<subset>`` folder (e.g. ``depression_45``).
+
+        With ``test_subset`` the listing's test set is that subset: ``id`` and its condition.
+        """
+        spec = self.spec
+        if not spec.condition:
+            return super().test_conditions(listing)
+        train_what = f"validation pool of {spec.train} ({spec.what.split(' -> ')[0]})"
+        out = [TestCondition(ID_CONDITION, train_what, part="val")]
+        if self.test_subset:
+            name = f"{spec.condition}_{self.test_subset.lower()}"
+            return out + [TestCondition(name, f"test_{self.test_subset}", part="test")]
+        out.append(TestCondition(spec.condition, f"{spec.test}: {spec.what}", part="test"))
+        base = Path(listing.root)
+        for subset in spec.subsets:
+            folder = require_child_dir(base, f"test_{subset}", self.root, self.layout)
+            found = self._split_items(base, folder)
+            unknown = sorted({c for _, c in found} - set(listing.classnames))
+            if unknown:
+                raise DatasetError(f"{folder} has class folder(s) {unknown} the setting lacks")
+            items = to_datums(found, list(listing.classnames))
+            name = f"{spec.condition}_{subset.lower()}"
+            out.append(TestCondition(name, f"test_{subset}", part="extra", items=tuple(items)))
+        return out
 
 
 def _missing_text(folder: Path, present: int, expected: int, absent: list[str]) -> str:

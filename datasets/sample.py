@@ -11,6 +11,10 @@ Options (``DATASET.SAR.SAMPLE_MODE`` / ``SAMPLE_FORMAT``):
   seeded per-class split (70 % train, ``numpy_rng(SAMPLE_POOL_SEED, "sample_<mode>", "pool")``).
 - ``mode="synth2real"``: train on every synthetic chip, test on every measured chip.
 - ``format="decibel"`` (default) or ``"qpm"`` picks the image folder.
+
+Operating conditions (``sarfewshot eval --conditions``): ``synth2real`` names ``id`` (the
+validation pool: synthetic chips that no support set holds) and ``measured`` (the test set, every
+measured chip); the other modes name ``id`` (their test set).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sarfewshot.data.base import Listing, SARDataset
+from sarfewshot.data.base import ID_CONDITION, Listing, SARDataset, TestCondition
 from sarfewshot.data.listing import (
     Items,
     class_folder_items,
@@ -79,6 +83,15 @@ class SAMPLE(SARDataset):
     def split_name(self) -> str:
         """Name of this variant's split folder and random streams."""
         return f"{self.name}_{self.mode}_{self.format}"
+
+    def test_conditions(self, listing: Listing) -> list[TestCondition]:
+        """``synth2real``: ``id`` (held-out synthetic chips) and ``measured``; else ``id``."""
+        if self.mode != "synth2real":
+            return super().test_conditions(listing)
+        return [
+            TestCondition(ID_CONDITION, "validation pool of the synthetic chips", part="val"),
+            TestCondition("measured", "every measured chip (synthetic -> real)", part="test"),
+        ]
 
     def _png_images(self) -> Path:
         root = require_root(self.root, self.layout)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from sarfewshot.engine.protocol import CellData, FeatureProtocol, batches, l2_normalize
+from sarfewshot.engine.protocol import CellData, FeatureProtocol, Scorer, batches, l2_normalize
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 
 
@@ -71,21 +71,26 @@ class KNN(FeatureProtocol):
         cfg.TRAINER.KNN.TEMPERATURE = 0.07  # vote weight exp(sim / T); 0 = majority vote
 
     @classmethod
-    def predict(cls, cfg: CfgNode, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
-        """Predict with the primary k; report every k's accuracy in the extras."""
+    def fit(cls, cfg: CfgNode, data: CellData) -> Scorer:
+        """The support set is the model; the scorer predicts with the primary k and reports
+        every k's accuracy in the extras."""
         train_x, train_y = data.features("train")
-        test_x, test_y = data.features("test")
         support = len(train_y)
         primary = min(int(cfg.TRAINER.KNN.K), support)
         ks = sorted({min(int(k), support) for k in cfg.TRAINER.KNN.KS if int(k) > 0} | {primary})
-        preds = knn_predict(
-            torch.from_numpy(train_x),
-            torch.from_numpy(train_y),
-            torch.from_numpy(test_x),
-            ks,
-            data.num_classes,
-            float(cfg.TRAINER.KNN.TEMPERATURE),
-        )
-        per_k = {f"k={k}": 100.0 * float((p.numpy() == test_y).mean()) for k, p in preds.items()}
-        extras = {"knn": per_k, "knn_k": primary}
-        return preds[primary].numpy(), extras
+
+        def score(test_x: np.ndarray, test_y: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+            preds = knn_predict(
+                torch.from_numpy(train_x),
+                torch.from_numpy(train_y),
+                torch.from_numpy(test_x),
+                ks,
+                data.num_classes,
+                float(cfg.TRAINER.KNN.TEMPERATURE),
+            )
+            per_k = {
+                f"k={k}": 100.0 * float((p.numpy() == test_y).mean()) for k, p in preds.items()
+            }
+            return preds[primary].numpy(), {"knn": per_k, "knn_k": primary}
+
+        return score

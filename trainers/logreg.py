@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from yacs.config import CfgNode
 
-from sarfewshot.engine.protocol import CellData, FeatureProtocol
+from sarfewshot.engine.protocol import CellData, FeatureProtocol, Scorer
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 from sarfewshot.errors import ConfigError
 from sarfewshot.utils.seeding import numpy_rng
@@ -138,10 +138,9 @@ class LogReg(FeatureProtocol):
         return "holdout", (x[fit], y[fit], x[hold], y[hold])
 
     @classmethod
-    def predict(cls, cfg: CfgNode, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
-        """Choose C on validation, refit on the K-shot set, predict the test set."""
+    def fit(cls, cfg: CfgNode, data: CellData) -> Scorer:
+        """Choose C on validation and refit on the K-shot set; the scorer predicts any set."""
         x, y = data.features("train")
-        test_x, _ = data.features("test")
         max_iter = int(cfg.TRAINER.LOGREG.MAX_ITER)
         source, val = cls._validation(cfg, data, x, y)
         extras: dict[str, Any] = {"logreg_val_source": source}
@@ -154,4 +153,8 @@ class LogReg(FeatureProtocol):
         extras["chosen_C"] = c
         scale = _Standardizer(x)
         model = fit_logreg(scale(x), y, c, max_iter)
-        return model.predict(scale(test_x)).astype(np.int64), extras
+
+        def score(test_x: np.ndarray, _test_y: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+            return model.predict(scale(test_x)).astype(np.int64), dict(extras)
+
+        return score

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from sarfewshot.engine.protocol import CellData, FeatureProtocol, l2_normalize
+from sarfewshot.engine.protocol import CellData, FeatureProtocol, Scorer, l2_normalize
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 
 
@@ -62,15 +62,18 @@ class Prototype(FeatureProtocol):
         cfg.TRAINER.PROTOTYPE.CENTER = True  # subtract the support mean before normalising
 
     @classmethod
-    def predict(cls, cfg: CfgNode, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
-        """Nearest prototype for every test feature."""
+    def fit(cls, cfg: CfgNode, data: CellData) -> Scorer:
+        """The support features; the scorer takes each query's nearest prototype."""
         train_x, train_y = data.features("train")
-        test_x, _ = data.features("test")
-        preds = prototype_predict(
-            torch.from_numpy(train_x),
-            torch.from_numpy(train_y),
-            torch.from_numpy(test_x),
-            data.num_classes,
-            bool(cfg.TRAINER.PROTOTYPE.CENTER),
-        )
-        return preds.numpy(), {}
+
+        def score(test_x: np.ndarray, _test_y: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+            preds = prototype_predict(
+                torch.from_numpy(train_x),
+                torch.from_numpy(train_y),
+                torch.from_numpy(test_x),
+                data.num_classes,
+                bool(cfg.TRAINER.PROTOTYPE.CENTER),
+            )
+            return preds.numpy(), {}
+
+        return score

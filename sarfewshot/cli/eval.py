@@ -26,6 +26,9 @@ examples:
   sarfewshot eval ... --launcher slurm --array 4   # 4 Slurm jobs, job i runs --shard i/4
   sarfewshot eval ... OPTIM.MAX_EPOCH 10     # trailing KEY VALUE config overrides
   sarfewshot eval ... --precision bf16       # bfloat16 autocast (default fp32, as released)
+  sarfewshot eval ... --dataset atrnet_star --conditions all \\
+      DATASET.SAR.ATRNET_SETTING eoc_depression  # one training, a record per condition
+  sarfewshot eval ... --shots 1,5,10,all     # all: the whole train pool
 
 default seeds: 1-5 for finetune, 1-6 for linear (the release's counts), 1-5 otherwise.
 """
@@ -63,7 +66,9 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture override(s), same rules as --weights")
     p.add_argument("--dataset", required=True, help="dataset name(s), comma-separated")
     p.add_argument("--root", help="dataset root folder (default: DATASET.ROOT of the config)")
-    p.add_argument("--shots", required=True, help="K values, e.g. 1,5,10")
+    p.add_argument(
+        "--shots", required=True, help="K values, e.g. 1,5,10; all = the whole train pool"
+    )
     p.add_argument(
         "--protocol",
         default="finetune,linear",
@@ -95,6 +100,14 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="images to score (config TEST.SPLIT, default test): val scores the validation pool "
         "(DATASET.VAL_POOL of TRAIN, never a support set) for choices such as a learning rate, "
         "without reading TEST; its cells are named DATASET:val and never merge with TEST cells",
+    )
+    p.add_argument(
+        "--conditions",
+        metavar="LIST",
+        help="score every cell on named test sets (operating conditions) after ONE training: "
+        "'all' or a comma list, e.g. id,depression_45 (sarfewshot data list names each "
+        "setting's conditions; id is the in-distribution test set). One record per condition, "
+        "keyed by setting and condition, all with the cell's split file",
     )
     p.add_argument(
         "--no-feature-cache",
@@ -169,6 +182,21 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+def parse_shots(text: str) -> list[int]:
+    """``--shots``: integers and ranges as :func:`parse_ints`, plus ``all`` (the whole train
+    pool, K = -1 in keys and split files ``shot_all``)."""
+    from sarfewshot.engine.grid.plan import ALL_SHOTS
+
+    parts = split_list(text)
+    ints = ",".join(p for p in parts if p and p.lower() != "all")
+    out = parse_ints(ints, "--shots") if ints else []
+    if any(p.lower() == "all" for p in parts):
+        out.append(ALL_SHOTS)
+    if not out:
+        raise ConfigError(f"--shots {text!r}: give K values such as 1,5,10 (or all)")
+    return out
+
+
 def _values(text: str, backbones: list[str]) -> list[str]:
     # Arch specs contain commas (irpe:patch=8,dim=64,...): with one backbone the whole text is
     # its value; otherwise ';' separates values, or a comma piece such as "dim=64" that is not
@@ -230,7 +258,7 @@ def request_from_args(args: argparse.Namespace):
     return GridRequest(
         backbones=[BackboneRequest(n, w, a) for n, w, a in zip(names, weights, archs)],
         datasets=[d for d in split_list(args.dataset) if d],
-        shots=parse_ints(args.shots, "--shots"),
+        shots=parse_shots(args.shots),
         protocols=[p for p in split_list(args.protocol) if p],
         seeds=parse_ints(args.seeds, "--seeds") if args.seeds else None,
         output=Path(args.output),
@@ -244,7 +272,17 @@ def request_from_args(args: argparse.Namespace):
         shard=parse_shard(args.shard) if args.shard else None,
         tensorboard=bool(getattr(args, "tensorboard", False)),
         serial=getattr(args, "serial", None),
+        conditions=_conditions(getattr(args, "conditions", None)),
     )
+
+
+def _conditions(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c for c in split_list(text) if c]
+    if not names:
+        raise ConfigError(f"--conditions {text!r}: give 'all' or condition names")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
+from typing import Any
 
 from sarfewshot.cli.records import (
     add_record_flags,
@@ -54,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="grid",
         metavar="FMT",
         help="tabulate format of the printed table (default: grid)",
+    )
+    parser.add_argument(
+        "--robustness-csv",
+        metavar="FILE",
+        help="write the robustness table (accuracy per test condition and the drop from id "
+        "with its paired interval over seeds; printed whenever records carry conditions)",
     )
     parser.add_argument(
         "--html",
@@ -106,6 +113,25 @@ def run(args: argparse.Namespace) -> int:
             # also when no result was found: the warnings (e.g. unfinished runs) say why
             print_warnings(caught)
     print(table_text(rows, fmt=args.format), end="")
-    for path in _write_files(args, rows) + _write_html(args, records):
+    written = _write_files(args, rows) + _write_html(args, records)
+    written += _robustness(args, records)
+    for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _robustness(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[Path]:
+    """Print the robustness table when records carry conditions (or its CSV is asked for)."""
+    from sarfewshot.results.robustness import (
+        has_conditions,
+        robustness_rows,
+        robustness_text,
+        write_robustness_csv,
+    )
+
+    if not (has_conditions(records) or args.robustness_csv):
+        return []
+    rows = robustness_rows(records, include_diverged=args.include_diverged)
+    print("\nrobustness (accuracy per test condition, drop from id):")
+    print(robustness_text(rows, fmt=args.format), end="")
+    return [write_robustness_csv(rows, args.robustness_csv)] if args.robustness_csv else []

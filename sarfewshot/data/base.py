@@ -90,6 +90,30 @@ class Listing:
         return sha256_text("\n".join(["classes\t" + "\t".join(self.classnames), *lines]))
 
 
+ID_CONDITION = "id"
+CONDITION_PARTS = ("test", "val", "extra")
+
+
+@dataclass(frozen=True)
+class TestCondition:
+    """A named test set of a dataset setting (an operating condition).
+
+    Attributes:
+        name: the condition's name in keys and tables (``id`` is the in-distribution one).
+        what: one line saying what differs from the training data.
+        part: where its images come from: ``test`` (the listing's test set), ``val`` (the
+            validation pool: images of the training condition that no support set holds, the
+            in-distribution test set of a setting whose test set is out of distribution) or
+            ``extra`` (``items``, outside the listing).
+        items: the images of an ``extra`` condition, relative to the listing root.
+    """
+
+    name: str
+    what: str
+    part: str = "test"
+    items: tuple[Datum, ...] = ()
+
+
 class SARDataset:
     """Base class of dataset plug-ins (register with ``@DATASET_REGISTRY.register(...)``).
 
@@ -116,3 +140,12 @@ class SARDataset:
     def list(self) -> Listing:
         """Return the dataset's listing; raise ``DatasetError`` naming the root on a bad layout."""
         raise NotImplementedError
+
+    def test_conditions(self, listing: Listing) -> list[TestCondition]:
+        """The setting's named test sets, the in-distribution one (``id``) first.
+
+        Default: the test set is in distribution (``id``). Settings whose test set differs from
+        the training data (ATRNet-STAR's EOC settings, SAMPLE's ``synth2real``) name it and
+        their per-condition subsets, and score ``id`` on the validation pool.
+        """
+        return [TestCondition(ID_CONDITION, "the test set (same conditions as training)")]

@@ -28,6 +28,23 @@ REQUIRES_FEATURES = "features"
 
 
 @dataclass
+class TestSet:
+    """One more test set of a cell (an operating condition beyond the test slot).
+
+    Attributes:
+        labels: int64 labels.
+        images: ``(N, 1, S, S)`` tensor when the protocol needs images.
+        features: ``(N, D)`` float32 frozen features when the protocol needs features.
+        paths: image paths (relative to the dataset root).
+    """
+
+    labels: np.ndarray
+    images: Any = None
+    features: np.ndarray | None = None
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
 class CellData:
     """The inputs of one cell, already decoded (and embedded, for feature protocols).
 
@@ -42,6 +59,8 @@ class CellData:
             features, present when the protocol needs features.
         train_paths / test_paths: image paths (relative to the dataset root), for batches.
         dataset: dataset name, for derived seeds.
+        extra_tests: further test sets by condition name (``eval --conditions``): the protocol
+            trains once and scores each of them too (:attr:`CellOutcome.conditions`).
     """
 
     classnames: list[str]
@@ -59,6 +78,7 @@ class CellData:
     train_paths: list[str] = field(default_factory=list)
     test_paths: list[str] = field(default_factory=list)
     dataset: str = ""
+    extra_tests: dict[str, TestSet] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -114,6 +134,8 @@ class CellContext:
 
 
 DIVERGENCE_FACTOR = 10.0
+# what a trained cell reports about its training: the same for every test set it scores
+TRAINING_METRICS = ("epochs", "final_train_loss", "first_train_loss")
 
 
 def divergence(metrics: dict[str, Any], num_classes: int) -> str | None:
@@ -142,10 +164,15 @@ def divergence(metrics: dict[str, Any], num_classes: int) -> str | None:
 
 @dataclass
 class CellOutcome:
-    """A protocol's result for one cell: metrics (percent) plus extras, and timings (s)."""
+    """A protocol's result for one cell: metrics (percent) plus extras, and timings (s).
+
+    ``conditions`` holds the metrics of each of the cell's ``extra_tests``, scored by the same
+    trained model (or fitted classifier) as the test slot.
+    """
 
     metrics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Protocol:
@@ -176,22 +203,40 @@ class Protocol:
         raise NotImplementedError
 
 
+Scorer = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, dict[str, Any]]"]
+
+
 class FeatureProtocol(Protocol):
-    """A protocol that only reads frozen features: subclasses implement :meth:`predict`."""
+    """A protocol that only reads frozen features: subclasses implement :meth:`fit`."""
 
     @classmethod
-    def predict(cls, cfg: Any, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
-        """Return test-set predictions and protocol extras for the metrics."""
+    def fit(cls, cfg: Any, data: CellData) -> Scorer:
+        """Fit on the support features once; return ``score(features, labels) -> (predictions,
+        extras)``, which scores any test set with that fit."""
         raise NotImplementedError
 
     @classmethod
+    def predict(cls, cfg: Any, data: CellData) -> tuple[np.ndarray, dict[str, Any]]:
+        """Test-set predictions and protocol extras for the metrics."""
+        return cls.fit(cfg, data)(*data.features("test"))
+
+    @classmethod
     def run_cell(cls, cfg: Any, data: CellData, ctx: CellContext) -> CellOutcome:
-        """Predict the test set from the support features and score it."""
+        """Fit on the support features once, then score the test set and every extra one."""
         start = time.perf_counter()
-        preds, extras = cls.predict(cfg, data)
+        score = cls.fit(cfg, data)
+        preds, extras = score(*data.features("test"))
         fit_s = time.perf_counter() - start
         metrics = classification_metrics(data.test_labels, preds, data.classnames, extras)
-        return CellOutcome(metrics=metrics, timings={"fit_s": fit_s})
+        conditions = {}
+        for name, test in data.extra_tests.items():
+            if test.features is None:
+                raise ValueError(f"condition {name} has no features (the protocol needs them)")
+            x = np.asarray(test.features, dtype=np.float32)
+            y = np.asarray(test.labels, dtype=np.int64)
+            preds, extras = score(x, y)
+            conditions[name] = classification_metrics(y, preds, data.classnames, extras)
+        return CellOutcome(metrics=metrics, timings={"fit_s": fit_s}, conditions=conditions)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -320,4 +365,29 @@ class TrainedProtocol(Protocol):
                 metrics["first_train_loss"] = float(trainer.history[0]["loss"])
         metrics.update(trainer.cell_extras())
         timings = {"setup_s": setup_s, **{k: float(v) for k, v in trainer.timings.items()}}
-        return CellOutcome(metrics=metrics, timings=timings)
+        conditions = cls.score_conditions(trainer, cfg, data)
+        trained = {k: metrics[k] for k in TRAINING_METRICS if k in metrics}
+        conditions = {name: {**m, **trained} for name, m in conditions.items()}
+        return CellOutcome(metrics=metrics, timings=timings, conditions=conditions)
+
+    @classmethod
+    def score_conditions(cls, trainer: Any, cfg: Any, data: CellData) -> dict[str, dict]:
+        """The trained model's metrics on each of ``data.extra_tests`` (no further training)."""
+        import torch
+
+        from sarfewshot.data.datamanager import TensorImageDataset, build_data_loader
+
+        part = "features" if REQUIRES_FEATURES in cls.requirements(cfg) else "images"
+        out = {}
+        for name, test in data.extra_tests.items():
+            value = getattr(test, part)
+            if value is None:
+                raise ValueError(f"protocol {cls.name} needs the {part} of condition {name}")
+            if part == "features":
+                value = torch.from_numpy(np.ascontiguousarray(value))
+            dataset = TensorImageDataset(value, test.labels, test.paths or None)
+            batch = int(cfg.DATALOADER.TEST.BATCH_SIZE)
+            trainer.test_loader = build_data_loader(cfg, dataset, False, "SequentialSampler", batch)
+            trainer.test("test")
+            out[name] = {k: v for k, v in (trainer.last_result or {}).items() if k != "split"}
+        return out

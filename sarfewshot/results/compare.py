@@ -43,6 +43,7 @@ __all__ = [
     "adjust_pvalues",
     "family_size",
     "paired_compare",
+    "paired_stats",
     "paired_tests",
     "read_family",
     "select_weights",
@@ -289,6 +290,17 @@ def _stats(pairs: Sequence[dict], n_boot: int, rng_keys: tuple) -> dict[str, Any
         "p_wilcoxon": tests["p_wilcoxon"],
         "note": tests["note"],
     }
+
+
+def paired_stats(
+    acc_a: Sequence[float], acc_b: Sequence[float], n_boot: int = 0, rng_keys: tuple = ()
+) -> dict[str, Any]:
+    """The paired statistics of ``acc_a - acc_b`` (cells paired by position): ``n``,
+    ``mean_diff``, the Student-t 95 % interval ``ci_low``/``ci_high`` (None for one pair), the
+    test p-values and (``n_boot`` > 0) the bootstrap interval, as :func:`paired_compare` gives
+    per group."""
+    pairs = [{"diff": a - b, "acc_a": a, "acc_b": b} for a, b in zip(acc_a, acc_b)]
+    return _stats(pairs, n_boot, rng_keys)
 
 
 # ----------------------------------------------------------------------------- family

@@ -126,11 +126,17 @@ def size_mark(row: Row, common: int | None) -> str:
     return f" [{row.img_size} px]"
 
 
+def shots_text(shots: int) -> str:
+    """K as tables print it: the number, or ``all`` for the whole train pool (K < 0)."""
+    return "all" if int(shots) < 0 else str(shots)
+
+
 def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
     """Headers and body of the (backbone, protocol) x (dataset, K) table."""
     rows = sorted(rows, key=row_sort_key)
     ambiguous = ambiguous_backbones(rows)
-    columns = sorted({(r.dataset, r.shots) for r in rows})
+    # K = -1 (the whole train pool) is the last column of its dataset, shown as K=all
+    columns = sorted({(r.dataset, r.shots) for r in rows}, key=lambda c: (c[0], c[1] < 0, c[1]))
     col_index = {c: i for i, c in enumerate(columns)}
     common = common_img_size(rows)
     body: dict[tuple[str, str], list[str]] = {}
@@ -138,7 +144,7 @@ def _pivot(rows: Sequence[Row], pm: str) -> tuple[list[str], list[list[str]]]:
         label = row_label(row, ambiguous) + size_mark(row, common)
         line = body.setdefault((label, row.protocol), [""] * len(columns))
         line[col_index[(row.dataset, row.shots)]] = _cell_text(row, pm)
-    headers = ["backbone", "protocol"] + [f"{d} K={k}" for d, k in columns]
+    headers = ["backbone", "protocol"] + [f"{d} K={shots_text(k)}" for d, k in columns]
     return headers, [[b, p, *cells] for (b, p), cells in body.items()]
 
 

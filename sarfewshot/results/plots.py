@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import Row, row_sort_key
-from sarfewshot.results.export import ambiguous_backbones, row_label
+from sarfewshot.results.export import ambiguous_backbones, row_label, shots_text
 from sarfewshot.utils.io import PathLike
 
 __all__ = ["mean_confusion", "plot_confusion", "plot_confusions", "plot_shots"]
@@ -46,14 +46,15 @@ def plot_shots(rows: Sequence[Row], out_dir: PathLike) -> list[Path]:
     """Accuracy versus K, one curve per backbone with Student-t 95 % CI bars.
 
     One PNG per (dataset, protocol): ``<out_dir>/shots_<dataset>_<protocol>.png``. Groups with a
-    single seed have no bar; groups where every cell failed are left out.
+    single seed have no bar; groups where every cell failed are left out, and so are K = all
+    rows (the whole train pool has no place on a K axis; the table holds them).
 
     Returns:
         The written paths, sorted.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in sorted(rows, key=row_sort_key) if r.acc_mean is not None]
+    rows = [r for r in sorted(rows, key=row_sort_key) if r.acc_mean is not None and r.shots > 0]
     ambiguous = ambiguous_backbones(rows)
     panels: dict[tuple[str, str], dict[str, list[Row]]] = {}
     for r in rows:
@@ -212,6 +213,7 @@ def plot_confusions(rows: Sequence[Row], out_dir: PathLike) -> list[Path]:
         if row.config_conflict:
             tag += f"_cfg{row.config_sha256[:8]}"
         name = f"confusion_{tag}_{_safe(row.dataset)}_{_safe(row.protocol)}_k{row.shots}.png"
-        title = f"{row.backbone} · {row.dataset} · {row.protocol} · K={row.shots} (n={len(cells)})"
+        k = shots_text(row.shots)
+        title = f"{row.backbone} · {row.dataset} · {row.protocol} · K={k} (n={len(cells)})"
         paths.append(plot_confusion(cmat, names, out_dir / name, title=title))
     return paths

@@ -6,7 +6,8 @@ Schema version 1::
     {
      "schema": 1,
      "key": {"backbone": str, "weights_sha256": str|null, "dataset": str,
-             "protocol": str, "shots": int, "seed": int},
+             "protocol": str, "shots": int, "seed": int,
+             "setting": str, "condition": str  (only in records of `eval --conditions`)},
      "status": "ok" | "failed" | "diverged", "error": str|null,
      "backbone": {"name", "arch", "weights", "weights_sha256", "load_report": {...}},
      "dataset": {"name", "root", "listing_sha256", "num_classes", "classnames", "num_test",
@@ -46,6 +47,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from sarfewshot.data.base import ID_CONDITION
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.utils.confighash import config_fingerprint, jsonable
 from sarfewshot.utils.io import PathLike, atomic_write_json
@@ -54,6 +56,8 @@ SCHEMA_VERSION = 1
 RECORDS_DIRNAME = "records"
 KEY_FIELDS = ("backbone", "weights_sha256", "dataset", "protocol", "shots", "seed")
 STATUSES = ("ok", "failed", "diverged")
+# optional key fields of a --conditions cell; a record without them reads as ID_CONDITION
+CONDITION_FIELDS = ("setting", "condition")
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -98,6 +102,17 @@ def key_tuple(key: Mapping[str, Any]) -> tuple:
 def record_path(run_dir: PathLike, key: Mapping[str, Any]) -> Path:
     """Where the record of ``key`` lives: ``<run_dir>/records/<cell_id>.json``."""
     return Path(run_dir) / RECORDS_DIRNAME / f"{cell_id(key)}.json"
+
+
+def condition_of(record: Mapping[str, Any]) -> str:
+    """The test condition a record was scored on; records without one (plain runs, older
+    records) read as the in-distribution condition ``id``."""
+    return str(record["key"].get("condition") or ID_CONDITION)
+
+
+def setting_of(record: Mapping[str, Any]) -> str:
+    """The dataset setting of a record: its key's ``setting``, else its dataset name."""
+    return str(record["key"].get("setting") or record["key"]["dataset"])
 
 
 def dataset_version(record: Mapping[str, Any]) -> str | None:
@@ -167,6 +182,7 @@ def make_record(
     host: str | None = None,
     source: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    key_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build and validate one schema-1 record.
 
@@ -185,6 +201,8 @@ def make_record(
         versions, created, host: default to :func:`collect_versions`, now (UTC), this host.
         source: origin marker (``"dassl_log"`` for records read from Dassl logs).
         extra: further top-level fields (they may not replace schema fields).
+        key_extra: further key fields: ``setting`` and ``condition`` of a ``--conditions``
+            cell (absent from other records, whose keys and files stay as they were).
 
     Returns:
         The record dict, ready for :func:`write_record`.
@@ -219,6 +237,10 @@ def make_record(
         "created": created or utc_now(),
         "host": host if host is not None else socket.gethostname(),
     }
+    for name, value in (key_extra or {}).items():
+        if name in record["key"]:
+            raise RecordError(f"invalid record <new record>: key field {name!r} is reserved")
+        record["key"][name] = value
     _add_extra(record, {"source": source} if source is not None else {})
     _add_extra(record, extra or {})
     validate_record(record, "<new record>")
@@ -273,6 +295,9 @@ def _check_key(key: Any, where: str) -> None:
     _need(_opt_str(key["weights_sha256"]), where, "key.weights_sha256 must be a string or null")
     for field in ("shots", "seed"):
         _need(_is_int(key[field]), where, f"key.{field} must be an integer")
+    for field in CONDITION_FIELDS:
+        if field in key:
+            _need(isinstance(key[field], str) and key[field] != "", where, f"key.{field} empty")
 
 
 def _check_sections(record: Mapping[str, Any], where: str) -> None:

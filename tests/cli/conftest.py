@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,15 @@ def root(tmp_path_factory) -> Path:
     return generate_synthetic(
         out, n_train_per_class=6, n_test_per_class=3, size=64, progress_bar=False
     )
+
+
+def script_env(**extra: str) -> dict:
+    """The environment a board script runs in: this interpreter (PY, SFS, PATH), no bars."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PY": sys.executable,
+        "SFS": f"{sys.executable} -m sarfewshot",
+        "SARFEWSHOT_NO_PROGRESS": "1",
+        **extra,
+    }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import yaml
 from sarfewshot.datasets.synthetic import generate_synthetic
 from sarfewshot.models.registry import get_backbone_spec, list_backbones
 from sarfewshot.results.records import iter_records
+from tests.cli.conftest import script_env
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "zoo_board.sh"
@@ -41,14 +40,7 @@ def test_zoo_yaml_lists_every_weighted_backbone_with_its_file_and_sources():
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PY": sys.executable,
-        "SFS": f"{sys.executable} -m sarfewshot",
-        "SARFEWSHOT_NO_PROGRESS": "1",
-        **extra,
-    }
+    return script_env(**extra)
 
 
 def test_zoo_board_unknown_backbone_is_a_clear_error(tmp_path):

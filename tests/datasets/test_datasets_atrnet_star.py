@@ -191,3 +191,27 @@ def test_eval_marks_missing_types_and_the_leaderboard_names_settings(tmp_path, c
     assert len(rows) == 2
     assert any("{soc40, cfg " in r for r in rows)
     assert any("{eoc_scene test_urban, cfg " in r and "‡" in r for r in rows)
+
+
+def test_atrnet_test_conditions_per_setting(tmp_path):
+    expected = fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_pol", "SOC_40classes"))
+    ds, listing = build_listing("atrnet_star", tmp_path, setting="eoc_polarization")
+    conds = ds.test_conditions(listing)
+    assert [c.name for c in conds] == [
+        "id",
+        "polarization",
+        "polarization_vv",
+        "polarization_hv",
+        "polarization_vh",
+    ]
+    assert [c.part for c in conds] == ["val", "test", "extra", "extra", "extra"]
+    vv = conds[2]
+    assert len(vv.items) == sum(expected["EOC_pol"]["test_VV"].values())
+    assert all(d.impath.startswith("test_VV/") for d in vv.items)
+    assert {d.classname for d in vv.items} <= set(listing.classnames)
+    soc, soc_listing = build_listing("atrnet_star", tmp_path, setting="soc40")
+    assert [(c.name, c.part) for c in soc.test_conditions(soc_listing)] == [("id", "test")]
+    one, one_listing = build_listing(
+        "atrnet_star", tmp_path, setting="eoc_polarization", test_subset="HV"
+    )
+    assert [c.name for c in one.test_conditions(one_listing)] == ["id", "polarization_hv"]

@@ -114,8 +114,11 @@ def test_sample_modes(tmp_path):
     assert all(d.impath.startswith("real/") for d in s2r.test)
     assert len(s2r.train) == sum(v for (k, _), v in counts.items() if k == "synth")
     assert split_name(ds) == "sample_synth2real_qpm"
-    _, synth = build_listing("sample", tmp_path, mode="synthetic")
+    conds = ds.test_conditions(s2r)  # id: held-out synthetic chips; measured: the test set
+    assert [(c.name, c.part) for c in conds] == [("id", "val"), ("measured", "test")]
+    synth_ds, synth = build_listing("sample", tmp_path, mode="synthetic")
     assert all(d.impath.startswith("synth/") for d in synth.train + synth.test)
+    assert [c.name for c in synth_ds.test_conditions(synth)] == ["id"]
     _check_relative(synth)
     with pytest.raises(ConfigError, match="SAMPLE_MODE"):
         build_listing("sample", tmp_path, mode="both")

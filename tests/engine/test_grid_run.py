@@ -147,7 +147,7 @@ def test_interrupt_keeps_finished_records_and_resumes(root, tmp_path, monkeypatc
     from sarfewshot.trainers.knn import KNN
 
     calls = {"n": 0}
-    original = KNN.predict.__func__
+    original = KNN.fit.__func__
 
     def interrupt_third(cls, cfg, data):
         calls["n"] += 1
@@ -155,12 +155,12 @@ def test_interrupt_keeps_finished_records_and_resumes(root, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return original(cls, cfg, data)
 
-    monkeypatch.setattr(KNN, "predict", classmethod(interrupt_third))
+    monkeypatch.setattr(KNN, "fit", classmethod(interrupt_third))
     out = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):
         _run(_req(root, out))
     assert len(record_files(out)) == 2
-    monkeypatch.setattr(KNN, "predict", classmethod(original))
+    monkeypatch.setattr(KNN, "fit", classmethod(original))
     # a half-written record (as a crash mid-write by a foreign tool would leave) is recomputed
     record_files(out)[0].write_text('{"schema": 1, "key": ')
     summary, lines = _run(_req(root, out))

@@ -21,9 +21,9 @@ import torch
 from sarfewshot.engine.grid.executors import SerialExecutor, epoch_logger
 from sarfewshot.engine.grid.plan import Cell
 from sarfewshot.engine.grid.progress import Bars
-from sarfewshot.engine.grid.record import cell_record, debug_traceback
+from sarfewshot.engine.grid.record import cell_record, debug_traceback, outcome_records
 from sarfewshot.engine.grid.stacked import SeedRun, StackedTrainer, stackable
-from sarfewshot.engine.protocol import REQUIRES_FEATURES, classification_metrics, divergence
+from sarfewshot.engine.protocol import REQUIRES_FEATURES, CellOutcome, classification_metrics
 from sarfewshot.errors import SarFewShotError
 
 MEMORY_SHARE = 0.5  # of the free memory a group may plan to use (estimates are rough)
@@ -47,7 +47,7 @@ class BatchedExecutor(SerialExecutor):
                 out.append([cell])
         return out
 
-    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[dict[str, Any]]:
+    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[list[dict[str, Any]]]:
         """Stacked when the group allows it, else (or after a failure) one cell at a time."""
         reason = self.unbatchable(cells)
         if reason is None:
@@ -84,16 +84,16 @@ class BatchedExecutor(SerialExecutor):
 
     # -- the stacked path ------------------------------------------------------------------
 
-    def _run_stacked(self, cells: list[Cell], bars: Bars) -> list[dict[str, Any]]:
+    def _run_stacked(self, cells: list[Cell], bars: Bars) -> list[list[dict[str, Any]]]:
         start = time.perf_counter()
         inputs = [self.ws.inputs(cell) for cell in cells]
         sizes = {len(data.train_labels) for _, data in inputs}
-        tests = {data.test_paths and tuple(data.test_paths) for _, data in inputs}
+        tests = {_test_paths(data) for _, data in inputs}
         if len(sizes) > 1 or len(tests) > 1:
             return [self.run_cell(cell, bars) for cell in cells]  # support sets differ in size
         data_s = time.perf_counter() - start
         size = self.group_size(cells, inputs)
-        records: list[dict[str, Any]] = []
+        records: list[list[dict[str, Any]]] = []
         at = 0
         while at < len(cells):
             chunk = slice(at, at + size)
@@ -110,7 +110,7 @@ class BatchedExecutor(SerialExecutor):
 
     def _train_chunk(
         self, cells: list[Cell], inputs: list[tuple[Any, Any]], bars: Bars, data_s: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[list[dict[str, Any]]]:
         start = time.perf_counter()
         cfg, protocol = cells[0].cfg, self.ws.protocols[cells[0].protocol]
         features = REQUIRES_FEATURES in protocol.requirements(cfg)
@@ -127,6 +127,10 @@ class BatchedExecutor(SerialExecutor):
             test_x = _tensor(test.test_features if features else test.test_images)
             batch = int(cfg.DATALOADER.TEST.BATCH_SIZE) * TEST_BATCH_FACTOR
             preds = trainer.predict(test_x, batch)
+            extra = {  # every condition's test set through the same trained models
+                name: trainer.predict(_tensor(t.features if features else t.images), batch)
+                for name, t in test.extra_tests.items()
+            }
             test_s = time.perf_counter() - t0
         finally:
             for logger in loggers:
@@ -138,8 +142,8 @@ class BatchedExecutor(SerialExecutor):
         timings.update(total_s=share + data_s / len(cells), group_s=share * len(cells))
         execution = {"executor": self.name, "group_size": len(cells)}
         return [
-            self._record(cell, split, data, run, pred, timings, execution)
-            for cell, (split, data), run, pred in zip(cells, inputs, runs, preds)
+            self._records(cell, split, data, run, (pred, extra, i), timings, execution)
+            for i, (cell, (split, data), run, pred) in enumerate(zip(cells, inputs, runs, preds))
         ]
 
     def _seed_run(self, cell: Cell, data: Any, features: bool) -> SeedRun:
@@ -154,28 +158,37 @@ class BatchedExecutor(SerialExecutor):
         y = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64))
         return SeedRun(cell.cfg, model, x, y)
 
-    def _record(
+    def _records(
         self,
         cell: Cell,
         split: Any,
         data: Any,
         run: SeedRun,
-        preds: np.ndarray,
+        preds: tuple[np.ndarray, dict[str, Any], int],
         timings: dict,
         execution: dict,
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
+        """The seed's records: the test slot's and, for a ``--conditions`` cell, one per
+        further condition (``preds``: the test slot's predictions, every condition's
+        predictions of all seeds, and this seed's index)."""
         if run.nonfinite is not None:
-            return cell_record(
-                self.ws, cell, split, {}, timings, run.nonfinite, "diverged", execution
-            )
-        metrics = classification_metrics(data.test_labels, preds, data.classnames)
+            return failed_like(self.ws, cell, split, timings, run.nonfinite, execution)
+        main, extra, seed = preds
+        trained: dict[str, Any] = {}
         if run.history:
-            metrics["epochs"] = int(run.history[-1]["epoch"])
-            metrics["final_train_loss"] = float(run.history[-1]["loss"])
-            metrics["first_train_loss"] = float(run.history[0]["loss"])
-        reason = divergence(metrics, data.num_classes)
-        status = "diverged" if reason else "ok"
-        return cell_record(self.ws, cell, split, metrics, timings, reason, status, execution)
+            trained["epochs"] = int(run.history[-1]["epoch"])
+            trained["final_train_loss"] = float(run.history[-1]["loss"])
+            trained["first_train_loss"] = float(run.history[0]["loss"])
+        metrics = {**classification_metrics(data.test_labels, main, data.classnames), **trained}
+        conditions = {
+            name: {
+                **classification_metrics(t.labels, extra[name][seed], data.classnames),
+                **trained,
+            }
+            for name, t in data.extra_tests.items()
+        }
+        outcome = CellOutcome(metrics, conditions=conditions)
+        return outcome_records(self.ws, cell, split, outcome, timings, data.num_classes, execution)
 
     # -- memory ----------------------------------------------------------------------------
 
@@ -194,6 +207,23 @@ class BatchedExecutor(SerialExecutor):
         need = seed_memory(model, _tensor(data.train_images)[:batch])
         free = free_memory(self.ws.device)
         return max(1, min(len(cells), int(MEMORY_SHARE * free // max(need, 1))))
+
+
+def _test_paths(data: Any) -> tuple:
+    """Every test set a cell scores, by paths: the seeds of a group must share them."""
+    extra = tuple((name, tuple(t.paths)) for name, t in data.extra_tests.items())
+    return (tuple(data.test_paths or ()), extra)
+
+
+def failed_like(
+    ws: Any, cell: Cell, split: Any, timings: dict, reason: str, execution: dict
+) -> list[dict[str, Any]]:
+    """Diverged records of a seed whose stacked training went non-finite (one per condition)."""
+    names = [c.name for c in cell.conditions] or [None]
+    return [
+        cell_record(ws, cell, split, {}, timings, reason, "diverged", execution, name)
+        for name in names
+    ]
 
 
 def seed_memory(model: torch.nn.Module, batch: torch.Tensor) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from sarfewshot.engine.grid.plan import Printer
 from sarfewshot.engine.grid.resolve import ResolvedBackbone, ResolvedDataset
-from sarfewshot.engine.protocol import REQUIRES_FEATURES, REQUIRES_IMAGES, CellData
+from sarfewshot.engine.protocol import REQUIRES_FEATURES, REQUIRES_IMAGES, CellData, TestSet
 from sarfewshot.errors import ConfigError, SarFewShotError
 from sarfewshot.utils.io import load_array, save_array, sha256_text
 
@@ -51,7 +51,9 @@ class SharedData:
         key = (dataset.name, spec.key())
         if key not in self._images:
             # Only one dataset's images are held at a time: cells run dataset by dataset.
-            self._images = {k: v for k, v in self._images.items() if k[0] == dataset.name}
+            # (a dataset's extra condition sets, "<name>#<condition>", count as that dataset)
+            family = dataset.name.split("#")[0]
+            self._images = {k: v for k, v in self._images.items() if k[0].split("#")[0] == family}
             name = f"{dataset.name}-{dataset.version[:12]}-{spec.key()}.npy"
             cache_file = self.cache_dir / "images" / name if self.use_disk else None
             self._images[key] = load_image_tensor(
@@ -242,6 +244,18 @@ def eval_items(split: Any, eval_split: str, dataset: str) -> tuple[list, list, s
     return [], val_items, "train"
 
 
+@dataclass
+class Scored:
+    """One test set a cell scores: its entries and where their rows lie."""
+
+    name: str
+    items: list
+    index: dict[str, int]
+    images: Any = None
+    features: np.ndarray | None = None
+    part: str = "test"  # the TestCondition's part: test, val or extra
+
+
 def cell_data(
     split: Any,
     dataset: ResolvedDataset,
@@ -249,41 +263,91 @@ def cell_data(
     images: Any = None,
     features: np.ndarray | None = None,
     eval_split: str = "test",
+    scored: Sequence[Scored] = (),
 ) -> CellData:
     """Index the shared images/features with the split's train, val and evaluated entries.
 
     The evaluated entries fill the ``test`` slot: TEST, or the validation pool when
-    ``eval_split`` is ``"val"`` (see :func:`eval_items`).
+    ``eval_split`` is ``"val"`` (see :func:`eval_items`). With ``scored`` (the test sets of a
+    ``--conditions`` cell, from :func:`scored_sets`) the first fills the test slot and the
+    others ``extra_tests``; a cell scored on its validation pool keeps no validation pool.
     """
     val_items, test_items, part = eval_items(split, eval_split, dataset.name)
+    if scored:
+        test_items = scored[0].items
+        if any(s.part == "val" for s in scored):
+            val_items = []
     test_index = dataset.test_rows if part == "test" else dataset.train_rows
     rows = {
         "train": _rows(dataset.train_rows, split.train, dataset.name, "train"),
         "val": _rows(dataset.train_rows, val_items, dataset.name, "val"),
-        "test": _rows(test_index, test_items, dataset.name, eval_split),
-    }
-    labels = {
-        "train": np.array([d.label for d in split.train], dtype=np.int64),
-        "val": np.array([d.label for d in val_items], dtype=np.int64),
-        "test": np.array([d.label for d in test_items], dtype=np.int64),
+        "test": _rows(scored[0].index if scored else test_index, test_items, dataset.name, "test"),
     }
     data = CellData(
         classnames=list(dataset.listing.classnames),
         shots=int(split.shots),
         seed=int(split.seed),
-        train_labels=labels["train"],
-        test_labels=labels["test"],
-        val_labels=labels["val"],
+        train_labels=_labels(split.train),
+        test_labels=_labels(test_items),
+        val_labels=_labels(val_items),
         train_paths=[d.impath for d in split.train],
         test_paths=[d.impath for d in test_items],
         dataset=dataset.name,
     )
     for part, idx in rows.items():
-        if REQUIRES_IMAGES in needs and images is not None:
-            setattr(data, f"{part}_images", _take(images, idx))
-        if REQUIRES_FEATURES in needs and features is not None:
-            setattr(data, f"{part}_features", _take(features, idx))
+        source = scored[0] if scored and part == "test" else Scored("", [], {}, images, features)
+        if REQUIRES_IMAGES in needs and source.images is not None:
+            setattr(data, f"{part}_images", _take(source.images, idx))
+        if REQUIRES_FEATURES in needs and source.features is not None:
+            setattr(data, f"{part}_features", _take(source.features, idx))
+    for extra in scored[1:]:
+        data.extra_tests[extra.name] = _test_set(extra, needs, dataset.name)
     return data
+
+
+def _labels(items: Sequence[Any]) -> np.ndarray:
+    return np.array([d.label for d in items], dtype=np.int64)
+
+
+def _test_set(scored: Scored, needs: frozenset[str], dataset: str) -> TestSet:
+    idx = _rows(scored.index, scored.items, dataset, scored.name)
+    test = TestSet(labels=_labels(scored.items), paths=[d.impath for d in scored.items])
+    if REQUIRES_IMAGES in needs and scored.images is not None:
+        test.images = _take(scored.images, idx)
+    if REQUIRES_FEATURES in needs and scored.features is not None:
+        test.features = _take(scored.features, idx)
+    return test
+
+
+def scored_sets(
+    split: Any,
+    dataset: ResolvedDataset,
+    conditions: Sequence[Any],
+    arrays: Any,
+) -> list[Scored]:
+    """The test sets of a ``--conditions`` cell, in its conditions' order.
+
+    ``arrays(d)`` gives ``(images, features)`` of a resolved dataset ``d``: the setting's own
+    (rows: train pool then test set) or an ``extra`` condition's (rows: its images).
+    """
+    own = arrays(dataset)
+    out = []
+    for cond in conditions:
+        if cond.part == "test":
+            out.append(Scored(cond.name, list(split.test), dataset.test_rows, *own, "test"))
+        elif cond.part == "val":
+            if not split.val:
+                raise ConfigError(
+                    f"condition {cond.name} of {dataset.split_name} is scored on the validation "
+                    "pool, and the split holds none (DATASET.VAL_POOL is 0); set DATASET.VAL_POOL "
+                    "above 0 or leave the condition out"
+                )
+            out.append(Scored(cond.name, list(split.val), dataset.train_rows, *own, "val"))
+        else:
+            extra = dataset.extra_sets[cond.name]
+            items = list(extra.listing.test)
+            out.append(Scored(cond.name, items, extra.test_rows, *arrays(extra), "extra"))
+    return out
 
 
 # ----------------------------------------------------------------------------- the workspace
@@ -310,7 +374,8 @@ class Workspace:
         return load_split(cell.cfg, ds, self.output, cell.shots, cell.seed, redraw, self.printer)
 
     def inputs(self, cell: Any) -> tuple[Any, CellData]:
-        """The cell's split and its data (images and/or features, shared across cells)."""
+        """The cell's split and its data (images and/or features, shared across cells); a
+        ``--conditions`` cell also gets every condition's test set."""
         from sarfewshot.data.transforms import spec_from_cfg
 
         cfg, protocol = cell.cfg, self.protocols[cell.protocol]
@@ -321,9 +386,16 @@ class Workspace:
         shared = self.shared
         if shared is None:
             raise RuntimeError("the workspace has no shared data (the runner sets it)")
-        images = shared.images(ds, spec) if REQUIRES_IMAGES in needs else None
-        feats = None
-        if REQUIRES_FEATURES in needs:
-            batch, precision = int(cfg.DATALOADER.TEST.BATCH_SIZE), str(cfg.MODEL.PRECISION)
-            feats = shared.features(bb, ds, spec, batch, precision)
-        return split, cell_data(split, ds, needs, images, feats, str(cfg.TEST.SPLIT))
+
+        def arrays(d: ResolvedDataset) -> tuple[Any, Any]:
+            images = shared.images(d, spec) if REQUIRES_IMAGES in needs else None
+            feats = None
+            if REQUIRES_FEATURES in needs:
+                batch, precision = int(cfg.DATALOADER.TEST.BATCH_SIZE), str(cfg.MODEL.PRECISION)
+                feats = shared.features(bb, d, spec, batch, precision)
+            return images, feats
+
+        scored = scored_sets(split, ds, cell.conditions, arrays) if cell.conditions else []
+        images, feats = arrays(ds)
+        eval_split = str(cfg.TEST.SPLIT)
+        return split, cell_data(split, ds, needs, images, feats, eval_split, scored)

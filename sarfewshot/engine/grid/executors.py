@@ -1,8 +1,9 @@
 """Executors: how a list of pending cells becomes records.
 
 Every executor has the same small interface: :meth:`Executor.groups` cuts the pending cells
-(in execution order) into groups, and :meth:`Executor.run_group` returns one record per cell
-of a group, in order. The runner checks, reports and writes the records; an executor never
+(in execution order) into groups, and :meth:`Executor.run_group` returns the records of each
+cell of a group, in order (one per cell, or one per condition of a ``--conditions`` cell, all
+from one training). The runner checks, reports and writes the records; an executor never
 writes. :class:`SerialExecutor` runs one cell at a time through its protocol's ``run_cell``
 (the reference path, ``--serial``); :class:`~sarfewshot.engine.grid.batched.BatchedExecutor`
 trains the seeds of a group together.
@@ -16,8 +17,8 @@ from typing import Any, ClassVar, Sequence
 from sarfewshot.engine.grid.data import Workspace
 from sarfewshot.engine.grid.plan import Cell
 from sarfewshot.engine.grid.progress import Bars
-from sarfewshot.engine.grid.record import cell_record, debug_traceback, failed_record
-from sarfewshot.engine.protocol import CellContext, CellData, divergence
+from sarfewshot.engine.grid.record import debug_traceback, failed_records, outcome_records
+from sarfewshot.engine.protocol import CellContext, CellData
 from sarfewshot.errors import DependencyError, NonFiniteLossError, SarFewShotError
 from sarfewshot.utils.torch_builds import is_torchvision_mismatch, mismatch_message
 
@@ -34,8 +35,8 @@ class Executor:
         """The cells cut into groups that :meth:`run_group` runs together (order kept)."""
         return [[c] for c in cells]
 
-    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[dict[str, Any]]:
-        """One record per cell of ``cells``; user errors and interrupts propagate."""
+    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[list[dict[str, Any]]]:
+        """The records of each cell of ``cells``; user errors and interrupts propagate."""
         raise NotImplementedError
 
 
@@ -44,14 +45,15 @@ class SerialExecutor(Executor):
 
     name = "serial"
 
-    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[dict[str, Any]]:
+    def run_group(self, cells: Sequence[Cell], bars: Bars) -> list[list[dict[str, Any]]]:
         """Run each cell on its own."""
         return [self.run_cell(cell, bars) for cell in cells]
 
     def run_cell(
         self, cell: Cell, bars: Bars, execution: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The cell's record; a failing cell gets a failed (or diverged) record instead."""
+    ) -> list[dict[str, Any]]:
+        """The cell's records (one per condition); a failing cell gets failed (or diverged)
+        records instead."""
         start = time.perf_counter()
         try:
             return self._execute(cell, bars, execution)
@@ -64,9 +66,11 @@ class SerialExecutor(Executor):
             status = "diverged" if isinstance(exc, NonFiniteLossError) else "failed"
             seconds = time.perf_counter() - start
             debug_traceback()
-            return failed_record(self.ws, cell, message, seconds, status, execution)
+            return failed_records(self.ws, cell, message, seconds, status, execution)
 
-    def _execute(self, cell: Cell, bars: Bars, execution: dict[str, Any] | None) -> dict[str, Any]:
+    def _execute(
+        self, cell: Cell, bars: Bars, execution: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         ws = self.ws
         start = time.perf_counter()
         split, data = ws.inputs(cell)
@@ -76,9 +80,7 @@ class SerialExecutor(Executor):
         outcome = self._run_protocol(cell, ws.protocols[cell.protocol], data, ctx)
         timings = {"data_s": data_s, **outcome.timings}
         timings["total_s"] = time.perf_counter() - start
-        reason = divergence(outcome.metrics, data.num_classes)
-        status = "diverged" if reason else "ok"
-        return cell_record(ws, cell, split, outcome.metrics, timings, reason, status, execution)
+        return outcome_records(ws, cell, split, outcome, timings, data.num_classes, execution)
 
     def _run_protocol(self, cell: Cell, protocol: type, data: CellData, ctx: CellContext) -> Any:
         """``protocol.run_cell``, with a TensorBoard epoch logger under ``--tensorboard``."""

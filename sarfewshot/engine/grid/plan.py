@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from sarfewshot.errors import ConfigError
 
 DEFAULT_PROTOCOLS = ("finetune", "linear")
+ALL_SHOTS = -1  # K of the whole train pool (``--shots all``; split files ``shot_all``)
 
 Printer = Callable[[str], None]
 
@@ -37,7 +38,8 @@ class GridRequest:
     Attributes:
         backbones: the backbones to evaluate.
         datasets: dataset names (aliases allowed).
-        shots: K values.
+        shots: K values; :data:`ALL_SHOTS` (``--shots all``) is the whole train pool (less the
+            validation pool), the full-label budget.
         protocols: protocol names (default :data:`DEFAULT_PROTOCOLS`).
         seeds: seeds for every protocol; None means each protocol's ``default_seeds``.
         output: run folder (records, splits, caches, leaderboard).
@@ -57,6 +59,9 @@ class GridRequest:
             of a (backbone, dataset, protocol, K) group together as one stacked model; None
             (default) picks by device: batched on CUDA, serial on a CPU, where stacking was
             measured slower (docs/performance.md).
+        conditions: named test sets (operating conditions) every cell is scored on after one
+            training, each with its own record keyed by ``condition``; ``["all"]`` names every
+            condition of each dataset setting; None (default): the test set, as always.
     """
 
     backbones: list[BackboneRequest]
@@ -77,11 +82,18 @@ class GridRequest:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     tensorboard: bool = False
     serial: bool | None = None
+    conditions: list[str] | None = None
 
 
 @dataclass
 class Cell:
-    """One grid cell and what it resolved to."""
+    """One grid cell and what it resolved to.
+
+    A cell of a ``--conditions`` run trains once and is scored on several test sets: its
+    ``conditions`` (the dataset's :class:`~sarfewshot.data.base.TestCondition` objects, the
+    first one in the test slot) each have their own key in ``condition_keys``; ``key`` is the
+    first one's.
+    """
 
     backbone: int  # index into the resolved backbones
     dataset: str  # canonical dataset name
@@ -91,6 +103,13 @@ class Cell:
     key: dict[str, Any] = field(default_factory=dict)
     cfg: Any = None
     fingerprint: str = ""
+    conditions: tuple[Any, ...] = ()
+    condition_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key the cell writes a record under (one per condition, or its one key)."""
+        return list(self.condition_keys.values()) or [self.key]
 
 
 @dataclass
@@ -164,11 +183,13 @@ def validate_request(req: GridRequest) -> None:
     ):
         if not values:
             raise ConfigError(f"{flag}: give at least one value")
-    bad = [k for k in req.shots if int(k) < 1]
+    bad = [k for k in req.shots if int(k) < 1 and int(k) != ALL_SHOTS]
     if bad:
-        raise ConfigError(f"--shots {bad[0]}: K must be a positive integer")
+        raise ConfigError(f"--shots {bad[0]}: K must be a positive integer (or all)")
     if req.seeds is not None and not req.seeds:
         raise ConfigError("--seeds: give at least one seed")
+    if req.conditions is not None and not [c for c in req.conditions if c]:
+        raise ConfigError("--conditions: give 'all' or condition names, e.g. id,depression_45")
     if req.img_size is not None and int(req.img_size) < 1:
         raise ConfigError(f"--img-size {req.img_size}: must be a positive integer")
     output = Path(req.output)
@@ -183,10 +204,20 @@ def unique(items: Sequence[Any]) -> list[Any]:
 # ----------------------------------------------------------------------------- status
 
 
+STATUS_ORDER = ("conflict", "stale", "failed", "todo", "done")
+
+
 def cell_status(output: Path, cell: Cell, dataset_version: str) -> str:
     """``done`` (ok or diverged record, same config and dataset version), ``conflict``
     (other config), ``stale`` (another version of the dataset folder), ``failed`` (a failed
-    record, retried) or ``todo``."""
+    record, retried) or ``todo``. A cell with several conditions takes the first of
+    :data:`STATUS_ORDER` that one of its records has: done only when every condition is."""
+    found = {key_status(output, key, cell.fingerprint, dataset_version) for key in cell.keys}
+    return next(st for st in STATUS_ORDER if st in found)
+
+
+def key_status(output: Path, key: dict[str, Any], fingerprint: str, dataset_version: str) -> str:
+    """The status of the record of one key (see :func:`cell_status`)."""
     from sarfewshot.results.records import (
         RecordError,
         key_tuple,
@@ -197,18 +228,18 @@ def cell_status(output: Path, cell: Cell, dataset_version: str) -> str:
         dataset_version as record_dataset_version,
     )
 
-    path = record_path(output, cell.key)
+    path = record_path(output, key)
     if not path.is_file():
         return "todo"
     try:
         record = read_record(path)
     except RecordError:
         return "todo"  # a damaged record is recomputed
-    if key_tuple(record["key"]) != key_tuple(cell.key):
+    if key_tuple(record["key"]) != key_tuple(key):
         return "todo"
     if record["status"] == "failed":
         return "failed"
-    if record["config_sha256"] != cell.fingerprint:
+    if record["config_sha256"] != fingerprint:
         return "conflict"
     if record_dataset_version(record) != dataset_version:
         return "stale"

@@ -17,9 +17,11 @@ from sarfewshot.errors import SarFewShotError
 
 def cell_label(cell: Cell, backbones: Sequence[ResolvedBackbone]) -> str:
     """``backbone dataset protocol K=k seed=s``: how progress lines name a cell."""
+    from sarfewshot.results.export import shots_text
+
     return (
         f"{backbones[cell.backbone].label} {cell.dataset} {cell.protocol} "
-        f"K={cell.shots} seed={cell.seed}"
+        f"K={shots_text(cell.shots)} seed={cell.seed}"
     )
 
 
@@ -32,11 +34,16 @@ def cell_record(
     error: str | None = None,
     status: str = "ok",
     execution: dict[str, Any] | None = None,
+    condition: str | None = None,
 ) -> dict[str, Any]:
-    """The cell's record; ``execution`` says which executor ran it and in how large a group."""
+    """The cell's record; ``execution`` says which executor ran it and in how large a group;
+    ``condition`` names the test set of a ``--conditions`` cell the metrics belong to (None:
+    the cell's first, or only, test set)."""
     from sarfewshot.results.records import make_record
 
     ds, bb = ws.datasets[cell.dataset], ws.backbones[cell.backbone]
+    if condition is None and cell.conditions:
+        condition = cell.conditions[0].name
     split_info = {"path": None, "sha256": None}
     if split is not None:
         split_info = {
@@ -46,7 +53,7 @@ def cell_record(
         }
     return make_record(
         backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
-        dataset=_dataset_section(ds, cell, split),
+        dataset=_dataset_section(ds, cell, split, condition),
         split=split_info,
         protocol=cell.protocol,
         shots=cell.shots,
@@ -60,25 +67,61 @@ def cell_record(
         error=error,
         extra={
             "execution": execution or {"executor": "serial", "group_size": 1},
-            "contamination": _contamination(bb, ds, cell, split),
+            "contamination": _contamination(bb, ds, cell, split, condition),
         },
+        key_extra=_condition_fields(cell, condition),
     )
 
 
-def failed_record(
+def _condition_fields(cell: Cell, condition: str | None) -> dict[str, Any]:
+    if condition is None:
+        return {}
+    key = cell.condition_keys[condition]
+    return {"setting": key["setting"], "condition": key["condition"]}
+
+
+def outcome_records(
+    ws: Workspace,
+    cell: Cell,
+    split: Any,
+    outcome: Any,
+    timings: dict,
+    num_classes: int,
+    execution: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The records of a protocol's outcome: the test slot's, then one per extra condition."""
+    from sarfewshot.engine.protocol import divergence
+
+    scored = [(None, outcome.metrics)] + list(outcome.conditions.items())
+    records = []
+    for condition, metrics in scored:
+        reason = divergence(metrics, num_classes)
+        status = "diverged" if reason else "ok"
+        records.append(
+            cell_record(ws, cell, split, metrics, timings, reason, status, execution, condition)
+        )
+    return records
+
+
+def failed_records(
     ws: Workspace,
     cell: Cell,
     message: str,
     seconds: float,
     status: str = "failed",
     execution: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A failed (or diverged) cell's record: the message, no metrics."""
+) -> list[dict[str, Any]]:
+    """A failed (or diverged) cell's records (one per condition): the message, no metrics."""
     try:
         split = ws.split(cell)
     except Exception:  # noqa: BLE001 - the failure itself may have been the split
         split = None
-    return cell_record(ws, cell, split, {}, {"total_s": seconds}, message, status, execution)
+    timings = {"total_s": seconds}
+    names = [c.name for c in cell.conditions] or [None]
+    return [
+        cell_record(ws, cell, split, {}, timings, message, status, execution, name)
+        for name in names
+    ]
 
 
 def debug_traceback() -> None:
@@ -120,6 +163,7 @@ def write_leaderboard(
     others = len(records) - len(mine)
     extra = f" (also holds {others} record(s) of other commands)" if others else ""
     printer(f"leaderboard: {summary.leaderboard_csv}{extra}")
+    _write_robustness(output, records, mine, printer)
     if unfinished:
         printer(
             f"{len(unfinished)} cell(s) of this command have no result (recorded; failed "
@@ -127,6 +171,24 @@ def write_leaderboard(
         )
         for line in unfinished:
             printer(f"  {line}")
+
+
+def _write_robustness(output: Path, records: list, mine: list, printer: Printer) -> None:
+    """For a folder with condition records: this command's robustness table, and the folder's
+    as ``<output>/robustness.csv``."""
+    from sarfewshot.results.robustness import (
+        has_conditions,
+        robustness_rows,
+        robustness_text,
+        write_robustness_csv,
+    )
+
+    if not has_conditions(records):
+        return
+    if has_conditions(mine):
+        printer(robustness_text(robustness_rows(mine)))
+    path = write_robustness_csv(robustness_rows(records), output / "robustness.csv")
+    printer(f"robustness: {path}")
 
 
 def unfinished_cells(
@@ -137,14 +199,17 @@ def unfinished_cells(
 
     lines = []
     for cell in cells:
-        path = record_path(output, cell.key)
-        try:
-            record = read_record(path) if path.is_file() else None
-        except RecordError:
-            continue
-        if record is not None and record["status"] != "ok":
-            label = cell_label(cell, backbones)
-            lines.append(f"{label}: {record['status']}: {record['error']}")
+        for key in cell.keys:
+            path = record_path(output, key)
+            try:
+                record = read_record(path) if path.is_file() else None
+            except RecordError:
+                continue
+            if record is not None and record["status"] != "ok":
+                label = cell_label(cell, backbones)
+                if "condition" in key:
+                    label += f" condition={key['condition']}"
+                lines.append(f"{label}: {record['status']}: {record['error']}")
     return lines
 
 
@@ -170,14 +235,27 @@ def _backbone_section(bb: ResolvedBackbone) -> dict[str, Any]:
     return section
 
 
-def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, Any]:
+def _dataset_section(
+    ds: ResolvedDataset, cell: Cell, split: Any, condition: str | None = None
+) -> dict[str, Any]:
     """The record's dataset: the key's name (``mstar_soc:val`` when the cell is scored on the
-    validation pool), the part scored and ``num_test``, the number of images scored."""
+    validation pool), the part scored and ``num_test``, the number of images scored. A
+    condition's record adds the setting, the condition, what it is and, for a condition
+    outside the listing, that set's fingerprint."""
     part = str(cell.cfg.TEST.SPLIT)
     scored = len(eval_items(split, part, ds.name)[1]) if split is not None else len(ds.listing.test)
     missing = ds.listing.extra.get("missing_classes")  # DATASET.SAR.ALLOW_MISSING_CLASSES
+    name = cell.key["dataset"]
+    more: dict[str, Any] = {}
+    if condition is not None:
+        cond = next(c for c in cell.conditions if c.name == condition)
+        name, part = cell.condition_keys[condition]["dataset"], cond.part
+        scored = _condition_size(ds, cond, split, scored)
+        more = {"setting": ds.split_name or ds.name, "condition": condition, "what": cond.what}
+        if cond.part == "extra":
+            more["condition_fingerprint"] = ds.extra_sets[condition].fingerprint.to_dict()
     return {
-        "name": cell.key["dataset"],
+        "name": name,
         "eval_split": part,
         "root": str(ds.listing.root),
         "listing_sha256": ds.listing_sha256,
@@ -186,19 +264,40 @@ def _dataset_section(ds: ResolvedDataset, cell: Cell, split: Any) -> dict[str, A
         "classnames": list(ds.listing.classnames),
         "num_test": scored,
         **({"missing_classes": missing} if missing else {}),
+        **more,
     }
 
 
-def _contamination(bb: ResolvedBackbone, ds: ResolvedDataset, cell: Cell, split: Any) -> dict:
+def _scored_items(ds: ResolvedDataset, cell: Cell, split: Any, condition: str | None) -> tuple:
+    """(root, items) of the images a record's metrics were scored on."""
+    cond = next((c for c in cell.conditions if c.name == condition), None)
+    if cond is not None and cond.part == "extra":
+        extra = ds.extra_sets[cond.name].listing
+        return str(extra.root), extra.test
+    part = cond.part if cond is not None else str(cell.cfg.TEST.SPLIT)
+    items = eval_items(split, part, ds.name)[1] if split is not None else ds.listing.test
+    return str(ds.listing.root), items
+
+
+def _contamination(
+    bb: ResolvedBackbone, ds: ResolvedDataset, cell: Cell, split: Any, condition: str | None
+) -> dict:
     """How many of the scored images the backbone saw in pretraining (see .contamination)."""
     from sarfewshot.engine.grid.contamination import contamination
 
-    part = str(cell.cfg.TEST.SPLIT)
     try:
-        items = eval_items(split, part, ds.name)[1] if split is not None else ds.listing.test
-        return contamination(bb.info, str(ds.listing.root), items)
+        root, items = _scored_items(ds, cell, split, condition)
+        return contamination(bb.info, root, items)
     except (SarFewShotError, OSError):  # a failed cell's split or files may be the failure
         return {"seen": None, "scored": 0, "method": "unknown"}
+
+
+def _condition_size(ds: ResolvedDataset, cond: Any, split: Any, default: int) -> int:
+    if cond.part == "extra":
+        return len(ds.extra_sets[cond.name].listing.test)
+    if split is None:
+        return default
+    return len(split.val if cond.part == "val" else split.test)
 
 
 def _device_name(device: str) -> str:

@@ -7,7 +7,7 @@ weights) raise here, before any cell runs.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class ResolvedDataset:
     test_rows: dict[str, int]
     split_name: str = ""  # the name split files and random streams use (a variant's name)
     fingerprint: Any = None  # DatasetFingerprint: the folder's version (files and contents)
+    conditions: list[Any] = field(default_factory=list)  # TestConditions a run scores
+    extra_sets: dict[str, ResolvedDataset] = field(default_factory=dict)  # "extra" conditions
 
     @property
     def version(self) -> str:
@@ -121,6 +123,52 @@ def resolve_dataset(
         split_name=split_name(obj),
         fingerprint=dataset_fingerprint(listing, memo, progress),
     )
+
+
+def resolve_conditions(
+    ds: ResolvedDataset,
+    wanted: list[str],
+    memo_dir: Path | None = None,
+    progress: bool = False,
+) -> None:
+    """Set ``ds.conditions`` to the named test sets ``wanted`` (``all``: every one the setting
+    names, in its order) and list, fingerprint and index the images of ``extra`` ones.
+
+    Raises:
+        ConfigError: a name the setting does not have (the message lists those it has).
+    """
+    from sarfewshot.data.base import Listing
+    from sarfewshot.data.fingerprint import dataset_fingerprint
+
+    offered = ds.obj.test_conditions(ds.listing)
+    names = [c.name for c in offered]
+    asked = [w.strip() for w in wanted if w.strip()]
+    if "all" not in asked:
+        unknown = [w for w in asked if w not in names]
+        if unknown:
+            raise ConfigError(
+                f"--conditions {','.join(unknown)}: dataset {ds.name} ({ds.split_name}) names "
+                f"the test conditions {', '.join(names)} (or all)"
+            )
+    ds.conditions = [c for c in offered if "all" in asked or c.name in asked]
+    for cond in ds.conditions:
+        if cond.part != "extra":
+            continue
+        listing = Listing(ds.listing.root, list(ds.listing.classnames), [], list(cond.items))
+        memo = None
+        if memo_dir is not None:
+            where = sha256_text(str(listing.root))[:12]
+            memo = Path(memo_dir) / f"{ds.name}-{cond.name}-{where}.json"
+        ds.extra_sets[cond.name] = ResolvedDataset(
+            name=f"{ds.name}#{cond.name}",
+            obj=ds.obj,
+            listing=listing,
+            listing_sha256=listing.sha256(),
+            train_rows={},
+            test_rows={d.impath: i for i, d in enumerate(listing.test)},
+            split_name=ds.split_name,
+            fingerprint=dataset_fingerprint(listing, memo, progress),
+        )
 
 
 def check_output_outside(output: Path, root: str | None) -> None:

@@ -36,6 +36,7 @@ from sarfewshot.engine.grid.resolve import (
     check_output_outside,
     dataset_options_for,
     resolve_backbone,
+    resolve_conditions,
     resolve_dataset,
     resolve_protocol,
 )
@@ -81,6 +82,8 @@ class GridRunner:
             check_output_outside(self.output, root)
             memo_dir = self.output / "cache" / "fingerprints"
             ds = resolve_dataset(name, root, options, memo_dir, self.progress)
+            if req.conditions is not None:
+                resolve_conditions(ds, req.conditions, memo_dir, self.progress)
             self.datasets.setdefault(ds.name, ds)
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
@@ -95,7 +98,7 @@ class GridRunner:
 
         shard = req.shard if req.shard is not None else shard_from_env()
         every = self._enumerate()
-        self.command_keys = {key_tuple(c.key) for c in every}
+        self.command_keys = {key_tuple(k) for c in every for k in c.keys}
         self.cells = select_shard(every, shard)
         return self.cells
 
@@ -121,6 +124,12 @@ class GridRunner:
             for ds in self.datasets.values():
                 for pname, cls in self.protocols.items():
                     cfg = build_protocol_cfg(self.req, cls, bb.request, ds, self.device)
+                    if cfg.TEST.SPLIT == "val" and ds.conditions:
+                        raise ConfigError(
+                            "--conditions scores named test sets (the in-distribution one on "
+                            "the validation pool where the test set is out of distribution); "
+                            "drop --eval-split val / TEST.SPLIT val"
+                        )
                     if cfg.TEST.SPLIT == "val" and val_fraction(cfg, ds) <= 0:
                         raise ConfigError(
                             f"TEST.SPLIT val scores the validation pool, and {ds.name} has none "
@@ -152,7 +161,12 @@ class GridRunner:
             "shots": k,
             "seed": s,
         }
-        return Cell(b, ds.name, pname, k, s, key, cell_cfg(base, k, s), fingerprint)
+        cell = Cell(b, ds.name, pname, k, s, key, cell_cfg(base, k, s), fingerprint)
+        if ds.conditions:
+            cell.conditions = tuple(ds.conditions)
+            cell.condition_keys = {c.name: condition_key(key, ds, c.name) for c in ds.conditions}
+            cell.key = next(iter(cell.condition_keys.values()))
+        return cell
 
     # -- status ----------------------------------------------------------------------------
 
@@ -297,16 +311,19 @@ class GridRunner:
         if not pending:
             return
         bars.start_cell(_group_label(pending, self.backbones))
-        records = executor.run_group(pending, bars)
-        for cell, record in zip(pending, records):
+        results = executor.run_group(pending, bars)
+        for cell, records in zip(pending, results):
             counter[0] += 1
-            self._report(cell, record, summary, f"[{counter[0]}/{counter[1]}]", say)
+            for record in records:
+                self._report(cell, record, summary, f"[{counter[0]}/{counter[1]}]", say)
             bars.end_cell()
 
     def _report(
         self, cell: Cell, record: dict, summary: GridSummary, tag: str, say: Printer
     ) -> None:
         label = cell_label(cell, self.backbones)
+        if "condition" in record["key"]:
+            label += f" condition={record['key']['condition']}"
         if record["status"] == "ok":
             acc = record["metrics"]["accuracy"]
             say(f"{tag} {label}: {acc:.2f}% ({record['timings']['total_s']:.1f} s)")
@@ -361,6 +378,14 @@ def first_cell_estimate(cell: Cell, record: dict, todo: list[Cell]) -> str | Non
         f"estimate: the first cell took {format_seconds(seconds)}; the {same} other "
         f"{cell.protocol} cell(s) need about {format_seconds(seconds * same)} at that pace{rest}"
     )
+
+
+def condition_key(key: dict, ds: ResolvedDataset, condition: str) -> dict:
+    """The key of one condition of a cell: the dataset named ``<setting>:<condition>`` (the
+    setting is the dataset's variant, e.g. ``atrnet_star_eoc_depression``), with ``setting``
+    and ``condition`` fields, so every setting and condition of a dataset shares a run folder."""
+    setting = ds.split_name or ds.name
+    return {**key, "dataset": f"{setting}:{condition}", "setting": setting, "condition": condition}
 
 
 def _group_label(cells: list[Cell], backbones: list[ResolvedBackbone]) -> str:
