@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sarfewshot.errors import ConfigError
+from sarfewshot.errors import ConfigError, WeightsError
 from sarfewshot.models import build_backbone
 
 tgm = pytest.importorskip("torchgeo.models")
@@ -61,15 +61,21 @@ def _random_state(model: torch.nn.Module, path, seed: int) -> dict:
     return state
 
 
+def _assert_same(net, reference, weights, x: torch.Tensor, value: torch.Tensor) -> None:
+    """``net`` on chips ``x`` equals ``reference`` on ``value`` (their mapped form) after the
+    member's own value transforms."""
+    with torch.inference_mode():
+        want = reference.eval()(_values(weights, value))
+        assert torch.allclose(net.eval().forward_features(x), want, atol=1e-5)
+
+
 def test_resnet_member_matches_torchgeo(tmp_path, monkeypatch):
     weights = _member("ResNet50_Weights", "SENTINEL1_ALL_MOCO")
     state = _random_state(tgm.resnet50(in_chans=2, num_classes=0), tmp_path / "s1.pth", 3)
     net = build_backbone(f"torchgeo:{weights}", weights=tmp_path / "s1.pth", img_size=32).eval()
     reference = _torchgeo_model(weights, state, monkeypatch, num_classes=0)
     x = _chips(32, 3)
-    with torch.inference_mode():
-        want = reference(_values(weights, _db(x, 2)))
-        assert torch.allclose(net.forward_features(x), want, atol=1e-5)
+    _assert_same(net, reference, weights, x, _db(x, 2))
     info = net.backbone_info
     assert info["input"]["bands"] == ["VV", "VH"] and info["input"]["kind"] == "amplitude_db"
     assert (
@@ -87,9 +93,7 @@ def test_vit_member_matches_torchgeo_at_its_size_and_interpolates_at_another(
     net = build_backbone(f"torchgeo:{weights}", weights=tmp_path / "vit.pth", img_size=224).eval()
     reference = _torchgeo_model(weights, state, monkeypatch, num_classes=0)
     x = _chips(224)
-    with torch.inference_mode():
-        want = reference(_values(weights, _db(x, 2)))
-        assert torch.allclose(net.forward_features(x), want, atol=1e-5)
+    _assert_same(net, reference, weights, x, _db(x, 2))
     # --img-size 64: the builder gets img_size, the 14x14 position grid is interpolated (said).
     with caplog.at_level(logging.WARNING):
         small = build_backbone(f"torchgeo:{weights}", weights=tmp_path / "vit.pth", img_size=64)
@@ -98,12 +102,10 @@ def test_vit_member_matches_torchgeo_at_its_size_and_interpolates_at_another(
     grid = pos[:, 1:].reshape(1, 14, 14, -1).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=(4, 4), mode="bicubic", align_corners=False)
     moved = dict(state, pos_embed=torch.cat([pos[:, :1], grid.flatten(2).transpose(1, 2)], 1))
-    ref64 = tgm.vit_small_patch16_224(in_chans=2, num_classes=0, img_size=64).eval()
+    ref64 = tgm.vit_small_patch16_224(in_chans=2, num_classes=0, img_size=64)
     ref64.load_state_dict(moved)
     x = _chips(64)
-    with torch.inference_mode():
-        want = ref64(_values(weights, _db(x, 2)))
-        assert torch.allclose(small.eval().forward_features(x), want, atol=1e-5)
+    _assert_same(small, ref64, weights, x, _db(x, 2))
 
 
 def test_dinov2_vit_member_matches_torchgeo(tmp_path, monkeypatch):
@@ -113,9 +115,7 @@ def test_dinov2_vit_member_matches_torchgeo(tmp_path, monkeypatch):
     net = build_backbone(f"torchgeo:{weights}", weights=tmp_path / "dino.pth", img_size=224).eval()
     reference = _torchgeo_model(weights, state, monkeypatch, num_classes=0)
     x = _chips(224)
-    with torch.inference_mode():
-        want = reference(_values(weights, _db(x, 2)))
-        assert torch.allclose(net.forward_features(x), want, atol=1e-5)
+    _assert_same(net, reference, weights, x, _db(x, 2))
 
 
 def test_swin_member_matches_torchgeo_with_its_8bit_scaling(tmp_path, monkeypatch):
@@ -128,9 +128,7 @@ def test_swin_member_matches_torchgeo_with_its_8bit_scaling(tmp_path, monkeypatc
     reference = _torchgeo_model(weights, state, monkeypatch)
     reference.head = torch.nn.Identity()  # the pooled feature before torchvision's classifier
     x = _chips(64)
-    with torch.inference_mode():
-        want = reference(_values(weights, (x * 255).repeat(1, 2, 1, 1)))
-        assert torch.allclose(net.forward_features(x), want, atol=1e-5)
+    _assert_same(net, reference, weights, x, (x * 255).repeat(1, 2, 1, 1))
     assert net.backbone_info["input"]["kind"] == "amplitude_8bit"
     assert net.backbone_info["num_features"] == 1024
 
@@ -191,3 +189,15 @@ def test_calibration_is_refused_for_a_backbone_without_one():
         build_backbone(
             "random", arch="irpe_vit_micro_patch8", img_size=32, input_calibration="median"
         )
+
+
+def test_a_failed_download_is_one_line_naming_the_way_out(monkeypatch):
+    weights = _member("ResNet50_Weights", "SENTINEL1_ALL_MOCO")
+
+    def offline(self, *args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(type(weights), "get_state_dict", offline)
+    with pytest.raises(WeightsError, match="could not download .* pass --weights PATH") as err:
+        build_backbone(f"torchgeo:{weights}", img_size=32)
+    assert "\n" not in str(err.value)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sarfewshot.errors import ConfigError
+from sarfewshot.errors import ConfigError, WeightsError
 from sarfewshot.models.build import load_into
 from sarfewshot.models.checkpoint import extract_state_dict, safe_load
 from sarfewshot.models.family import name_prefix
@@ -238,7 +238,13 @@ def _state_dict(weights, weights_file: Path | None) -> tuple[dict, str, str]:
     if weights_file is not None:
         state = extract_state_dict(safe_load(weights_file), source=weights_file)
         return state, str(weights_file), sha256_file(weights_file)
-    state = weights.get_state_dict(progress=True)
+    try:
+        state = weights.get_state_dict(progress=True)
+    except OSError as exc:  # URLError, no network, a full disk: one line, the way out named
+        raise WeightsError(
+            f"{weights.url}: torchgeo could not download these weights ({exc}); pass "
+            "--weights PATH (a state dict of this member) or put the file in torch's hub cache"
+        ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     return state, weights.url, sha256_file(cached) if cached.is_file() else ""
 
