@@ -136,7 +136,7 @@ def describe_arch(info: dict) -> str:
     origin = {
         "checkpoint": f"inferred from the checkpoint {info.get('weights')}",
         "arch": "given by --arch / MODEL.BACKBONE.ARCH",
-        "name": f"the timm model named by {info.get('registry_name') or info.get('name')}",
+        "name": f"the network named by {info.get('registry_name') or info.get('name')}",
         "default": "the registry default for a weight-less backbone",
     }.get(source, f"source {source!r}")
     if source == "checkpoint" and info.get("arch_given"):
