@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="folder holding the weight files (default: $SARFEWSHOT_WEIGHTS)",
     )
     parser.add_argument("--archs", action="store_true", help="also list the architecture presets")
+    parser.add_argument(
+        "--torchgeo",
+        action="store_true",
+        help=(
+            "list every SAR-band member of torchgeo's weight enums (torchgeo:<Enum>.<MEMBER>) with "
+            "its model, bands, input mapping and status (supported, or refused: why) instead"
+        ),
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -52,9 +60,31 @@ def _source_lines(rows: list[dict]) -> list[str]:
     return [f"- {', '.join(names)}: {'; '.join(src)}" for src, names in groups.items()]
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the backbone table; exit 0."""
+def _torchgeo_table() -> int:
+    """Every SAR-band torchgeo member, one row each; nothing is built or downloaded."""
     from tabulate import tabulate
+
+    from sarfewshot.models.zoo.torchgeo import member_status, sar_members
+
+    rows = [member_status(name) for name in sar_members()]
+    keys = ["name", "model", "bands", "input", "cached", "status"]
+    print(tabulate([[r[k] for k in keys] for r in rows], headers=keys))
+    supported = sum(r["status"] == "supported" for r in rows)
+    print()
+    print(
+        f"{len(rows)} SAR-band members: {supported} supported, {len(rows) - supported} refused. "
+        "cached: the weights are in torch's hub cache (else --weights PATH, or a download on "
+        "first use); input mappings: docs/zoo.md."
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the backbone table (or, with ``--torchgeo``, torchgeo's SAR members); exit 0."""
+    from tabulate import tabulate
+
+    if args.torchgeo:
+        return _torchgeo_table()
 
     from sarfewshot.models import backbone_status, list_archs, list_backbones
     from sarfewshot.models.checkpoint import RELEASE_WHERE

@@ -30,6 +30,8 @@ from yacs.config import CfgNode
 from sarfewshot.errors import ConfigError
 from sarfewshot.utils.precision import PRECISIONS
 
+INPUT_CALIBRATIONS = ("none", "median")  # MODEL.BACKBONE.INPUT_CALIBRATION
+
 CfgExtension = Callable[[CfgNode], None]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -149,6 +151,10 @@ def _model_defaults() -> CfgNode:
     node.BACKBONE.NAME = "sarjepa"
     node.BACKBONE.PRETRAINED = True
     node.BACKBONE.ARCH = ""
+    # SAR extension: per-chip input calibration inside the backbone wrapper (torchgeo dB
+    # members: "median" puts each chip's median dB on the weights' mean). Opt-in; in the config
+    # hash only when set, so calibrated cells never merge with the fixed mapping's.
+    node.BACKBONE.INPUT_CALIBRATION = "none"
     # SAR extension: numeric precision of fine-tuning, testing and feature extraction. fp32 is
     # what the release ran; bf16 (autocast) is opt-in and, being in the config hash, never
     # merges with fp32 cells.
@@ -447,6 +453,11 @@ def check_cfg(cfg: CfgNode) -> None:
         )
     if cfg.MODEL.PRECISION not in PRECISIONS:
         raise ConfigError(f"MODEL.PRECISION must be fp32 or bf16, got {cfg.MODEL.PRECISION!r}")
+    if cfg.MODEL.BACKBONE.INPUT_CALIBRATION not in INPUT_CALIBRATIONS:
+        raise ConfigError(
+            f"MODEL.BACKBONE.INPUT_CALIBRATION must be one of {INPUT_CALIBRATIONS}, "
+            f"got {cfg.MODEL.BACKBONE.INPUT_CALIBRATION!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- setup

@@ -141,7 +141,7 @@ def describe_arch(info: dict) -> str:
     origin = {
         "checkpoint": f"inferred from the checkpoint {info.get('weights')}",
         "arch": "given by --arch / MODEL.BACKBONE.ARCH",
-        "name": f"the timm model named by {info.get('registry_name') or info.get('name')}",
+        "name": f"the network named by {info.get('registry_name') or info.get('name')}",
         "default": "the registry default for a weight-less backbone",
     }.get(source, f"source {source!r}")
     if source == "checkpoint" and info.get("arch_given"):
@@ -180,6 +180,7 @@ def build_backbone(
     seed: int = 0,
     weights_dir: PathLike | None = None,
     drop_path_rate: float = 0.0,
+    input_calibration: str = "none",
 ) -> nn.Module:
     """Build a backbone by name, load its weights and describe it in ``backbone_info``.
 
@@ -197,6 +198,8 @@ def build_backbone(
         seed: seed of the random init (used as is by ``random`` and weightless timm models).
         weights_dir: overrides ``$SARFEWSHOT_WEIGHTS``.
         drop_path_rate: stochastic depth of the iRPE ViT (fine-tuning).
+        input_calibration: ``none`` (the fixed mapping) or a per-chip calibration that a
+            name with its own build path offers (config ``MODEL.BACKBONE.INPUT_CALIBRATION``).
 
     Returns:
         A module with ``forward_features(x) -> (B, D)``, ``num_features`` and ``backbone_info``
@@ -213,7 +216,14 @@ def build_backbone(
     weights = default_weights(spec, weights, weights_dir)
     path = resolve_weights(spec, weights, weights_dir)
     if spec.builder is not None:
+        if input_calibration != "none":  # only asked for when set: builders need not take it
+            return spec.builder(spec, path, img_size, seed, calibration=input_calibration)
         return spec.builder(spec, path, img_size, seed)
+    if input_calibration != "none":
+        raise ConfigError(
+            f"MODEL.BACKBONE.INPUT_CALIBRATION {input_calibration!r}: backbone {spec.name!r} has "
+            "no input calibration (only dB-mapped backbones with a build path of their own do)"
+        )
     checkpoint = state_dict = digest = None
     if path is not None:
         checkpoint, state_dict, digest = _read_weights(spec, path, weights)

@@ -54,7 +54,8 @@ class BackboneSpec:
     # the geometry is the name's (a named model): --arch fields and checkpoint inference are off
     fixed_arch: bool = False
     # (spec, weights path, img_size, seed) -> module with backbone_info: a whole build path of
-    # its own (a model from another library's builder) instead of construct + load
+    # its own (a model from another library's builder) instead of construct + load; one that
+    # offers an input calibration also takes calibration=<MODEL.BACKBONE.INPUT_CALIBRATION>
     builder: Callable | None = None
     # linear layers LoRA wraps; empty: the family's (family.lora_targets)
     lora_targets: tuple[str, ...] = ()

@@ -33,6 +33,14 @@ CELL_CONFIG_FIELDS = (
 #: identity, of the cells of other protocols already in a run folder.
 HASHED_TRAINER_NODES = frozenset({"FINETUNE", "KNN", "LINEAR", "LOGREG", "PROTOTYPE"})
 
+#: Keys added after records existed, hashed only when set away from their default: at the
+#: default they leave every earlier config hash as it was (calibrated cells never merge with the
+#: fixed mapping's, uncalibrated ones still merge with older records).
+UNSET_DEFAULTS = {
+    "MODEL.BACKBONE.INPUT_CALIBRATION": "none",
+    "DATASET.VAL_POOL_RULE": "random",
+}
+
 
 def jsonable(obj: Any) -> Any:
     """JSON stand-in for values ``json`` cannot write (tuples, sets, numpy scalars/arrays)."""
@@ -45,14 +53,14 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _drop_dotted(tree: Mapping[str, Any], dotted: str) -> None:
+def _drop_dotted(tree: Mapping[str, Any], dotted: str, only_if: Any = None) -> None:
     node: Any = tree
     *parents, leaf = dotted.split(".")
     for part in parents:
         node = node.get(part) if isinstance(node, Mapping) else None
         if node is None:
             return
-    if isinstance(node, dict):
+    if isinstance(node, dict) and (only_if is None or node.get(leaf) == only_if):
         node.pop(leaf, None)
 
 
@@ -81,6 +89,8 @@ def hashed_tree(
     tree = json.loads(json.dumps(config, default=jsonable, sort_keys=True))
     for dotted in exclude:
         _drop_dotted(tree, dotted)
+    for dotted, default in UNSET_DEFAULTS.items():
+        _drop_dotted(tree, dotted, only_if=default)
     _drop_other_trainer_nodes(tree)
     return tree
 

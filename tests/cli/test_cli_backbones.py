@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sarfewshot.cli.main import main
 from sarfewshot.utils.io import sha256_file
 
@@ -169,3 +171,18 @@ def test_backbones_and_the_readme_name_the_same_forms(capsys):
     zoo = readme[readme.index("## Backbone zoo") :]
     for name in [*list_backbones(), "timm:<model_name>", "torchgeo:<Enum>.<MEMBER>"]:
         assert f"`{name}`" in zoo, name
+
+
+def test_backbones_torchgeo_lists_every_sar_member_with_its_status(capsys):
+    pytest.importorskip("torchgeo.models")
+    from sarfewshot.models.zoo.torchgeo import sar_members
+
+    assert main(["backbones", "--torchgeo"]) == 0
+    out = capsys.readouterr().out
+    lines = {name: line for line in out.splitlines() for name in sar_members() if name in line}
+    assert set(lines) == set(sar_members())  # every member, one line each
+    assert lines["torchgeo:ResNet50_Weights.SENTINEL1_ALL_MOCO"].rstrip().endswith("supported")
+    closp = lines["torchgeo:ResNet50_Weights.SENTINEL1_GRD_CLOSP"]
+    assert "refused: its torchgeo transforms (Identity) have no value normalisation" in closp
+    assert "amplitude_8bit" in lines["torchgeo:Swin_V2_B_Weights.SENTINEL1_SI_SATLAS"]
+    assert "SAR-band members:" in out

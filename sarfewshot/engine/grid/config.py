@@ -89,15 +89,13 @@ FINGERPRINT_EXCLUDE_EXTRA = ("TRAINER.LINEAR.FEATURE_CACHE", "DATASET.SAR.ALLOW_
 def config_sha(cfg: Any) -> str:
     """The config fingerprint stored in records (seed, K, paths and cache switches left out).
 
-    ``DATASET.VAL_POOL_RULE`` at its default (``random``) is left out too, so records computed
-    before the key existed keep their fingerprint; ``blocks`` changes it (and the split files).
+    Keys added since records existed are left out at their defaults
+    (:data:`sarfewshot.utils.confighash.UNSET_DEFAULTS`, e.g. ``DATASET.VAL_POOL_RULE random``),
+    so earlier records keep their fingerprint; ``blocks`` changes it (and the split files).
     """
     from sarfewshot.utils.confighash import CELL_CONFIG_FIELDS, config_fingerprint
 
-    extra = FINGERPRINT_EXCLUDE_EXTRA
-    if str(cfg.DATASET.get("VAL_POOL_RULE", "random")) == "random":
-        extra += ("DATASET.VAL_POOL_RULE",)
-    return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + extra)
+    return config_fingerprint(cfg_dict(cfg), exclude=CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA)
 
 
 # Flags that set a config key, so a conflict can name what the user typed.
@@ -128,8 +126,6 @@ def config_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     skip = CELL_CONFIG_FIELDS + FINGERPRINT_EXCLUDE_EXTRA
     # the trees the fingerprint hashes, so only keys that can change it are named
     old, new = (_flatten(hashed_tree(t, skip)) for t in (recorded, current))
-    for values in (old, new):  # records from before the key read as its default
-        values.setdefault("DATASET.VAL_POOL_RULE", "random")
     out = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key):

@@ -120,7 +120,10 @@ class SharedData:
 def feature_identity(backbone: ResolvedBackbone, dataset: ResolvedDataset, spec: Any) -> dict:
     """What frozen features depend on: the weights, the listing, the preprocessing."""
     info = backbone.info
+    calibration = (info.get("input") or {}).get("calibration", "none")
+    extra = {"input_calibration": calibration} if calibration != "none" else {}
     return {
+        **extra,  # only when set: the fixed mapping's caches keep their keys
         "version": FEATURE_CACHE_VERSION,
         "backbone": backbone.label,
         "registry_name": backbone.request.name,

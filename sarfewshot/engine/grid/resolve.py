@@ -68,12 +68,19 @@ def backbone_label(req: BackboneRequest) -> str:
     return f"{req.name}@{req.arch}" if req.arch and not req.weights else req.name
 
 
-def resolve_backbone(req: BackboneRequest, img_size: int) -> ResolvedBackbone:
+def resolve_backbone(
+    req: BackboneRequest, img_size: int, input_calibration: str = "none"
+) -> ResolvedBackbone:
     """Build the backbone once on CPU (weights loaded and hashed) and describe it."""
     from sarfewshot.models.factory import build_backbone
 
     model = build_backbone(
-        req.name, weights=req.weights, arch=req.arch, img_size=img_size, seed=RANDOM_INIT_SEED
+        req.name,
+        weights=req.weights,
+        arch=req.arch,
+        img_size=img_size,
+        seed=RANDOM_INIT_SEED,
+        input_calibration=input_calibration,
     )
     model.eval()
     info = dict(getattr(model, "backbone_info", {}) or {})

@@ -87,7 +87,10 @@ class GridRunner:
             self.datasets.setdefault(ds.name, ds)
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
-        self.backbones = [resolve_backbone(canonical_backbone(b), img_size) for b in req.backbones]
+        calibration = str(probe.MODEL.BACKBONE.INPUT_CALIBRATION)
+        self.backbones = [
+            resolve_backbone(canonical_backbone(b), img_size, calibration) for b in req.backbones
+        ]
         from sarfewshot.models.factory import describe_arch
 
         for bb in self.backbones:  # which network each row is, before any cell runs
