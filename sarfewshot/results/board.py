@@ -14,7 +14,6 @@ in-distribution.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
@@ -25,11 +24,12 @@ from sarfewshot.results.compare import paired_compare
 from sarfewshot.results.export import ambiguous_backbones, row_label, table_caption
 from sarfewshot.results.labels import backbone_label
 from sarfewshot.results.plots import mean_confusion
+from sarfewshot.results.records import ID_CONDITION, condition_of, setting_of
+from sarfewshot.results.robustness import RobustnessRow, robustness_rows
 
 __all__ = ["IN_DISTRIBUTION", "build_board", "record_condition"]
 
 IN_DISTRIBUTION = "in-distribution"
-_CLEAN_NAMES = ("", "clean", "none", "in-distribution", "id")
 ADJUST = "holm"
 MAX_AUTO_REFERENCES = 6
 
@@ -38,13 +38,17 @@ MAX_AUTO_REFERENCES = 6
 
 
 def record_condition(record: Mapping[str, Any]) -> str:
-    """The test condition of a record; :data:`IN_DISTRIBUTION` when it names none."""
-    cond = record.get("condition", (record.get("key") or {}).get("condition"))
-    if isinstance(cond, Mapping):
-        cond = cond.get("name") or json.dumps(cond, sort_keys=True)
-    if cond is None or str(cond).strip().lower() in _CLEAN_NAMES:
-        return IN_DISTRIBUTION
-    return str(cond)
+    """The test condition of a record (:func:`~sarfewshot.results.records.condition_of`), with
+    ``id`` spelled :data:`IN_DISTRIBUTION` for readers of the page."""
+    cond = condition_of(record)
+    return IN_DISTRIBUTION if cond == ID_CONDITION else cond
+
+
+def _row_dataset(row: Row) -> str:
+    """A row's dataset column: the setting of ``--conditions`` records (their key's dataset
+    is ``<setting>:<condition>``), so one setting's conditions sit side by side."""
+    cells = list(row.cells)
+    return setting_of(cells[0]) if cells else row.dataset
 
 
 def _condition_order(cond: str) -> tuple[bool, str]:
@@ -143,7 +147,7 @@ def _provenance(cells: Sequence[Mapping[str, Any]], rows: Sequence[Row]) -> dict
 
 
 def _columns(rows_by_cond: Mapping[str, Sequence[Row]]) -> list[dict[str, Any]]:
-    found = {(r.dataset, cond, r.shots) for cond, rows in rows_by_cond.items() for r in rows}
+    found = {(_row_dataset(r), cond, r.shots) for cond, rows in rows_by_cond.items() for r in rows}
     ordered = sorted(found, key=lambda c: (c[0], _condition_order(c[1]), c[2]))
     return [{"dataset": d, "condition": c, "shots": k} for d, c, k in ordered]
 
@@ -152,7 +156,7 @@ def _detail(row: Row, label: str, cond: str) -> dict[str, Any]:
     cells = list(row.cells)
     where = "" if cond == IN_DISTRIBUTION else f" · {cond}"
     return {
-        "title": f"{label} · {row.protocol} · {row.dataset}{where} · K={row.shots}",
+        "title": f"{label} · {row.protocol} · {_row_dataset(row)}{where} · K={row.shots}",
         "per_class": _per_class(cells),
         "confusion": _confusion(cells),
         "seeds": [
@@ -183,7 +187,9 @@ def _board_rows(
                  "cells": [None] * len(columns), "rows": []},
             )  # fmt: skip
             line["rows"].append(row)
-            line["cells"][col_index[(row.dataset, cond, row.shots)]] = _cell(row, len(details))
+            line["cells"][col_index[(_row_dataset(row), cond, row.shots)]] = _cell(
+                row, len(details)
+            )
             details.append(_detail(row, label, cond))
     out = []
     for key in sorted(lines):
@@ -324,35 +330,39 @@ def default_references(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _robustness(
-    board_rows: Sequence[Mapping[str, Any]], columns: Sequence[Mapping[str, Any]]
+    records: Sequence[Mapping[str, Any]], include_diverged: bool
 ) -> dict[str, Any] | None:
-    """Per (backbone, protocol, dataset, K): the in-distribution mean, each condition's mean
-    and its drop (condition minus in-distribution, points). None without conditions."""
-    conditions = sorted({c["condition"] for c in columns} - {IN_DISTRIBUTION}, key=_condition_order)
+    """The leaderboard's robustness table (:mod:`sarfewshot.results.robustness`) as page data:
+    per (backbone, protocol, setting, K) the in-distribution mean, each condition's mean and its
+    drop ``acc(id) - acc(condition)`` with the paired interval over seeds. None without
+    conditions."""
+    rows = robustness_rows(records, include_diverged)
+    conditions = sorted({r.condition for r in rows} - {ID_CONDITION})
     if not conditions:
         return None
+    groups: dict[tuple, dict[str, RobustnessRow]] = {}
+    for r in rows:
+        groups.setdefault((r.backbone, r.protocol, r.setting, r.shots), {})[r.condition] = r
     lines = []
-    for line in board_rows:
-        found: dict[tuple, dict[str, Any]] = {}
-        for col, cell in zip(columns, line["cells"]):
-            if cell is not None and cell["mean"] is not None:
-                found.setdefault((col["dataset"], col["shots"]), {})[col["condition"]] = cell
-        for (dataset, shots), by_cond in sorted(found.items()):
-            if not set(conditions) & set(by_cond):
-                continue
-            clean = by_cond.get(IN_DISTRIBUTION)
-            values = []
-            for cond in conditions:
-                cell = by_cond.get(cond)
-                drop = None
-                if cell is not None and clean is not None:
-                    drop = _round(cell["mean"] - clean["mean"])
-                values.append({"mean": cell and cell["mean"], "drop": drop})
-            lines.append(
-                {"label": line["label"], "protocol": line["protocol"], "dataset": dataset,
-                 "shots": shots, "clean": clean and clean["mean"], "values": values}
-            )  # fmt: skip
+    for (label, protocol, setting, shots), by_cond in groups.items():
+        clean = by_cond.get(ID_CONDITION)
+        values = [_drop_cell(by_cond.get(cond)) for cond in conditions]
+        lines.append(
+            {"label": label, "protocol": protocol, "dataset": setting, "shots": shots,
+             "clean": clean and _round(clean.acc_mean), "values": values}
+        )  # fmt: skip
     return {"conditions": conditions, "lines": lines}
+
+
+def _drop_cell(row: RobustnessRow | None) -> dict[str, Any]:
+    if row is None:
+        return {"mean": None, "drop": None, "low": None, "high": None}
+    return {
+        "mean": _round(row.acc_mean),
+        "drop": _round(row.drop),
+        "low": _round(row.drop_ci_low),
+        "high": _round(row.drop_ci_high),
+    }
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -405,7 +415,7 @@ def build_board(
         "curves": _curves(board_rows, columns),
         "comparisons": comparisons,
         "references": refs,
-        "robustness": _robustness(board_rows, columns),
+        "robustness": _robustness(records, include_diverged),
         "not_counted": _not_counted(parts, include_diverged),
         "notes": table_caption(all_rows),
         "warnings": sorted({str(w.message) for w in caught}),

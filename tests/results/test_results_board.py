@@ -133,20 +133,23 @@ def test_conditions_give_robustness_and_stay_apart():
     records = board_records()
     assert record_condition(records[0]) == IN_DISTRIBUTION
     assert build_board(records, references=[])["robustness"] is None
-    noisy = []
-    for rec in records[:18]:  # the linear cells
+    by_cond = []
+    for rec in records[:18]:  # the linear cells, as `eval --conditions` keys them
         if rec["status"] == "ok":
-            copy = json.loads(json.dumps(rec))
-            copy["condition"] = "speckle"
-            copy["metrics"]["accuracy"] -= 10.0
-            noisy.append(copy)
-    board = build_board(records + noisy, references=[])
+            for cond, loss in (("id", 0.0), ("speckle", 10.0)):
+                copy = json.loads(json.dumps(rec))
+                dataset = copy["key"]["dataset"]
+                copy["key"].update(setting=dataset, condition=cond, dataset=f"{dataset}:{cond}")
+                copy["metrics"]["accuracy"] -= loss
+                by_cond.append(copy)
+    board = build_board(by_cond, references=[])
     assert board["has_conditions"]
+    # one dataset column group (the setting), the conditions side by side
     assert _column(board, shots=5, condition="speckle") > _column(board, shots=5)
     rob = board["robustness"]
     assert rob["conditions"] == ["speckle"]
     line = next(x for x in rob["lines"] if x["label"] == "sarjepa" and x["shots"] == 5)
-    assert line["values"][0]["drop"] == pytest.approx(-10.0)
+    assert line["dataset"] == "mstar" and line["values"][0]["drop"] == pytest.approx(10.0)
     assert "speckle" in render_board(board)
 
 
