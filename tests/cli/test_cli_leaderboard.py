@@ -140,3 +140,29 @@ def test_a_corrupt_record_names_the_file_and_skip_invalid(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path / "run"), "--skip-invalid"]) == 0
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "(1)" in captured.out
+
+
+def test_include_diverged_lists_cells_that_stopped_before_scoring(tmp_path, capsys):
+    run = tmp_path / "run"
+    for seed in (1, 2):
+        write_record(run, fake_record(seed=seed, acc=70.0 + seed))
+    nan = fake_record(seed=3, status="failed")  # the loss went non-finite: no metrics
+    nan.update(status="diverged", error="the training loss became non-finite at step 4")
+    write_record(run, nan)
+    scored = fake_record(seed=4, status="failed")
+    scored.update(status="diverged", error="the training loss ended far above its start")
+    scored["metrics"] = {"accuracy": 20.0}
+    write_record(run, scored)
+    out = tmp_path / "board.csv"
+    assert main(["leaderboard", str(run), "--include-diverged", "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "71.00" not in text and "(3, 2 diverged)" in text  # seeds 1, 2 and the scored one
+    assert "1 diverged cell(s) stopped before they were scored" in text
+    (row,) = csv.DictReader(out.open())
+    assert (row["n_seeds"], row["seeds"], row["n_diverged"], row["n_unscored"]) == (
+        "3", "1;2;4", "2", "1",
+    )  # fmt: skip
+    assert float(row["acc_mean"]) == pytest.approx((71.0 + 72.0 + 20.0) / 3)
+    assert main(["leaderboard", str(run)]) == 0  # not asked: neither diverged cell averaged
+    text = capsys.readouterr().out
+    assert "71.50" in text and "stopped before they were scored" not in text
