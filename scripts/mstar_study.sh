@@ -22,7 +22,8 @@
 #   blocks    (the next edition; not in the default STAGES) every stage above again under
 #             OUT/blocks, with a validation pool that pretraining never sees: the pool drawn as
 #             seed-free blocks (DATASET.VAL_POOL_RULE blocks) and left out of every pretraining
-#             run (pretrain --exclude-split mstar_soc:val --exclude-root DATA). DRY_RUN=1 prints
+#             run (pretrain --exclude-split mstar_soc:val --exclude-root DATA, the pool drawn
+#             under the same keys through DATA.EXCLUDE_EVAL_OPTS). DRY_RUN=1 prints
 #             its plan and CPU budget and runs nothing:  DRY_RUN=1 STAGES=blocks scripts/mstar_study.sh
 #   report    DOCS/*.csv and *.md, the plots, the paired comparisons (Holm), the comparisons
 #             with the pretraining run as the unit, and copies of times.tsv and the machine's
@@ -245,12 +246,15 @@ if has_stage blocks; then
     # as seed-free blocks and excluded from every pretraining run, so that selecting on the pool
     # no longer scores images pretraining has seen. Its split files are drawn under the blocks
     # rule (the evaluations' DATASET.VAL_POOL_RULE), so its cells never mix with this edition's.
+    # pretraining has no DATASET keys: the eval keys the excluded pool is drawn under go in
+    # DATA.EXCLUDE_EVAL_OPTS, one tuple without spaces (PRETRAIN_OPTS is split on spaces)
+    pool_keys="DATASET.VAL_POOL $VAL_POOL DATASET.VAL_POOL_RULE blocks"
     blocks_env=(
         OUT="$OUT/blocks" DOCS="$BLOCKS_DOCS" DOC="$BLOCKS_DOCS.md"
         STAGES="sweep select pretrain eval check report"
         PRETRAIN_ARGS="--exclude-split mstar_soc:val --exclude-root $DATA"
-        PRETRAIN_OPTS="DATASET.VAL_POOL $VAL_POOL DATASET.VAL_POOL_RULE blocks"
-        EVAL_OPTS="DATASET.VAL_POOL $VAL_POOL DATASET.VAL_POOL_RULE blocks"
+        PRETRAIN_OPTS="DATA.EXCLUDE_EVAL_OPTS ('DATASET.VAL_POOL',$VAL_POOL,'DATASET.VAL_POOL_RULE','blocks')"
+        EVAL_OPTS="$pool_keys"
     )
     if [ "$DRY_RUN" = 1 ]; then
         echo "blocks stage (dry run: nothing is run)"
@@ -259,8 +263,9 @@ if has_stage blocks; then
         echo "  first sweep run:"
         echo "    $SFS pretrain --config configs/pretrain/sarjepa_tiny.yaml --data $DATA/MSTAR_SOC/TRAIN" \
             "--output $OUT/blocks/sweep/sarjepa/lr${SWEEP_LRS%% *} --epochs $SWEEP_EPOCHS ..." \
-            "--exclude-split mstar_soc:val --exclude-root $DATA ... DATASET.VAL_POOL_RULE blocks"
-        echo "  selection: $SFS eval ... --protocol knn --eval-split val ... DATASET.VAL_POOL_RULE blocks"
+            "--exclude-split mstar_soc:val --exclude-root $DATA ..." \
+            "DATA.EXCLUDE_EVAL_OPTS ('DATASET.VAL_POOL',$VAL_POOL,'DATASET.VAL_POOL_RULE','blocks')"
+        echo "  selection: $SFS eval ... --protocol knn --eval-split val ... $pool_keys"
         echo "  CPU budget (OUT/blocks, JOBS=$JOBS):"
         # shellcheck disable=SC2086
         $PY "${REPORT[@]}" plan --methods $METHODS --norm-pix-methods $NORM_PIX_METHODS \

@@ -8,7 +8,7 @@ import io
 import warnings
 from typing import Any
 
-from sarfewshot.cli.records import add_dassl_log_flags
+from sarfewshot.cli.records import add_read_flags
 
 COLUMNS = (
     "dataset",
@@ -153,13 +153,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "fingerprints: chips added, removed or replaced); by default such pairs stop the "
         "command (exit 2); with this flag the table and every CSV line say so",
     )
-    parser.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="warn about invalid record files instead of stopping",
-    )
-    add_dassl_log_flags(parser)
-    parser.set_defaults(func=run, dassl_logs="auto")
+    add_read_flags(parser)
+    parser.set_defaults(func=run)
     return parser
 
 

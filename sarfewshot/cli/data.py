@@ -243,15 +243,20 @@ def _verify_shards(folder: str) -> int:
         f"index version {index.version}"
     )
     if problems:
-        print(f"error: {len(problems)} problem(s):", file=sys.stderr)
-        for line in problems:
-            print(f"  {line}", file=sys.stderr)
-        return 1
+        return _report_errors(problems, "problem(s)")
     if not index.checked:
         print(f"all {files} files match the sha256 in index.json; {unchecked_message(folder)}")
         return 0
     print(f"all {files} files match index.json and all {index.count} samples their CRC-32")
     return 0
+
+
+def _report_errors(lines: list[str], what: str) -> int:
+    """Print ``error: N WHAT:`` and one indented line each on stderr; the exit status 1."""
+    print(f"error: {len(lines)} {what}:", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    return 1
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -284,10 +289,7 @@ def _verify(args: argparse.Namespace) -> int:
         print("images not decoded (--no-decode)")
         return 0
     if bad:
-        print(f"error: {len(bad)} unreadable file(s):", file=sys.stderr)
-        for line in bad:
-            print(f"  {line}", file=sys.stderr)
-        return 1
+        return _report_errors(bad, "unreadable file(s)")
     print(f"all {len(listing.train) + len(listing.test)} images decoded")
     return 0
 

@@ -10,10 +10,10 @@ is printed, and the leaderboard of every record under the run folder is written 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.intlist import parse_ints
 from sarfewshot.utils.threads import add_threads_argument, apply_threads
 
 EPILOG = """\
@@ -153,33 +153,6 @@ def split_list(text: str | None) -> list[str]:
     if text is None:
         return []
     return [part.strip() for part in str(text).split(",")]
-
-
-def parse_ints(text: str, flag: str) -> list[int]:
-    """``"1,5,10"`` or ranges ``"1-5"`` (inclusive) -> ints >= 0, order kept, duplicates dropped.
-
-    Raises:
-        ConfigError: naming ``flag``: not integers, a negative value, a reversed range
-            (``3-1``), or nothing given. Checked before any folder is created.
-    """
-    out: list[int] = []
-    for part in split_list(text):
-        if not part:
-            continue
-        if re.fullmatch(r"-\s*\d+", part):
-            raise ConfigError(f"{flag} {text!r}: {part} is negative; values start at 0")
-        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if span and int(span[1]) > int(span[2]):
-            raise ConfigError(
-                f"{flag} {text!r}: the range {part} is reversed; write {span[2]}-{span[1]}"
-            )
-        try:
-            out += list(range(int(span[1]), int(span[2]) + 1)) if span else [int(part)]
-        except ValueError:
-            raise ConfigError(f"{flag} {text!r}: expected integers such as 1,5,10 or 1-5") from None
-    if not out:
-        raise ConfigError(f"{flag} {text!r}: give at least one integer")
-    return list(dict.fromkeys(out))
 
 
 def parse_shots(text: str) -> list[int]:

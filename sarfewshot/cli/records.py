@@ -17,22 +17,28 @@ from sarfewshot.errors import SarFewShotError
 DASSL_MODES = ("auto", "always", "never")
 
 
-def add_record_flags(parser: argparse.ArgumentParser) -> None:
-    """How records are read and counted, shared with ``board``: the Dassl-log flags,
-    ``--skip-invalid`` and ``--include-diverged``."""
+def add_read_flags(parser: argparse.ArgumentParser) -> None:
+    """How records are read, shared by every reporting command: the Dassl-log flags and
+    ``--skip-invalid``."""
     add_dassl_log_flags(parser)
     parser.add_argument(
         "--skip-invalid",
         action="store_true",
         help="warn about invalid record files instead of stopping",
     )
+    parser.set_defaults(dassl_logs="auto")
+
+
+def add_record_flags(parser: argparse.ArgumentParser) -> None:
+    """How records are read and counted, shared with ``board``: :func:`add_read_flags` and
+    ``--include-diverged``."""
+    add_read_flags(parser)
     parser.add_argument(
         "--include-diverged",
         action="store_true",
         help="average diverged cells (loss non-finite or far above its start) with the ok ones; "
         "by default they are counted, not averaged",
     )
-    parser.set_defaults(dassl_logs="auto")
 
 
 def add_dassl_log_flags(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sarfewshot.errors import ConfigError
+from sarfewshot.utils.intlist import parse_ints
 
 DEFAULT_SEEDS = (1, 2, 3, 4, 5, 6)
 _POOL_SPEC = re.compile(r"([A-Za-z0-9_\-]+):val")
@@ -31,19 +32,9 @@ _POOL_SPEC = re.compile(r"([A-Za-z0-9_\-]+):val")
 
 def parse_seeds(text: str) -> list[int]:
     """``--exclude-seeds`` (``1,2,3`` or ``1-6``); empty: :data:`DEFAULT_SEEDS`."""
-    text = str(text).strip()
-    if not text:
+    if not str(text).strip():
         return list(DEFAULT_SEEDS)
-    out: list[int] = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if not span and not part.isdigit():
-            raise ConfigError(f"--exclude-seeds {text!r}: expected integers such as 1,2,3 or 1-6")
-        lo, hi = (int(span[1]), int(span[2])) if span else (int(part), int(part))
-        if hi < lo:
-            raise ConfigError(f"--exclude-seeds {text!r}: the range {part} is reversed")
-        out += range(lo, hi + 1)
-    return list(dict.fromkeys(out))
+    return parse_ints(text, "--exclude-seeds")
 
 
 def held_out_paths(

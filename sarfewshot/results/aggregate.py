@@ -129,6 +129,9 @@ class Row:
     short_support: bool = False
     dataset_variant: str = ""
     missing_classes: bool = False
+    # diverged cells that --include-diverged would count but that stopped before they were
+    # scored (no metrics): listed, never averaged
+    n_unscored: int = 0
     # the most scored images any cell's backbone saw in pretraining (None: unknown)
     contamination_seen: int | None = None
     contamination_method: str = "unknown"
@@ -240,7 +243,10 @@ def _build_row(
     counted: tuple[str, ...] = ("ok",),
 ) -> Row:
     cfg, data = variant
-    ok = sorted((r for r in recs if r["status"] in counted), key=lambda r: r["key"]["seed"])
+    asked = [r for r in recs if r["status"] in counted]
+    # a cell whose loss went non-finite stops before scoring: its record has no metrics
+    scored = [r for r in asked if "accuracy" in (r.get("metrics") or {})]
+    ok = sorted(scored, key=lambda r: r["key"]["seed"])
     acc = summarize(r["metrics"]["accuracy"] for r in ok) if ok else None
     f1 = [r["metrics"]["macro_f1"] for r in ok if "macro_f1" in r["metrics"]]
     return Row(
@@ -266,6 +272,7 @@ def _build_row(
         short_support=any(_short_support(r) for r in ok),
         dataset_variant=",".join(sorted({dataset_variant(r) for r in recs} - {""})),
         missing_classes=any((r.get("dataset") or {}).get("missing_classes") for r in ok),
+        n_unscored=len(asked) - len(scored),
         contamination_seen=contamination.seen_max(ok),
         contamination_method=contamination.methods(ok) if ok else "unknown",
         img_size=_img_size(recs),
@@ -296,7 +303,8 @@ def aggregate_records(
     yields one row per variant, each flagged (``config_conflict``, ``data_conflict``) and
     announced by a :class:`VersionConflictWarning`: they are never averaged together. Failed
     cells are counted in ``n_failed``, diverged ones in ``n_diverged``; neither is averaged
-    unless ``include_diverged`` counts the diverged ones.
+    unless ``include_diverged`` counts the diverged ones, and then only those that were scored
+    (the others, with no metrics, are counted in ``n_unscored``).
 
     Returns:
         Rows sorted by :func:`row_sort_key`.

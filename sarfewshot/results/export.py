@@ -47,6 +47,7 @@ CSV_COLUMNS = (
     "macro_f1_mean",
     "n_failed",
     "n_diverged",
+    "n_unscored",
     "n_duplicates",
     "config_sha256",
     "config_conflict",
@@ -181,6 +182,12 @@ def table_caption(rows: Sequence[Row]) -> list[str]:
         notes.append(
             "diverged cells (loss non-finite or far above its start) are counted; they are "
             "averaged only with --include-diverged"
+        )
+    unscored = sum(r.n_unscored for r in rows)
+    if unscored:
+        notes.append(
+            f"{unscored} diverged cell(s) stopped before they were scored (no metrics): "
+            "counted among the diverged, not averaged even with --include-diverged"
         )
     dups = sum(r.n_duplicates for r in rows)
     if dups:

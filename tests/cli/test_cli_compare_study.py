@@ -313,6 +313,15 @@ def test_blocks_stage_dry_run_prints_its_plan_and_budget(tmp_path):
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "--exclude-split mstar_soc:val" in out and "DATASET.VAL_POOL_RULE blocks" in out
+    # the pretraining options are pretraining config keys: the excluded pool is drawn under the
+    # evaluations' pool keys (pretraining has no DATASET section)
+    from sarfewshot.pretrain.config import setup_pretrain_cfg
+
+    pretrain_opts = re.search(r"PRETRAIN_OPTS=(.*)", out)[1].split()  # split as the script does
+    eval_opts = re.search(r"EVAL_OPTS=(.*)", out)[1].split()
+    cfg = setup_pretrain_cfg(opts=pretrain_opts)
+    assert [str(x) for x in cfg.DATA.EXCLUDE_EVAL_OPTS] == eval_opts
+    assert eval_opts == ["DATASET.VAL_POOL", "0.2", "DATASET.VAL_POOL_RULE", "blocks"]
     assert "| pretrain | 10 |" in out and "| sweep | 21 |" in out and "| total |" in out
     assert "wall time at 2 run(s) at once" in out
     assert not (tmp_path / "out").exists()  # a dry run writes nothing

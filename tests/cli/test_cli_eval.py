@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from sarfewshot.cli.eval import parse_ints, per_backbone
+from sarfewshot.cli.eval import per_backbone
 from sarfewshot.cli.main import main
 from sarfewshot.errors import ConfigError
 from sarfewshot.results.records import record_files
+from sarfewshot.utils.intlist import parse_ints
 from tests.cli.conftest import TAIL, TINY
 
 
@@ -120,6 +121,17 @@ def test_flag_helpers():
         per_backbone("w.pth", ["a", "b"], "--weights")
     with pytest.raises(ConfigError, match="--arch"):
         per_backbone("c=x", ["a", "b"], "--arch")
+
+
+def test_exclude_seeds_use_the_same_parser_and_name_their_flag():
+    from sarfewshot.pretrain.exclude import DEFAULT_SEEDS, parse_seeds
+
+    assert parse_seeds("") == list(DEFAULT_SEEDS)
+    assert parse_seeds("2-4,1") == parse_ints("2-4,1", "--seeds") == [2, 3, 4, 1]
+    with pytest.raises(ConfigError, match="--exclude-seeds '3-1': the range 3-1 is reversed"):
+        parse_seeds("3-1")
+    with pytest.raises(ConfigError, match="--exclude-seeds '-1': -1 is negative"):
+        parse_seeds("-1")
 
 
 def test_slurm_array_task_runs_its_share(root, tmp_path, capsys, monkeypatch):

@@ -167,3 +167,29 @@ def test_a_row_at_another_image_size_is_marked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sarjepa [224 px]" in out and "random [" not in out
     assert out.count("[224 px]") == 1 and "other than the 64 px of most rows" in out
+
+
+def test_include_diverged_lists_cells_that_stopped_before_scoring(tmp_path, capsys):
+    run = tmp_path / "run"
+    for seed in (1, 2):
+        write_record(run, fake_record(seed=seed, acc=70.0 + seed))
+    nan = fake_record(seed=3, status="failed")  # the loss went non-finite: no metrics
+    nan.update(status="diverged", error="the training loss became non-finite at step 4")
+    write_record(run, nan)
+    scored = fake_record(seed=4, status="failed")
+    scored.update(status="diverged", error="the training loss ended far above its start")
+    scored["metrics"] = {"accuracy": 20.0}
+    write_record(run, scored)
+    out = tmp_path / "board.csv"
+    assert main(["leaderboard", str(run), "--include-diverged", "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "71.00" not in text and "(3, 2 diverged)" in text  # seeds 1, 2 and the scored one
+    assert "1 diverged cell(s) stopped before they were scored" in text
+    (row,) = csv.DictReader(out.open())
+    assert (row["n_seeds"], row["seeds"], row["n_diverged"], row["n_unscored"]) == (
+        "3", "1;2;4", "2", "1",
+    )  # fmt: skip
+    assert float(row["acc_mean"]) == pytest.approx((71.0 + 72.0 + 20.0) / 3)
+    assert main(["leaderboard", str(run)]) == 0  # not asked: neither diverged cell averaged
+    text = capsys.readouterr().out
+    assert "71.50" in text and "stopped before they were scored" not in text

@@ -87,7 +87,7 @@ def test_webdataset_reads_the_shards(chips, tmp_path):
     assert np.load(io.BytesIO(samples[7]["npy"])).dtype == np.uint16
 
 
-def test_checksums_catch_a_changed_shard(chips, tmp_path):
+def test_checksums_catch_a_changed_shard(chips, tmp_path, capsys):
     _pack(chips, tmp_path / "s")
     shard = tmp_path / "s" / read_index(tmp_path / "s").shards[0].tar
     data = bytearray(shard.read_bytes())
@@ -98,6 +98,10 @@ def test_checksums_catch_a_changed_shard(chips, tmp_path):
     assert problems[1:] == [
         f"shard {shard}, sample 000000000.npy: the bytes fail their CRC-32 checksum"
     ]
+    capsys.readouterr()
+    assert main(["data", "verify", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: 2 problem(s):", *(f"  {line}" for line in problems)]
 
 
 def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):

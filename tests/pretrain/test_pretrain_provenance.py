@@ -106,15 +106,23 @@ def test_shards_record_their_sources_hashes(chips, tmp_path):
 # ----------------------------------------------------------------------------- contamination
 
 
-def _eval(root: Path, weights: Path | None, out: Path, dataset: str, val: bool = False) -> dict:
-    opts = [*EVAL_OPTS, *(["TEST.SPLIT", "val"] if val else [])]
+def _eval(
+    root: Path,
+    weights: Path | None,
+    out: Path,
+    dataset: str,
+    val: bool = False,
+    opts: tuple[str, ...] = (),
+    seed: int = 1,
+) -> dict:
+    opts = [*EVAL_OPTS, *(["TEST.SPLIT", "val"] if val else []), *opts]
     backbone = BackboneRequest("sarjepa", str(weights), None) if weights else None
     req = GridRequest(
         backbones=[backbone or BackboneRequest("random", None, "irpe_vit_micro_patch8")],
         datasets=[dataset],
         shots=[1],
         protocols=["knn"],
-        seeds=[1],
+        seeds=[seed],
         output=out,
         root=str(root),
         img_size=64,
@@ -229,6 +237,27 @@ def test_real_mstar_val_pool_seen_unless_excluded(mstar_soc_root, tmp_path):
     clean = _eval(mstar_soc_root, tmp_path / "pt2" / CHECKPOINT_LAST, tmp_path / "ev2",
                   "mstar_soc", val=True)  # fmt: skip
     assert clean["contamination"] == {**seen["contamination"], "seen": 0}
+
+
+def test_real_mstar_blocks_pool_unseen_when_excluded_whatever_the_seed(mstar_soc_root, tmp_path):
+    train_dir = mstar_soc_root / "MSTAR_SOC" / "TRAIN"
+    blocks = ("DATASET.VAL_POOL_RULE", "blocks")
+    held = ["--exclude-split", "mstar_soc:val", "--exclude-root", str(mstar_soc_root)]
+    # the pool is drawn under the blocks rule for split seed 1 only: the rule is seed-free, so the
+    # evaluation at split seed 2 below scores the same pool
+    held += ["--exclude-seeds", "1", "DATA.EXCLUDE_EVAL_OPTS", str(blocks)]
+    assert _pretrain([train_dir], tmp_path / "pt", *held) == 0
+    clean = _eval(mstar_soc_root, tmp_path / "pt" / CHECKPOINT_LAST, tmp_path / "ev",
+                  "mstar_soc", val=True, opts=blocks, seed=2)  # fmt: skip
+    scored = clean["contamination"]["scored"]
+    assert clean["contamination"] == {"seen": 0, "scored": scored, "method": "sha256"}
+    assert scored == 551  # 20 % of each class's TRAIN chips
+    excluded = load_checkpoint(tmp_path / "pt" / CHECKPOINT_LAST)["data"]["excluded"]
+    assert excluded["count"] == scored and excluded["specs"] == ["mstar_soc:val"]
+    assert _pretrain([train_dir], tmp_path / "pt2") == 0  # no exclusion: the pool is seen
+    seen = _eval(mstar_soc_root, tmp_path / "pt2" / CHECKPOINT_LAST, tmp_path / "ev2",
+                 "mstar_soc", val=True, opts=blocks, seed=2)  # fmt: skip
+    assert seen["contamination"] == {**clean["contamination"], "seen": scored}
 
 
 def test_exclude_split_file_on_shards_leaves_its_samples_out(chips, tmp_path):
