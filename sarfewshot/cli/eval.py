@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """The grid's flags (shared with scripts that wrap the grid)."""
+    _add_cell_arguments(p)
+    _add_scoring_arguments(p)
+    _add_execution_arguments(p)
+
+
+def _add_cell_arguments(p: argparse.ArgumentParser) -> None:
+    """Which cells: backbones, datasets, K, protocols and seeds."""
     p.add_argument("--backbone", required=True, help="backbone name(s), comma-separated")
     p.add_argument(
         "--weights",
@@ -76,6 +83,10 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         "(default: finetune,linear)",
     )
     p.add_argument("--seeds", help="seeds, e.g. 1,2,3 or 1-5 (default: per protocol)")
+
+
+def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how cells run and are scored: output, device, input size, precision, test sets."""
     p.add_argument("--output", default="runs", help="run folder (default: runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument(
@@ -109,6 +120,10 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         "setting's conditions; id is the in-distribution test set). One record per condition, "
         "keyed by setting and condition, all with the cell's split file",
     )
+
+
+def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
+    """Caches, recomputation, logs, the executor, config files, shards and trailing options."""
     p.add_argument(
         "--no-feature-cache",
         action="store_true",
