@@ -96,6 +96,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "across the groups or a pre-registered --family.",
         epilog=EPILOG,
     )
+    _add_selection_args(parser)
+    _add_statistics_args(parser)
+    _add_pairing_args(parser)
+    add_read_flags(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _add_selection_args(parser: argparse.ArgumentParser) -> None:
+    """The run folders, the two backbones and the CSV output."""
     parser.add_argument("runs", nargs="+", metavar="RUNS", help="run folders to read")
     parser.add_argument(
         "--a", required=True, metavar="BACKBONE", help="first backbone (NAME or NAME@HASH)"
@@ -104,6 +114,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "--csv", metavar="FILE", help="write one line per group plus the pooled line"
     )
+
+
+def _add_statistics_args(parser: argparse.ArgumentParser) -> None:
+    """The tests: p-value adjustment, bootstrap, pooling, run-unit test and family."""
     parser.add_argument(
         "--adjust",
         choices=tuple(ADJUST_NAMES),
@@ -141,6 +155,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="CSV (a,b,dataset,protocol,shots) of the pre-registered comparisons the adjustment "
         "counts; repeat to join files (default: the groups of this call)",
     )
+
+
+def _add_pairing_args(parser: argparse.ArgumentParser) -> None:
+    """Which cells may pair: unknown splits and dataset versions."""
     parser.add_argument(
         "--allow-unknown-split",
         action="store_true",
@@ -153,9 +171,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "fingerprints: chips added, removed or replaced); by default such pairs stop the "
         "command (exit 2); with this flag the table and every CSV line say so",
     )
-    add_read_flags(parser)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def _fmt(value: float | None) -> str:

@@ -31,6 +31,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run, data_parser=parser)
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    _add_list(actions)
+    _add_verify(actions)
+    _add_synth(actions)
+    _add_export_splits(actions)
+    _add_import_splits(actions)
+    _add_pack(actions)
+    return parser
+
+
+def _add_list(actions: argparse._SubParsersAction) -> None:
+    """The `data list` action: the registered datasets, or one of them."""
     listing = actions.add_parser(
         "list",
         help="registered datasets, aliases, layouts, class lists and settings",
@@ -42,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     listing.add_argument(
         "name", nargs="?", metavar="NAME", help="a dataset name or alias, e.g. mstar"
     )
+
+
+def _add_verify(actions: argparse._SubParsersAction) -> None:
+    """The `data verify` action: check a dataset folder or a packed shard folder."""
     verify = actions.add_parser(
         "verify",
         help="count, decode and size-check a dataset folder, or check packed shards",
@@ -66,6 +81,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     verify.add_argument(
         "--no-decode", action="store_true", help="only list and count (skip decoding every image)"
     )
+
+
+def _add_synth(actions: argparse._SubParsersAction) -> None:
+    """The `data synth` action: write the synthetic SAR dataset."""
     synth = actions.add_parser(
         "synth",
         help="write the synthetic SAR dataset",
@@ -83,6 +102,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the generator (default: 0, a real seed)"
     )
     synth.add_argument("--size", type=int, default=128, help="chip size in pixels")
+
+
+def _add_export_splits(actions: argparse._SubParsersAction) -> None:
+    """The `data export-splits` action: bundle a split folder into one file."""
     export = actions.add_parser(
         "export-splits",
         help="bundle a split folder into one JSON file",
@@ -93,6 +116,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--split-dir", required=True, help="split folder to read (e.g. runs/splits)"
     )
     export.add_argument("--out", required=True, help="bundle file to write")
+
+
+def _add_import_splits(actions: argparse._SubParsersAction) -> None:
+    """The `data import-splits` action: unpack a split bundle."""
     imp = actions.add_parser(
         "import-splits",
         help="unpack a split bundle into a split folder",
@@ -102,8 +129,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     imp.add_argument("--in", dest="bundle", required=True, help="bundle file to read")
     imp.add_argument("--split-dir", required=True, help="split folder to write the files into")
     imp.add_argument("--overwrite", action="store_true", help="replace differing split files")
-    _add_pack(actions)
-    return parser
 
 
 def _add_pack(actions: argparse._SubParsersAction) -> None:

@@ -34,10 +34,13 @@ import copy
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sarfewshot.data.datamanager import DatasetWrapper
 from sarfewshot.errors import ConfigError, SarFewShotError
+
+if TYPE_CHECKING:
+    import torch
 
 DASSL_REPO = "https://github.com/KaiyangZhou/Dassl.pytorch"
 
@@ -275,96 +278,105 @@ def check_init_weights(cfg: Any) -> None:
         raise WeightsError(f"MODEL.INIT_WEIGHTS {weights}: file not found")
 
 
+class _DasslBridgeMixin:
+    """The methods by which a Dassl ``TrainerX`` runs a sarfewshot protocol.
+
+    The protocol's own trainer (built on the same data) supplies the model, optimiser,
+    schedule and ``forward_backward``; checkpoint saving, resuming and loading are
+    sarfewshot's (state dicts only, read with ``weights_only=True``). The schedule steps
+    once per epoch, at its end, as in Dassl. It precedes ``TrainerX`` in the bases of
+    :func:`_trainer_base`'s class, so its methods replace Dassl's.
+    """
+
+    protocol = ""
+
+    def __init__(self, cfg: Any) -> None:
+        # Seeding happens when the protocol's trainer is built (build_model), from
+        # cfg.SEED, 0 included, before any batch is drawn.
+        self.sar_trainer = None
+        super().__init__(with_sar_keys(cfg))
+
+    def log(self, message: str) -> None:
+        """Print a message (Dassl's logger tees stdout into log.txt)."""
+        print(message, flush=True)
+
+    def check_cfg(self, cfg: Any) -> None:
+        """The checks of sarfewshot's engine (FINAL_MODEL, MAX_EPOCH)."""
+        from sarfewshot.engine import trainer as engine
+
+        engine.SimpleTrainer.check_cfg(self, cfg)
+
+    def build_data_loader(self) -> None:
+        """sarfewshot's loaders for its datasets, else Dassl's with one-channel images."""
+        from sarfewshot.data.datamanager import DataManager
+        from sarfewshot.data.registry import DATASET_REGISTRY, list_datasets
+        from sarfewshot.engine import trainer as engine
+
+        list_datasets()  # loads the plug-ins
+        if self.cfg.DATASET.NAME in DATASET_REGISTRY:
+            dm = DataManager(self.cfg)
+            if self.cfg.VERBOSE:
+                dm.show_dataset_summary()
+        else:
+            dm = build_data_manager(self.cfg)
+        engine.attach_loaders(self, dm)
+        engine.SimpleTrainer._check_val_split(self)
+
+    def build_model(self) -> None:
+        """Build the protocol's trainer on the same data and adopt its models."""
+        from sarfewshot.engine.registry import get_trainer
+
+        check_init_weights(self.cfg)
+        inner = get_trainer(self.protocol)(
+            self.cfg, self.dm, save_checkpoints=False, write_log=False, verbose=False
+        )
+        self.sar_trainer = inner
+        self.device = inner.device
+        self.model = inner.model
+        for name in inner.get_model_names():
+            self.register_model(name, inner._models[name], inner._optims[name], inner._scheds[name])
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        """The protocol's optimisation step."""
+        self.sar_trainer.epoch, self.sar_trainer.batch_idx = self.epoch, self.batch_idx
+        return self.sar_trainer.forward_backward(batch)
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        """The protocol's logits, in float32 (computed in ``MODEL.PRECISION``)."""
+        import torch
+
+        with torch.no_grad():
+            return self.sar_trainer.model_inference(input).float()
+
+    def after_epoch(self) -> None:
+        """Step the schedule (once per epoch), then Dassl's validation and checkpoints."""
+        self.update_lr()
+        super().after_epoch()
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load ``model.pth.tar-<epoch>`` (or the best/latest) with ``weights_only``."""
+        from sarfewshot.engine import trainer as engine
+
+        if not directory:
+            print("load_model() skipped: no model directory given")
+            return
+        engine.TrainerBase.load_model(self, directory, epoch)
+
+
 def _trainer_base() -> type:
     """The Dassl ``TrainerX`` subclass every bridged protocol derives from (built once)."""
     if "trainer" in _CLASSES:
         return _CLASSES["trainer"]
-    import torch
     from dassl.engine import TrainerX
 
     from sarfewshot.engine import trainer as engine
 
-    class SARDasslTrainer(TrainerX):
-        """A sarfewshot protocol run by Dassl's loop.
-
-        The protocol's own trainer (built on the same data) supplies the model, optimiser,
-        schedule and ``forward_backward``; checkpoint saving, resuming and loading are
-        sarfewshot's (state dicts only, read with ``weights_only=True``). The schedule steps
-        once per epoch, at its end, as in Dassl.
-        """
-
-        protocol = ""
+    class SARDasslTrainer(_DasslBridgeMixin, TrainerX):
+        """A sarfewshot protocol run by Dassl's loop (:class:`_DasslBridgeMixin`)."""
 
         # sarfewshot's checkpoint code replaces Dassl's (pickled scheduler, None val_result).
         save_model = engine.TrainerBase.save_model
         resume_model_if_exist = engine.TrainerBase.resume_model_if_exist
-
-        def __init__(self, cfg: Any) -> None:
-            # Seeding happens when the protocol's trainer is built (build_model), from
-            # cfg.SEED, 0 included, before any batch is drawn.
-            self.sar_trainer = None
-            super().__init__(with_sar_keys(cfg))
-
-        def log(self, message: str) -> None:
-            """Print a message (Dassl's logger tees stdout into log.txt)."""
-            print(message, flush=True)
-
-        def check_cfg(self, cfg: Any) -> None:
-            """The checks of sarfewshot's engine (FINAL_MODEL, MAX_EPOCH)."""
-            engine.SimpleTrainer.check_cfg(self, cfg)
-
-        def build_data_loader(self) -> None:
-            """sarfewshot's loaders for its datasets, else Dassl's with one-channel images."""
-            from sarfewshot.data.datamanager import DataManager
-            from sarfewshot.data.registry import DATASET_REGISTRY, list_datasets
-
-            list_datasets()  # loads the plug-ins
-            if self.cfg.DATASET.NAME in DATASET_REGISTRY:
-                dm = DataManager(self.cfg)
-                if self.cfg.VERBOSE:
-                    dm.show_dataset_summary()
-            else:
-                dm = build_data_manager(self.cfg)
-            engine.attach_loaders(self, dm)
-            engine.SimpleTrainer._check_val_split(self)
-
-        def build_model(self) -> None:
-            """Build the protocol's trainer on the same data and adopt its models."""
-            from sarfewshot.engine.registry import get_trainer
-
-            check_init_weights(self.cfg)
-            inner = get_trainer(self.protocol)(
-                self.cfg, self.dm, save_checkpoints=False, write_log=False, verbose=False
-            )
-            self.sar_trainer = inner
-            self.device = inner.device
-            self.model = inner.model
-            for name in inner.get_model_names():
-                self.register_model(
-                    name, inner._models[name], inner._optims[name], inner._scheds[name]
-                )
-
-        def forward_backward(self, batch: dict) -> dict[str, float]:
-            """The protocol's optimisation step."""
-            self.sar_trainer.epoch, self.sar_trainer.batch_idx = self.epoch, self.batch_idx
-            return self.sar_trainer.forward_backward(batch)
-
-        @torch.no_grad()
-        def model_inference(self, input: torch.Tensor) -> torch.Tensor:
-            """The protocol's logits, in float32 (computed in ``MODEL.PRECISION``)."""
-            return self.sar_trainer.model_inference(input).float()
-
-        def after_epoch(self) -> None:
-            """Step the schedule (once per epoch), then Dassl's validation and checkpoints."""
-            self.update_lr()
-            super().after_epoch()
-
-        def load_model(self, directory: str, epoch: int | None = None) -> None:
-            """Load ``model.pth.tar-<epoch>`` (or the best/latest) with ``weights_only``."""
-            if not directory:
-                print("load_model() skipped: no model directory given")
-                return
-            engine.TrainerBase.load_model(self, directory, epoch)
 
     setattr(SARDasslTrainer, BRIDGE_MARK, True)
     _CLASSES["trainer"] = SARDasslTrainer

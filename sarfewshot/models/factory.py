@@ -216,26 +216,32 @@ def build_backbone(
     weights = default_weights(spec, weights, weights_dir)
     path = resolve_weights(spec, weights, weights_dir)
     if spec.builder is not None:
-        if input_calibration != "none":  # only asked for when set: builders need not take it
-            return spec.builder(spec, path, img_size, seed, calibration=input_calibration)
-        return spec.builder(spec, path, img_size, seed)
+        return _build_own_path(spec, path, img_size, seed, input_calibration)
     if input_calibration != "none":
         raise ConfigError(
             f"MODEL.BACKBONE.INPUT_CALIBRATION {input_calibration!r}: backbone {spec.name!r} has "
             "no input calibration (only dB-mapped backbones with a build path of their own do)"
         )
+    return _build_from_families(spec, weights, path, arch, img_size, seed, drop_path_rate)
+
+
+def _build_from_families(
+    spec: BackboneSpec,
+    weights: PathLike | None,
+    path: Path | None,
+    arch: str | None,
+    img_size: int,
+    seed: int,
+    drop_path_rate: float,
+) -> nn.Module:
+    """Read the weights, pick the architecture, construct, load and adapt (steps 2-5 above)."""
     checkpoint = state_dict = digest = None
     if path is not None:
         checkpoint, state_dict, digest = _read_weights(spec, path, weights)
     arch_spec, arch_source = pick_arch(spec, arch, state_dict, path, checkpoint)
     if checkpoint is not None and arch_source != "checkpoint":
         check_file_format(spec.name, checkpoint, path, arch_given=True)
-    dropped = 0
-    found = detect_family(state_dict) if state_dict is not None else None
-    unwrap = get_family(found).unwrap if found is not None else None
-    if unwrap is not None:  # a wrapper file: only the backbone's own keys are loaded
-        inner = unwrap(state_dict)
-        dropped, state_dict = len(state_dict) - len(inner), inner
+    state_dict, dropped = _unwrap_backbone_keys(state_dict)
     model = construct(arch_spec, img_size, seed, spec.name, drop_path_rate)
     report = None
     if state_dict is not None:
@@ -248,7 +254,45 @@ def build_backbone(
     if spec.input_adapter and arch_spec.in_chans == 3:
         adapter = InputAdapter(spec.input_adapter)
         model = AdaptedBackbone(model, adapter)
-    model.backbone_info = {
+    info = _backbone_info(spec, model, arch_spec, arch_source, arch, img_size)
+    info.update(_weights_info(weights, path, digest, seed))
+    info["load"] = _load_counts(report, dropped)
+    info["input"] = adapter.describe() if adapter is not None else {"kind": "grey1", "channels": 1}
+    info["feature"] = spec.feature or _default_feature(arch_spec)
+    model.backbone_info = info
+    return model
+
+
+def _build_own_path(
+    spec: BackboneSpec, path: Path | None, img_size: int, seed: int, input_calibration: str
+) -> nn.Module:
+    """A name with a build path of its own; the calibration is passed only when one is asked
+    for, so builders need not take it."""
+    if input_calibration != "none":
+        return spec.builder(spec, path, img_size, seed, calibration=input_calibration)
+    return spec.builder(spec, path, img_size, seed)
+
+
+def _unwrap_backbone_keys(state_dict: dict | None) -> tuple[dict | None, int]:
+    """The backbone's own keys of a wrapper file, and how many other modules' keys it drops."""
+    found = detect_family(state_dict) if state_dict is not None else None
+    unwrap = get_family(found).unwrap if found is not None else None
+    if unwrap is None:
+        return state_dict, 0
+    inner = unwrap(state_dict)
+    return inner, len(state_dict) - len(inner)
+
+
+def _backbone_info(
+    spec: BackboneSpec,
+    model: nn.Module,
+    arch_spec: ArchSpec,
+    arch_source: str,
+    arch: str | None,
+    img_size: int,
+) -> dict[str, Any]:
+    """The name and architecture part of ``backbone_info`` (for records)."""
+    return {
         "name": spec.name,
         "family": get_family(arch_spec.family).record_family or arch_spec.family,
         "arch": arch_spec.to_string(),
@@ -256,15 +300,20 @@ def build_backbone(
         "arch_given": arch if arch_source == "checkpoint" and arch else None,
         "img_size": img_size,
         "num_features": int(model.num_features),
+    }
+
+
+def _weights_info(
+    weights: PathLike | None, path: Path | None, digest: str | None, seed: int
+) -> dict[str, Any]:
+    """The weights part of ``backbone_info``: the file as given, where it lies, its digest, and
+    the init seed when there is no file."""
+    return {
         "weights": str(weights) if hub.is_hf_uri(weights) else (str(path) if path else None),
         "weights_path": str(path) if path is not None else None,
         "weights_sha256": digest,
         "seed": seed if path is None else None,
-        "load": _load_counts(report, dropped),
-        "input": adapter.describe() if adapter is not None else {"kind": "grey1", "channels": 1},
-        "feature": spec.feature or _default_feature(arch_spec),
     }
-    return model
 
 
 def _load_counts(report, dropped: int) -> dict | None:

@@ -493,27 +493,14 @@ def paired_compare(
             pairs computed on two versions of a dataset folder without ``allow_data_change``
             (the message names both fingerprints).
     """
-    if adjust not in ADJUST_METHODS:
-        raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
-    if bootstrap < 0:
-        raise SarFewShotError(f"--bootstrap {bootstrap}: the number of resamples must be >= 0")
-    kept, _ = deduplicate(records)
-    label_a, cells_a = _select(kept, a, "--a", pool)
-    label_b, cells_b = _select(kept, b, "--b", pool)
-    pairs, skipped, mixed = _pair(cells_a, cells_b, allow_unknown_split)
-    if mixed and not allow_data_change:
-        raise _version_error(mixed, a, b)
-    if not pairs:
-        raise SarFewShotError(
-            f"--a {a} and --b {b} share no cell with the same dataset, protocol, shots, seed "
-            f"and split file (skipped: {skipped})"
-        )
+    _check_options(adjust, bootstrap)
+    label_a, label_b, pairs, skipped, mixed = _paired_cells(
+        records, a, b, pool, allow_unknown_split, allow_data_change
+    )
     groups = _group_rows(pairs, bootstrap, bootstrap_seed)
     size = family_size(family, (a, b, label_a, label_b), groups)
     _mark_data_change(groups, pairs)
-    for test in ("p_t", "p_wilcoxon"):
-        for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
-            g[f"{test}_adj"] = adj
+    _adjust_groups(groups, adjust, size)
     return {
         "a": label_a,
         "b": label_b,
@@ -528,6 +515,45 @@ def paired_compare(
         "skipped": skipped,
         "data_change": _versions_note(mixed) if mixed else "",
     }
+
+
+def _check_options(adjust: str, bootstrap: int) -> None:
+    """Refuse an unknown ``--adjust`` method or a negative ``--bootstrap`` count."""
+    if adjust not in ADJUST_METHODS:
+        raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
+    if bootstrap < 0:
+        raise SarFewShotError(f"--bootstrap {bootstrap}: the number of resamples must be >= 0")
+
+
+def _paired_cells(
+    records: Iterable[Mapping[str, Any]],
+    a: str,
+    b: str,
+    pool: bool,
+    allow_unknown_split: bool,
+    allow_data_change: bool,
+) -> tuple[str, str, list[dict], dict[str, int], dict[tuple, int]]:
+    """The two labels, the paired cells, the skip counts and the cross-version pairs of
+    :func:`paired_compare`; refuses mixed dataset versions (unless allowed) and no pairs."""
+    kept, _ = deduplicate(records)
+    label_a, cells_a = _select(kept, a, "--a", pool)
+    label_b, cells_b = _select(kept, b, "--b", pool)
+    pairs, skipped, mixed = _pair(cells_a, cells_b, allow_unknown_split)
+    if mixed and not allow_data_change:
+        raise _version_error(mixed, a, b)
+    if not pairs:
+        raise SarFewShotError(
+            f"--a {a} and --b {b} share no cell with the same dataset, protocol, shots, seed "
+            f"and split file (skipped: {skipped})"
+        )
+    return label_a, label_b, pairs, skipped, mixed
+
+
+def _adjust_groups(groups: list[dict[str, Any]], adjust: str, size: int) -> None:
+    """Add ``p_t_adj`` and ``p_wilcoxon_adj`` to each group (a family of ``size`` tests)."""
+    for test in ("p_t", "p_wilcoxon"):
+        for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
+            g[f"{test}_adj"] = adj
 
 
 def _mark_data_change(groups: list[dict[str, Any]], pairs: Sequence[dict]) -> None:

@@ -212,14 +212,7 @@ def make_record(
     """
     record: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "key": {
-            "backbone": backbone.get("name"),
-            "weights_sha256": backbone.get("weights_sha256"),
-            "dataset": dataset.get("name"),
-            "protocol": protocol,
-            "shots": shots,
-            "seed": seed,
-        },
+        "key": _record_key(backbone, dataset, protocol, shots, seed),
         "status": status,
         "error": error,
         "backbone": _plain(backbone, "backbone"),
@@ -233,18 +226,50 @@ def make_record(
         "metrics": _plain(metrics or {}, "metrics"),
         "timings": _plain(timings or {}, "timings"),
         "device": device,
-        "versions": dict(versions) if versions is not None else collect_versions(),
-        "created": created or utc_now(),
-        "host": host if host is not None else socket.gethostname(),
+        **_provenance(versions, created, host),
     }
-    for name, value in (key_extra or {}).items():
-        if name in record["key"]:
-            raise RecordError(f"invalid record <new record>: key field {name!r} is reserved")
-        record["key"][name] = value
+    _add_key_extra(record, key_extra or {})
     _add_extra(record, {"source": source} if source is not None else {})
     _add_extra(record, extra or {})
     validate_record(record, "<new record>")
     return record
+
+
+def _record_key(
+    backbone: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    protocol: str,
+    shots: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The cell key of a record (before any ``key_extra`` fields)."""
+    return {
+        "backbone": backbone.get("name"),
+        "weights_sha256": backbone.get("weights_sha256"),
+        "dataset": dataset.get("name"),
+        "protocol": protocol,
+        "shots": shots,
+        "seed": seed,
+    }
+
+
+def _provenance(
+    versions: Mapping[str, str] | None, created: str | None, host: str | None
+) -> dict[str, Any]:
+    """``versions``, ``created`` and ``host``, defaulting to this environment, now and here."""
+    return {
+        "versions": dict(versions) if versions is not None else collect_versions(),
+        "created": created or utc_now(),
+        "host": host if host is not None else socket.gethostname(),
+    }
+
+
+def _add_key_extra(record: dict[str, Any], key_extra: Mapping[str, Any]) -> None:
+    """Add further key fields; the schema's own key fields may not be replaced."""
+    for name, value in key_extra.items():
+        if name in record["key"]:
+            raise RecordError(f"invalid record <new record>: key field {name!r} is reserved")
+        record["key"][name] = value
 
 
 def _plain(obj: Mapping[str, Any], what: str) -> dict[str, Any]:
