@@ -154,7 +154,9 @@ def _row(what: tuple, cond: str, conds: Mapping[str, Mapping[int, dict]]) -> Rob
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.2f}"
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{round(value, 2) + 0.0:.2f}"  # + 0.0: a float-noise -0.00 prints as 0.00
 
 
 def robustness_text(rows: Sequence[RobustnessRow], fmt: str = "grid") -> str:
