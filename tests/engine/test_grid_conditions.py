@@ -16,6 +16,11 @@ from tests import fakes
 
 ARCH = "irpe_vit_micro_patch8"
 FAST = ["INPUT.SAR.CROP", "0", "OPTIM.MAX_EPOCH", "1", "DATALOADER.TEST.BATCH_SIZE", "64"]
+
+# logreg on a tiny fake tree (40 classes, a few chips each): scikit-learn's "more classes than
+# half the samples" note is about the data's size, not about what these tests check
+pytestmark = pytest.mark.filterwarnings("ignore:The number of unique classes:UserWarning")
+
 DEPRESSION = ("id", "depression", "depression_30", "depression_45", "depression_60")
 
 
