@@ -11,7 +11,8 @@
 # usage: scripts/field_board.sh [--cpu-scale] [EVAL ARGS...]   (passed on to every `eval`)
 # Environment (defaults in brackets):
 #   CONFIG [configs/boards/sar_fm_2025.yaml]   BACKBONES [every entry; spaces or commas]
-#   WEIGHTS_DIR [$SARFEWSHOT_WEIGHTS, else weights]: holds each entry's `file`
+#   WEIGHTS_DIR [$SARFEWSHOT_WEIGHTS, else weights]: holds each entry's `file`; a `hub`
+#     entry's <name>.safetensors there wins over the Hugging Face cache, as in `eval`
 #   WEIGHTS ['']: NAME=PATH overrides separated by ';' (a PATH may be hf://OWNER/REPO/FILE)
 #   FETCH [0]: 1 lets `hub` entries absent from the Hugging Face cache download
 #   DATA [data/ATRNet-STAR]: the ATRNet-STAR root   OUT [runs/field_board]   DEVICE [auto]
@@ -116,6 +117,10 @@ def weights_of(name, entry):
         print(f"skip {name}: no weights at {path}; get {entry['file']} from: {where} "
               f"(or set WEIGHTS='{name}=PATH')", file=sys.stderr)
         return None
+    # the registry's <name>.safetensors in the weights folder wins over the hub, as in `eval`
+    local = Path(folder) / get_backbone_spec(name).expected_file
+    if local.is_file():
+        return str(local)
     uri = entry["hub"]
     if fetch == "1" or cached(uri):
         return uri
