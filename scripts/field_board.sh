@@ -5,13 +5,15 @@
 # run folder, then the board and robustness CSVs of that folder.
 #
 # A backbone whose weights are absent is skipped with a line saying where to get them; a
-# backbone name or a protocol this sarfewshot does not register is skipped with a line too, so
-# the board runs with whatever the installed toolkit offers.
+# backbone name or a protocol this sarfewshot does not register (or whose optional package is
+# absent: lora without peft) is skipped with a line too, so the board runs with whatever the
+# installed toolkit offers.
 #
 # usage: scripts/field_board.sh [--cpu-scale] [EVAL ARGS...]   (passed on to every `eval`)
 # Environment (defaults in brackets):
 #   CONFIG [configs/boards/sar_fm_2025.yaml]   BACKBONES [every entry; spaces or commas]
-#   WEIGHTS_DIR [$SARFEWSHOT_WEIGHTS, else weights]: holds each entry's `file`
+#   WEIGHTS_DIR [$SARFEWSHOT_WEIGHTS, else weights]: holds each entry's `file`; a `hub`
+#     entry's <name>.safetensors there wins over the Hugging Face cache, as in `eval`
 #   WEIGHTS ['']: NAME=PATH overrides separated by ';' (a PATH may be hf://OWNER/REPO/FILE)
 #   FETCH [0]: 1 lets `hub` entries absent from the Hugging Face cache download
 #   DATA [data/ATRNet-STAR]: the ATRNet-STAR root   OUT [runs/field_board]   DEVICE [auto]
@@ -84,13 +86,32 @@ names = [n for n in wanted.replace(",", " ").split() if n] or list(entries)
 unknown = sorted((set(names) | set(given)) - set(entries))
 if unknown:
     sys.exit(f"error: {unknown} not in {config} (BACKBONES / WEIGHTS); has {list(entries)}")
+
+
+def missing_extra(protocol):
+    """Why a registered protocol cannot run here (its optional package is absent), or None:
+    `eval` would stop at its first cell, so the recipes after it would never run."""
+    if protocol != "lora":
+        return None
+    from sarfewshot.errors import ConfigError
+    from sarfewshot.models.adapt import require_peft
+
+    try:
+        require_peft()
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 protocols = []
 for recipe in recipes:
-    if registered(get_trainer, recipe["protocol"]):
-        protocols.append(recipe["protocol"])
-    else:
+    if not registered(get_trainer, recipe["protocol"]):
         print(f"skip recipe {recipe['name']}: protocol {recipe['protocol']!r} is not "
               "registered in this sarfewshot", file=sys.stderr)
+    elif why := missing_extra(recipe["protocol"]):
+        print(f"skip recipe {recipe['name']}: {why}", file=sys.stderr)
+    else:
+        protocols.append(recipe["protocol"])
 
 
 def cached(uri):
@@ -116,6 +137,10 @@ def weights_of(name, entry):
         print(f"skip {name}: no weights at {path}; get {entry['file']} from: {where} "
               f"(or set WEIGHTS='{name}=PATH')", file=sys.stderr)
         return None
+    # the registry's <name>.safetensors in the weights folder wins over the hub, as in `eval`
+    local = Path(folder) / get_backbone_spec(name).expected_file
+    if local.is_file():
+        return str(local)
     uri = entry["hub"]
     if fetch == "1" or cached(uri):
         return uri

@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 
 from sarfewshot.engine.registry import TRAINER_REGISTRY
 from sarfewshot.errors import ConfigError
-from sarfewshot.models.adapt import add_lora, default_lora_targets
+from sarfewshot.models.adapt import add_lora, default_lora_targets, require_peft
 from sarfewshot.trainers._backbone import PartlyTrainedBackbone
 from sarfewshot.utils.seeding import derive_seed
 
@@ -44,6 +44,12 @@ class LoRA(PartlyTrainedBackbone):
         cfg.TRAINER.LORA.DROPOUT = 0.1
         cfg.TRAINER.LORA.TARGETS = ()  # empty: the backbone family's lora_targets
         cfg.TRAINER.LORA.HEAD_INIT_STD = 2e-5
+
+    @classmethod
+    def preflight(cls, cfg: Any) -> None:
+        """Refuse a grid before any cell runs when peft is absent (else the cells before the
+        first lora cell would run, and every cell after it would not)."""
+        require_peft()
 
     @classmethod
     def adapt(cls, cfg: Any, backbone: nn.Module) -> dict[str, Any]:

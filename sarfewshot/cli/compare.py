@@ -184,6 +184,13 @@ def _fmt_p(p: float | None, mark: bool = False) -> str:
     return text + ("*" if mark and p < ALPHA else "")
 
 
+def _k(shots: int | str) -> str:
+    """K as tables print it (``all`` for the whole train pool); the pooled line has none."""
+    from sarfewshot.results.export import shots_text
+
+    return shots if shots == "" else shots_text(shots)
+
+
 def _interval(low: float | None, high: float | None) -> str:
     return "" if low is None else f"[{low:+.2f}, {high:+.2f}]"
 
@@ -252,7 +259,7 @@ def _run_table(result: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     body = [
-        [g["dataset"], g["protocol"], g["shots"], f"{g['runs_a']}x{g['runs_b']}", g["seeds"]]
+        [g["dataset"], g["protocol"], _k(g["shots"]), f"{g['runs_a']}x{g['runs_b']}", g["seeds"]]
         + [f"{g['mean_a']:.2f}", f"{g['mean_b']:.2f}", _fmt(g["mean_diff"])]
         + [_interval(g["ci_low"], g["ci_high"]), _fmt_p(g["p"]), _fmt_p(g["p_adj"], True)]
         + ["" if g["mdd80"] is None else f"{g['mdd80']:.2f}", _agree_text(g)]
@@ -282,7 +289,7 @@ def _run_footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if args.bootstrap:
         lines.append("--bootstrap applies to the seed-level test (--pool or single weights)")
     lines += [
-        f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}"
+        f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}"
         for g in result["groups"]
         if g["note"]
     ]
@@ -297,7 +304,7 @@ def _table(result: dict[str, Any]) -> str:
     boot = bool(result["bootstrap"])
     body = []
     for g in _lines(result):
-        line = [g["dataset"], g["protocol"], g["shots"], g["n"]]
+        line = [g["dataset"], g["protocol"], _k(g["shots"]), g["n"]]
         line += [f"{g['mean_a']:.2f}", f"{g['mean_b']:.2f}", _fmt(g["mean_diff"])]
         line += [_interval(g["ci_low"], g["ci_high"])]
         line += [_interval(g["boot_low"], g["boot_high"])] if boot else []
@@ -326,7 +333,7 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "MDD 80%: the smallest mean difference the paired t-test over these seeds detects "
         f"with 80 % power at an unadjusted {ALPHA} (statsmodels.stats.power): "
         + ", ".join(
-            f"{g['protocol']} K={g['shots']} {g['mdd80']:.2f}"
+            f"{g['protocol']} K={_k(g['shots'])} {g['mdd80']:.2f}"
             for g in groups
             if g["mdd80"] is not None
         ),
@@ -341,7 +348,7 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         lines.append("Wilcoxon with n <= 5 cannot give p < 0.05 (smallest exact p: 2 / 2^n)")
     for g in groups:
         if g["note"]:
-            lines.append(f"{g['dataset']} {g['protocol']} K={g['shots']}: {g['note']}")
+            lines.append(f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}")
     if result["data_change"]:
         lines.append(f"WARNING: {result['data_change']}; these test sets differ")
     for side in ("a", "b"):

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import Row, aggregate_records, deduplicate
 from sarfewshot.results.compare import paired_compare
-from sarfewshot.results.export import ambiguous_backbones, row_label, table_caption
+from sarfewshot.results.export import ambiguous_backbones, row_label, shots_text, table_caption
 from sarfewshot.results.labels import backbone_label
 from sarfewshot.results.plots import mean_confusion
 from sarfewshot.results.records import ID_CONDITION, condition_of, setting_of
@@ -148,15 +148,17 @@ def _provenance(cells: Sequence[Mapping[str, Any]], rows: Sequence[Row]) -> dict
 
 def _columns(rows_by_cond: Mapping[str, Sequence[Row]]) -> list[dict[str, Any]]:
     found = {(_row_dataset(r), cond, r.shots) for cond, rows in rows_by_cond.items() for r in rows}
-    ordered = sorted(found, key=lambda c: (c[0], _condition_order(c[1]), c[2]))
+    # K = all (-1, the whole train pool) after the numbered Ks, as in the leaderboard
+    ordered = sorted(found, key=lambda c: (c[0], _condition_order(c[1]), c[2] < 0, c[2]))
     return [{"dataset": d, "condition": c, "shots": k} for d, c, k in ordered]
 
 
 def _detail(row: Row, label: str, cond: str) -> dict[str, Any]:
     cells = list(row.cells)
     where = "" if cond == IN_DISTRIBUTION else f" · {cond}"
+    k = shots_text(row.shots)
     return {
-        "title": f"{label} · {row.protocol} · {_row_dataset(row)}{where} · K={row.shots}",
+        "title": f"{label} · {row.protocol} · {_row_dataset(row)}{where} · K={k}",
         "per_class": _per_class(cells),
         "confusion": _confusion(cells),
         "seeds": [
@@ -205,7 +207,8 @@ def _curves(board_rows: Sequence[Mapping[str, Any]], columns: Sequence[Mapping])
     panels: dict[tuple, dict[str, list[dict]]] = {}
     for line in board_rows:
         for col, cell in zip(columns, line["cells"]):
-            if cell is None or cell["mean"] is None:
+            # K = all has no place on a K axis (the table holds it)
+            if cell is None or cell["mean"] is None or col["shots"] < 0:
                 continue
             panel = panels.setdefault((col["dataset"], col["condition"], line["protocol"]), {})
             half = cell["ci95"]

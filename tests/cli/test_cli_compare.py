@@ -181,3 +181,20 @@ def test_random_names_its_only_architecture(tmp_path, capsys):
             write_record(tmp_path / "run", rec)
     assert main(["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "random"]) == 0
     assert "random@irpe_vit_micro_patch8" in capsys.readouterr().out
+
+
+def test_the_whole_pool_prints_as_k_all_in_the_table_and_minus_one_in_the_csv(tmp_path, capsys):
+    """K = -1 (``--shots all``) is ``all`` in printed tables, -1 in keys and CSVs (README)."""
+    rng = random.Random(5)
+    for seed in range(1, 4):
+        base = rng.uniform(20, 60)
+        for sha, acc in ((SHA_A, base + rng.gauss(3, 1)), (SHA_B, base)):
+            rec = fake_record(sha=sha, protocol="linear", shots=-1, seed=seed, acc=acc)
+            write_record(tmp_path / "run", rec)
+    out = tmp_path / "cmp.csv"
+    a, b = f"sarjepa@{SHA_A[:12]}", f"sarjepa@{SHA_B[:12]}"
+    assert main(["compare", str(tmp_path / "run"), "--a", a, "--b", b, "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| linear     | all " in printed and "| -1 " not in printed
+    assert "linear K=all " in printed and "K=-1" not in printed
+    assert [ln["shots"] for ln in _csv(out)] == ["-1", ""]

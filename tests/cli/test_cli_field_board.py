@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 from pathlib import Path
 
@@ -115,3 +116,31 @@ def test_cpu_scale_runs_the_study_end_to_end(tmp_path):
     }
     assert all(r["drop"] != "" for r in rows if r["condition"] != "id")
     assert (out / "board.csv").is_file() and (out / "board.md").is_file()
+
+
+def test_a_hub_backbones_file_in_the_weights_folder_is_used(tmp_path):
+    """`<name>.safetensors` in $WEIGHTS_DIR wins over the hub, as `eval` reads it by default:
+    the board must not skip the backbone because the Hugging Face cache is empty."""
+    name = "dinov2_vits14"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    local = folder / get_backbone_spec(name).expected_file
+    local.write_bytes(b"not read: the data root is absent")
+    env = _env(tmp_path, WEIGHTS_DIR=str(folder), DATA=str(tmp_path / "no_data"))
+    env.update(BACKBONES=name, SETTINGS="soc40", PROTOCOLS="knn", SHOTS="1", SEEDS="1")
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert f"skip {name}" not in done.stderr, done.stderr[-2000:]
+    assert f"--backbone {name} " in done.stdout and f"--weights {local} " in done.stdout
+
+
+def test_lora_is_skipped_with_a_line_when_peft_is_absent(tmp_path):
+    """Without peft every `eval` would stop at its first lora cell, so the finetune recipe of
+    the board would never run: the recipe is skipped up front, naming the extra."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "peft.py").write_text("raise ImportError('peft hidden by the test')\n")
+    env = _env(tmp_path, WEIGHTS_DIR=str(tmp_path / "none"), DATA=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hide), env.get("PYTHONPATH")]))
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert "skip recipe LoRA: LoRA adapters need the peft package: pip install " in done.stderr
+    assert "skip recipe full fine-tune" not in done.stderr

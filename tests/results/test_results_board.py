@@ -212,3 +212,20 @@ def test_dassl_log_runs_join_the_board_marked(tmp_path):
     detail = board["details"][cell["detail"]]
     assert [s["seed"] for s in detail["seeds"]] == [1, 2]
     assert "one-decimal" in render_board(board)
+
+
+def test_the_whole_pool_is_k_all_last_and_off_the_k_curves():
+    """K = -1 (``--shots all``) reads ``K=all`` on the page, after the numbered Ks, and has no
+    place on a K axis (as in the leaderboard's tables and PNG curves)."""
+    records = [board_record("random", "knn", k, seed) for k in (-1, 1, 5) for seed in (1, 2)]
+    records.append(
+        fake_record(backbone="random", protocol="knn", shots=-1, seed=3, status="failed")
+    )
+    board = build_board(records, references=[])
+    assert [c["shots"] for c in board["columns"]] == [1, 5, -1]
+    (panel,) = board["curves"]
+    assert [p["k"] for s in panel["series"] for p in s["points"]] == [1, 5]
+    assert any(d["title"].endswith("· K=all") for d in board["details"])
+    page = render_board(board)
+    assert ">K=all</button>" in page and "K=-1" not in page and "<td>-1</td>" not in page
+    assert '<option value="-1">all</option>' in page

@@ -190,3 +190,19 @@ def test_a_lora_cell_is_reproducible_on_a_cpu():
     second, _ = _run("lora", backbone, ("TRAINER.LORA.DROPOUT", "0.5"))
     assert first["final_train_loss"] == second["final_train_loss"]
     assert first["confusion_matrix"] == second["confusion_matrix"]
+
+
+def test_lora_without_peft_is_refused_before_any_cell_runs(tmp_path, monkeypatch, capsys):
+    """Not after the frozen-feature cells ran: one line naming the extra, and no record."""
+    from sarfewshot.cli.main import main
+    from tests import fakes
+
+    fakes.make_mstar_soc_tree(tmp_path / "data", n_train=2, n_test=1)
+    monkeypatch.setitem(sys.modules, "peft", None)  # peft not installed
+    out = tmp_path / "runs"
+    args = ["eval", "--backbone", "random", "--arch", ARCH, "--img-size", "32", "--seeds", "1"]
+    args += ["--dataset", "mstar", "--root", str(tmp_path / "data"), "--shots", "1"]
+    args += ["--protocol", "knn,lora", "--output", str(out), "INPUT.SAR.CROP", "0"]
+    assert main(args) == 2
+    assert "pip install 'sarfewshot[adapters]'" in capsys.readouterr().err
+    assert not list(out.rglob("records/*.json"))

@@ -127,6 +127,8 @@ class GridRunner:
             for ds in self.datasets.values():
                 for pname, cls in self.protocols.items():
                     cfg = build_protocol_cfg(self.req, cls, bb.request, ds, self.device)
+                    # a protocol's own checks (an optional package), before any cell runs
+                    getattr(cls, "preflight", lambda _cfg: None)(cfg)
                     if cfg.TEST.SPLIT == "val" and ds.conditions:
                         raise ConfigError(
                             "--conditions scores named test sets (the in-distribution one on "
