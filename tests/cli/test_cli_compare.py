@@ -181,3 +181,19 @@ def test_random_names_its_only_architecture(tmp_path, capsys):
             write_record(tmp_path / "run", rec)
     assert main(["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "random"]) == 0
     assert "random@irpe_vit_micro_patch8" in capsys.readouterr().out
+
+
+def test_run_unit_compare_prints_and_writes_the_contamination(tmp_path, capsys):
+    from tests.results.test_results_compare import _two_runs_one_contaminated
+
+    for rec in _two_runs_one_contaminated():
+        write_record(tmp_path / "run", rec)
+    out = tmp_path / "c.csv"
+    assert (
+        main(
+            ["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "mae"] + ["--csv", str(out)]
+        )
+        == 0
+    )
+    assert "contamination: sarjepa saw up to 7" in capsys.readouterr().out
+    assert [(r["unit"], r["seen_a"], r["seen_b"]) for r in _csv(out)] == [("run", "7", "0")]
