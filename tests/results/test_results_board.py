@@ -212,3 +212,26 @@ def test_dassl_log_runs_join_the_board_marked(tmp_path):
     detail = board["details"][cell["detail"]]
     assert [s["seed"] for s in detail["seeds"]] == [1, 2]
     assert "one-decimal" in render_board(board)
+
+
+def test_cells_carry_the_contamination_and_missing_class_marks():
+    """The notes under the board explain § and ‡, so the cells they apply to must carry them
+    (as the leaderboard's cells do)."""
+    records = board_records()
+    for rec in records:
+        if rec["key"]["backbone"] == "sarjepa" and rec["key"]["shots"] == 1:
+            rec["contamination"] = {"seen": 4, "scored": 18, "method": "sha256"}
+        if rec["key"]["backbone"] == "random" and rec["key"]["protocol"] == "knn":
+            rec["dataset"]["missing_classes"] = {"TEST": ["T72"]}
+    board = build_board(records, references=[])
+    marks = {
+        (line["label"], line["protocol"], cell.get("seen"), cell.get("missing"))
+        for line in board["rows"]
+        for cell in line["cells"]
+        if cell and (cell.get("seen") or cell.get("missing"))
+    }
+    assert marks == {("sarjepa", p, True, False) for p in ("linear", "knn")} | {
+        ("random", "knn", False, True)
+    }
+    page = render_board(board)
+    assert page.count(" §</button>") == 2 and page.count(" ‡</button>") == 2
