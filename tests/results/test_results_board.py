@@ -235,3 +235,8 @@ def test_cells_carry_the_contamination_and_missing_class_marks():
     }
     page = render_board(board)
     assert page.count(" §</button>") == 2 and page.count(" ‡</button>") == 2
+
+
+def test_comparison_interval_says_what_it_is_over():
+    page = render_board(build_board(board_records(), references=["sarjepa"]))
+    assert "paired Student-t interval over seeds, unadjusted" in page
