@@ -354,7 +354,8 @@ def source_hashes(folder: str | Path) -> list[str] | None:
 
 def verify_shards(folder: str | Path) -> list[str]:
     """Check every shard: its files against the index's sizes and sha256, then, for shards
-    with per-sample checksums, every sample's CRC-32 (so a damaged shard names its samples).
+    with per-sample checksums, every sample's CRC-32 (so a damaged shard names its samples),
+    and the source hashes (``sources.sha256``) against their sha256 in the index.
 
     Returns:
         One ``path: problem`` line per problem (empty when every check passed).
@@ -372,6 +373,10 @@ def verify_shards(folder: str | Path) -> list[str]:
                 problems.append(f"{path}: sha256 differs from {INDEX_NAME}")
         if index.checked and (index.folder / s.tar).is_file():
             problems += _bad_samples(index, number)
+    try:  # pretraining reads them for its data record and refuses a damaged file
+        source_hashes(folder)
+    except DatasetError as exc:
+        problems.append(str(exc))
     return problems
 
 

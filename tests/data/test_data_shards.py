@@ -104,6 +104,20 @@ def test_checksums_catch_a_changed_shard(chips, tmp_path, capsys):
     assert err == ["error: 2 problem(s):", *(f"  {line}" for line in problems)]
 
 
+def test_verify_checks_the_source_hashes_that_pretraining_reads(chips, tmp_path, capsys):
+    """``pretrain`` refuses a damaged ``sources.sha256``; ``data verify`` must not pass it."""
+    _pack(chips, tmp_path / "s")
+    sources = tmp_path / "s" / "sources.sha256"
+    data = bytearray(sources.read_bytes())
+    data[5] ^= 0x01
+    sources.write_bytes(bytes(data))
+    assert verify_shards(tmp_path / "s") == [
+        f"{sources}: missing or does not match its sha256 in index.json"
+    ]
+    assert main(["data", "verify", str(tmp_path / "s")]) == 1
+    assert "sources.sha256" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
     for bad in ("1 parsec", "0", "GB"):
         with pytest.raises(ConfigError, match="--shard-size"):
