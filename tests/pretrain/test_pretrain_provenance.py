@@ -75,6 +75,18 @@ def test_resume_on_changed_data_is_refused_then_allowed_and_logged(chips, tmp_pa
     assert _seen_set(out) == _hashes(more)
 
 
+def test_the_union_survives_later_resumes_on_the_new_data(chips, tmp_path):
+    """After an allowed change, the weights have seen both sets for good: a plain resume on the
+    new data (same fingerprint) must keep the earlier images' hashes, or eval would count them
+    as never seen."""
+    out, other = tmp_path / "run", tmp_path / "other"
+    write_chips(other, n=4, size=56)
+    assert _pretrain([chips], out, steps=1) == 0
+    assert _pretrain([other], out, "--resume", "--allow-data-change", steps=2) == 0
+    assert _pretrain([other], out, "--resume", steps=3) == 0
+    assert _seen_set(out) == _hashes(chips) | _hashes(other)
+
+
 def test_a_moved_copy_of_the_same_data_resumes(chips, tmp_path):
     out = tmp_path / "run"
     assert _pretrain([chips], out, steps=1) == 0
