@@ -305,3 +305,24 @@ def test_exclude_pool_is_drawn_under_the_given_eval_keys(synth, tmp_path, capsys
     assert main(["pretrain", *TINY, "--data", str(train), "--output", str(tmp_path / "bad"),
                  "--max-steps", "1", *held, *OPTS, *bad]) == 2  # fmt: skip
     assert "DATA.EXCLUDE_EVAL_OPTS" in capsys.readouterr().err
+
+
+def test_split_file_paths_outside_the_exclude_root_name_the_flag(tmp_path):
+    """A split file's paths start at the listing root, DATASET:val takes the dataset root:
+    the wrong one of the two is a ConfigError naming --exclude-root, not a missing file."""
+    from sarfewshot.errors import ConfigError
+    from sarfewshot.pretrain.exclude import held_out_paths
+
+    (tmp_path / "MSTAR_SOC" / "TRAIN" / "T72").mkdir(parents=True)
+    (tmp_path / "MSTAR_SOC" / "TRAIN" / "T72" / "a.jpeg").write_bytes(b"x")
+    split = {"format": "sarfewshot-split", "version": 1, "dataset": "mstar_soc", "seed": 1,
+             "shots": 1, "repeat": False, "val_fraction": 0.2, "listing_sha256": "0" * 64,
+             "classnames": ["T72"], "train": [], "test": [],
+             "val": [["TRAIN/T72/a.jpeg", 0, "T72"]]}  # fmt: skip
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(split))
+    assert held_out_paths(str(path), str(tmp_path / "MSTAR_SOC"), [1]) == [
+        tmp_path / "MSTAR_SOC" / "TRAIN" / "T72" / "a.jpeg"
+    ]
+    with pytest.raises(ConfigError, match="1 of its 1 val entries are not under --exclude-root"):
+        held_out_paths(str(path), str(tmp_path), [1])
