@@ -147,11 +147,20 @@ def _by_cell(mine: Sequence[Mapping[str, Any]], flag: str, spec: str) -> dict[tu
         cell = tuple(rec["key"][f] for f in CELL_FIELDS)
         if cell in by_cell:
             raise SarFewShotError(
-                f"{flag} {spec}: cell {dict(zip(CELL_FIELDS, cell))} was computed with "
-                "several configs; compare run folders that hold one config per cell"
+                f"{flag} {spec}: cell {dict(zip(CELL_FIELDS, cell))} was computed "
+                f"{_twice_why(by_cell[cell], rec)}; compare run folders that hold one config "
+                "and one dataset version per cell"
             )
         by_cell[cell] = dict(rec)
     return by_cell
+
+
+def _twice_why(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What tells two records of one cell apart: their configs or their dataset versions."""
+    if old.get("config_sha256") == new.get("config_sha256"):
+        versions = sorted(str(dataset_version(r))[:12] for r in (old, new))
+        return f"on two versions of the dataset folder (fingerprints {', '.join(versions)})"
+    return "with several configs"
 
 
 def _pooled_cells(

@@ -275,3 +275,16 @@ def test_compare_refuses_weights_on_both_sides():
         run_compare(recs, "sarjepa", "sarjepa")
     with pytest.raises(SarFewShotError, match="bbbbbbbbbbbb"):
         paired_compare(recs, f"sarjepa@{SHA_B[:12]}", f"sarjepa@{SHA_B[:8]}")
+
+
+def test_a_cell_on_two_dataset_versions_is_named_as_such():
+    """Two run folders of one backbone on two versions of the folder: the error names the
+    versions, not 'several configs' (the configs are the same)."""
+    recs = []
+    for version in ("1" * 64, "2" * 64):
+        rec = fake_record(backbone="sarjepa", seed=1)
+        rec["dataset"]["fingerprint"] = {"sha256": version}
+        recs.append(rec)
+    recs.append(fake_record(backbone="mae", sha=SHA_B, seed=1))
+    with pytest.raises(SarFewShotError, match=r"two versions of the dataset folder.*111111111111"):
+        paired_compare(recs, "sarjepa", "mae")
