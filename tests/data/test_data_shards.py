@@ -118,6 +118,20 @@ def test_verify_checks_the_source_hashes_that_pretraining_reads(chips, tmp_path,
     assert "sources.sha256" in capsys.readouterr().err
 
 
+def test_verify_lists_every_problem_of_a_damaged_folder(chips, tmp_path):
+    """A missing offset table and a truncated shard are both listed; verify goes on."""
+    _pack(chips, tmp_path / "s")
+    index = read_index(tmp_path / "s")
+    assert len(index.shards) >= 2
+    idx, tar = (tmp_path / "s" / index.shards[0].idx), (tmp_path / "s" / index.shards[1].tar)
+    idx.unlink()
+    tar.write_bytes(tar.read_bytes()[:700])
+    problems = verify_shards(tmp_path / "s")
+    assert f"{idx}: missing" in problems
+    assert f"{tar}: sha256 differs from index.json" in problems
+    assert any(str(tar) in p and p != f"{tar}: sha256 differs from index.json" for p in problems)
+
+
 def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
     for bad in ("1 parsec", "0", "GB"):
         with pytest.raises(ConfigError, match="--shard-size"):
