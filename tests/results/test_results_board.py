@@ -240,3 +240,12 @@ def test_cells_carry_the_contamination_and_missing_class_marks():
 def test_comparison_interval_says_what_it_is_over():
     page = render_board(build_board(board_records(), references=["sarjepa"]))
     assert "paired Student-t interval over seeds, unadjusted" in page
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    for rec in board_records():
+        write_record(run, rec)
+    (tmp_path / "page.html").write_text("old")
+    assert main(["board", str(run), "--out", str(tmp_path / "page.html")]) == 2
+    assert "page.html is a file" in capsys.readouterr().err
