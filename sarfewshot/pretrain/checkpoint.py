@@ -19,7 +19,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -270,23 +270,31 @@ def _checkpoint_step(path: Path) -> str:
         return "unknown (unreadable)"
 
 
-def guard_output(cfg: CfgNode, overwrite: bool) -> None:
-    """Refuse to start afresh over a checkpoint; ``overwrite`` deletes the old run's files."""
+def guard_output(cfg: CfgNode, overwrite: bool) -> list[Path]:
+    """Refuse to start afresh over a checkpoint; with ``overwrite``, the old run's files that
+    :func:`delete_old_run` removes once the new run is built (a mistyped ``--data`` must not
+    cost the old checkpoints)."""
     resuming = bool(str(cfg.TRAIN.RESUME).strip())
     if resuming and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one")
     out = Path(cfg.OUTPUT_DIR)
     found = None if resuming else existing_checkpoint(out)
     if found is None:
-        return
+        return []
     if not overwrite:
         raise ConfigError(
             f"{found} already holds a pretraining checkpoint (step {_checkpoint_step(found)}); "
             "pass --resume to continue it or --overwrite to start afresh and delete it"
         )
     if os.environ.get("RANK", "0") != "0":
+        return []
+    return [*out.glob("checkpoint-*.pth"), out / LOG_NAME]
+
+
+def delete_old_run(old: Sequence[Path]) -> None:
+    """Delete the files :func:`guard_output` returned (``--overwrite``), saying so."""
+    if not old:
         return
-    old = [*out.glob("checkpoint-*.pth"), out / LOG_NAME]
     for path in old:
         path.unlink(missing_ok=True)
-    print(f"--overwrite: deleted the previous run's checkpoints and {LOG_NAME} in {out}")
+    print(f"--overwrite: deleted the previous run's checkpoints and {LOG_NAME} in {old[0].parent}")

@@ -326,3 +326,14 @@ def test_split_file_paths_outside_the_exclude_root_name_the_flag(tmp_path):
     ]
     with pytest.raises(ConfigError, match="1 of its 1 val entries are not under --exclude-root"):
         held_out_paths(str(path), str(tmp_path), [1])
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(chips, tmp_path, capsys):
+    """--overwrite deletes the old checkpoints only once the new run is built: a mistyped
+    --data must not cost them."""
+    out = tmp_path / "run"
+    assert _pretrain([chips], out, steps=1) == 0
+    assert _pretrain([tmp_path / "typo"], out, "--overwrite", steps=1) == 2
+    assert (out / CHECKPOINT_LAST).is_file() and "deleted" not in capsys.readouterr().out
+    assert _pretrain([chips], out, "--overwrite", steps=1) == 0
+    assert "--overwrite: deleted" in capsys.readouterr().out
