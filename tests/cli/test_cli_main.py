@@ -21,6 +21,14 @@ def test_help_lists_every_subcommand(capsys):
     ("exc", "code"), [(DatasetError("root /x is missing"), 2), (NonFiniteLossError("nan"), 1)]
 )
 def test_errors_become_one_line(monkeypatch, capsys, exc, code):
+    assert _main_raising(monkeypatch, exc) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(exc) in err and "Traceback" not in err
+
+
+def _main_raising(monkeypatch, exc: BaseException) -> int:
+    """``sarfewshot backbones`` with its command replaced by one that raises ``exc``."""
+
     def boom(args):
         raise exc
 
@@ -28,9 +36,7 @@ def test_errors_become_one_line(monkeypatch, capsys, exc, code):
     args = parser.parse_args(["backbones"])
     args.func = boom
     monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args))
-    assert cli.main(["backbones"]) == code
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(exc) in err and "Traceback" not in err
+    return cli.main(["backbones"])
 
 
 class _Fixed:
@@ -70,15 +76,7 @@ def test_errors_from_data_loading_workers_stay_one_line(monkeypatch, capsys, exc
     message; the CLI prints the original line, not that traceback."""
     wrapped = _from_worker(exc)
     assert "Traceback" in str(wrapped)
-
-    def boom(args):
-        raise wrapped
-
-    parser = cli.build_parser()
-    args = parser.parse_args(["backbones"])
-    args.func = boom
-    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args))
-    assert cli.main(["backbones"]) == 2
+    assert _main_raising(monkeypatch, wrapped) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [
         f"error: {exc} (in a data-loading worker)"
