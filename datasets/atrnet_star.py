@@ -274,6 +274,11 @@ class ATRNetSTAR(FixedClassDataset):
                 continue
             missing[folder.name] = absent
             problems.append(_missing_text(folder, present, expected, absent))
+        self._refuse_unless_allowed(problems)
+        return missing
+
+    def _refuse_unless_allowed(self, problems: list[str]) -> None:
+        """The missing-types error, unless ``allow_missing_classes``."""
         if problems and not option_flag(
             self.options.get("allow_missing_classes", False), "allow_missing_classes"
         ):
@@ -283,7 +288,17 @@ class ATRNetSTAR(FixedClassDataset):
                 "DATASET.SAR.ALLOW_MISSING_CLASSES True to evaluate anyway (the record and the "
                 "table are marked)"
             )
-        return missing
+
+    def _check_subset(self, listing: Listing, folder: Path, types: set[str], subset: str) -> None:
+        """A ``test_<subset>`` condition folder must hold its types, as the listing's do; when
+        allowed, the listing's ``missing_classes`` names it, so the run's records are marked."""
+        expected = PARTIAL_TESTS.get((self.spec.folder, subset.lower())) or len(self.classes)
+        present = sum(c in types for c in self.classes)
+        if present == expected:
+            return
+        absent = [c for c in self.classes if c not in types]
+        self._refuse_unless_allowed([_missing_text(folder, present, expected, absent)])
+        listing.extra.setdefault("missing_classes", {})[folder.name] = absent
 
     def test_conditions(self, listing: Listing) -> list[TestCondition]:
         """SOC settings: ``id``, the test set. EOC settings: ``id`` (the validation pool, chips of
@@ -308,6 +323,7 @@ class ATRNetSTAR(FixedClassDataset):
             unknown = sorted({c for _, c in found} - set(listing.classnames))
             if unknown:
                 raise DatasetError(f"{folder} has class folder(s) {unknown} the setting lacks")
+            self._check_subset(listing, folder, {c for _, c in found}, subset)
             items = to_datums(found, list(listing.classnames))
             name = f"{spec.condition}_{subset.lower()}"
             out.append(TestCondition(name, f"test_{subset}", part="extra", items=tuple(items)))

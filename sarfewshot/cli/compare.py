@@ -295,7 +295,7 @@ def _run_footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     ]
     if result["data_change"]:
         lines.append(f"WARNING: {result['data_change']}; these test sets differ")
-    return lines
+    return lines + _seen_lines(result)
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -351,16 +351,21 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
             lines.append(f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}")
     if result["data_change"]:
         lines.append(f"WARNING: {result['data_change']}; these test sets differ")
-    for side in ("a", "b"):
-        if result.get(f"seen_{side}"):
-            lines.append(
-                f"contamination: {result[side]} saw up to {result[f'seen_{side}']} of a cell's "
-                "scored images in pretraining (CSV columns seen_a, seen_b)"
-            )
+    lines += _seen_lines(result)
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")
     return lines
+
+
+def _seen_lines(result: dict[str, Any]) -> list[str]:
+    """One line per arm whose backbone saw some of the scored images in pretraining."""
+    return [
+        f"contamination: {result[side]} saw up to {result[f'seen_{side}']} of a cell's "
+        "scored images in pretraining (CSV columns seen_a, seen_b)"
+        for side in ("a", "b")
+        if result.get(f"seen_{side}")
+    ]
 
 
 def _csv_text(result: dict[str, Any], lines: list[dict[str, Any]]) -> str:

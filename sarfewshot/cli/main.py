@@ -104,11 +104,25 @@ def debug_enabled(args: argparse.Namespace | None = None) -> bool:
 
 def os_error_message(exc: OSError) -> str:
     """One line naming the path of an OS error (``exc.filename``, else the message alone)."""
-    reason = exc.strerror or str(exc)
+    reason = exc.strerror or worker_error_message(exc)
     if exc.filename is None:
         return reason
     where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
     return f"{where}: {reason}"
+
+
+def worker_error_message(exc: BaseException) -> str:
+    """The message of ``exc``; for an error re-raised from a DataLoader worker (torch puts the
+    worker's whole traceback in the message), its original last line, said to come from one."""
+    text = str(exc)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    for name in (f"{type(exc).__module__}.{type(exc).__qualname__}: ", f"{type(exc).__name__}: "):
+        if last.startswith(name):  # builtins print without their module
+            last = last[len(name) :]
+            break
+    return f"{last} (in a data-loading worker)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.showwarning = _one_line_warning(warnings.showwarning)
             return int(args.func(args) or 0)
     except SarFewShotError as exc:
-        return _fail(f"error: {exc}", 2, debug)
+        return _fail(f"error: {worker_error_message(exc)}", 2, debug)
     except NonFiniteLossError as exc:
         return _fail(f"error: {exc}", 1, debug)
     except OSError as exc:

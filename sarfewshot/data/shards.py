@@ -354,7 +354,8 @@ def source_hashes(folder: str | Path) -> list[str] | None:
 
 def verify_shards(folder: str | Path) -> list[str]:
     """Check every shard: its files against the index's sizes and sha256, then, for shards
-    with per-sample checksums, every sample's CRC-32 (so a damaged shard names its samples).
+    with per-sample checksums, every sample's CRC-32 (so a damaged shard names its samples),
+    and the source hashes (``sources.sha256``) against their sha256 in the index.
 
     Returns:
         One ``path: problem`` line per problem (empty when every check passed).
@@ -370,8 +371,13 @@ def verify_shards(folder: str | Path) -> list[str]:
                 problems.append(f"{path}: missing")
             elif sha256_file(path) != digest:
                 problems.append(f"{path}: sha256 differs from {INDEX_NAME}")
-        if index.checked and (index.folder / s.tar).is_file():
+        # the samples' checksums need both files; a missing one is already listed
+        if index.checked and all((index.folder / f).is_file() for f in (s.tar, s.idx)):
             problems += _bad_samples(index, number)
+    try:  # pretraining reads them for its data record and refuses a damaged file
+        source_hashes(folder)
+    except DatasetError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -387,6 +393,8 @@ def _bad_samples(index: ShardIndex, number: int) -> list[str]:
                 bad.append(problem)
     except DatasetError as exc:  # an unreadable offset table
         bad.append(str(exc))
+    except OSError as exc:  # a shard cut short or unreadable: list it, go on with the others
+        bad.append(f"{index.folder / index.shards[number].tar}: {exc}")
     finally:
         reader.close()
     return bad

@@ -19,7 +19,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -197,7 +197,8 @@ def _check_data(ckpt: dict, run: Run, path: Path) -> dict[str, Any] | None:
     """Refuse to resume on other data than the checkpoint's, unless TRAIN.ALLOW_DATA_CHANGE.
 
     Returns the ``log.jsonl`` line of an allowed change (None when the data match). A changed
-    run's record keeps the earlier images' hashes: its weights have seen them too.
+    run's record keeps the earlier images' hashes: its weights have seen them too, and so does
+    every later resume on the new data.
     """
     old, new = ckpt.get("data"), run.data.record()
     if not isinstance(old, dict) or "fingerprint" not in old:
@@ -209,6 +210,8 @@ def _check_data(ckpt: dict, run: Run, path: Path) -> dict[str, Any] | None:
             )
         return None
     if old["fingerprint"] == new["fingerprint"]:
+        if _holds_more(old, new):  # the union of an earlier allowed change: keep it
+            run.data.absorb(old)
         return None
     text = f"--resume: {path} was trained on {describe(old)}; --data now gives {describe(new)}"
     if not run.cfg.TRAIN.ALLOW_DATA_CHANGE:
@@ -228,6 +231,15 @@ def _check_data(ckpt: dict, run: Run, path: Path) -> dict[str, Any] | None:
         "from": {"fingerprint": old["fingerprint"], "files": old.get("files")},
         "to": {"fingerprint": new["fingerprint"], "files": new["files"]},
     }
+
+
+def _holds_more(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the checkpoint's record holds hashes beyond the current data's (images seen
+    before an allowed data change); comparing counts avoids decoding the set on each resume."""
+    old_c, new_c = old.get("content") or {}, new.get("content") or {}
+    if old_c.get("method") != "sha256" or new_c.get("method") != "sha256":
+        return False
+    return int(old_c["sha256"].shape[0]) > int(new_c["sha256"].shape[0])
 
 
 def end_of_epoch(run: Run) -> None:
@@ -258,23 +270,31 @@ def _checkpoint_step(path: Path) -> str:
         return "unknown (unreadable)"
 
 
-def guard_output(cfg: CfgNode, overwrite: bool) -> None:
-    """Refuse to start afresh over a checkpoint; ``overwrite`` deletes the old run's files."""
+def guard_output(cfg: CfgNode, overwrite: bool) -> list[Path]:
+    """Refuse to start afresh over a checkpoint; with ``overwrite``, the old run's files that
+    :func:`delete_old_run` removes once the new run is built (a mistyped ``--data`` must not
+    cost the old checkpoints)."""
     resuming = bool(str(cfg.TRAIN.RESUME).strip())
     if resuming and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one")
     out = Path(cfg.OUTPUT_DIR)
     found = None if resuming else existing_checkpoint(out)
     if found is None:
-        return
+        return []
     if not overwrite:
         raise ConfigError(
             f"{found} already holds a pretraining checkpoint (step {_checkpoint_step(found)}); "
             "pass --resume to continue it or --overwrite to start afresh and delete it"
         )
     if os.environ.get("RANK", "0") != "0":
+        return []
+    return [*out.glob("checkpoint-*.pth"), out / LOG_NAME]
+
+
+def delete_old_run(old: Sequence[Path]) -> None:
+    """Delete the files :func:`guard_output` returned (``--overwrite``), saying so."""
+    if not old:
         return
-    old = [*out.glob("checkpoint-*.pth"), out / LOG_NAME]
     for path in old:
         path.unlink(missing_ok=True)
-    print(f"--overwrite: deleted the previous run's checkpoints and {LOG_NAME} in {out}")
+    print(f"--overwrite: deleted the previous run's checkpoints and {LOG_NAME} in {old[0].parent}")

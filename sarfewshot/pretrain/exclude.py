@@ -69,7 +69,17 @@ def _split_file_paths(path: Path, root: Path) -> list[Path]:
     split = split_from_dict(data, str(path))
     if not split.val:
         raise ConfigError(f"--exclude-split {path}: the split file holds no val entries")
-    return [root / d.impath for d in split.val]
+    paths = [root / d.impath for d in split.val]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        # DATASET:val takes the dataset root, a split file the folder its paths start from
+        raise ConfigError(
+            f"--exclude-split {path}: {len(absent)} of its {len(paths)} val entries are not "
+            f"under --exclude-root {root} (e.g. {absent[0]}); a split file's paths are relative "
+            "to the dataset's listing root (for mstar_soc the MSTAR_SOC folder, where TRAIN/ "
+            "and TEST/ sit)"
+        )
+    return paths
 
 
 def _pool_paths(

@@ -46,6 +46,7 @@ from sarfewshot.pretrain.checkpoint import (
     CHECKPOINT_LAST,
     capture_rng,
     checkpoint_payload,
+    delete_old_run,
     end_of_epoch,
     guard_output,
     load_checkpoint,
@@ -311,10 +312,11 @@ def run_pretraining(cfg: CfgNode, overwrite: bool = False) -> Path:
         SarFewShotError: the output folder holds a checkpoint and neither resume nor overwrite.
         PretrainInterrupted: Ctrl-C (the last finished step is saved first).
     """
-    guard_output(cfg, overwrite)
+    old_run = guard_output(cfg, overwrite)
     info = init_distributed(cfg.DEVICE)
     try:
         run = build_run(cfg, info)
+        delete_old_run(old_run)  # only once the new run's data and model are built
         path = resume_path(cfg)
         if path is not None:
             resume(run, path)

@@ -103,6 +103,8 @@ def _cell(row: Row, detail: int) -> dict[str, Any]:
         "failed": row.n_failed,
         "diverged": row.n_diverged,
         "short": row.short_support,
+        "missing": row.missing_classes,
+        "seen": bool(row.contamination_seen),
         "detail": detail,
     }
 

@@ -74,7 +74,15 @@ def write_board(
     include_diverged: bool = False,
     command: str = "",
 ) -> Path:
-    """Build and write ``<out_dir>/index.html`` atomically; returns its path."""
+    """Build and write ``<out_dir>/index.html`` atomically; returns its path.
+
+    Raises:
+        SarFewShotError: ``out_dir`` is an existing file (checked before the board is built).
+    """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise SarFewShotError(
+            f"{out_dir} is a file: the page is written as {out_dir}/index.html, so name a folder"
+        )
     board = build_board(
         records, references=references, include_diverged=include_diverged, command=command
     )

@@ -32,6 +32,7 @@ import numpy as np
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate, summarize
+from sarfewshot.results.contamination import methods as contamination_methods
 from sarfewshot.results.contamination import seen_max
 from sarfewshot.results.labels import backbone_label, parse_backbone_label, weights_match
 from sarfewshot.results.records import dataset_version
@@ -105,6 +106,20 @@ def _select(
     return _label(records, name, mine[0]["key"]["weights_sha256"]), _by_cell(mine, flag, spec)
 
 
+def refuse_shared_weights(records: Sequence[Mapping[str, Any]], a: str, b: str) -> None:
+    """Refuse ``a`` and ``b`` that select one weights file of one backbone on both sides: that
+    run would be compared with itself (``--a sarjepa --b sarjepa@HASH``, a name against itself)."""
+    name_a, shas_a, _ = select_weights(records, a, "--a")
+    name_b, shas_b, _ = select_weights(records, b, "--b")
+    shared = sorted(set(shas_a) & set(shas_b)) if name_a == name_b else []
+    if shared:
+        raise SarFewShotError(
+            f"--a {a} and --b {b} both select {name_a} weights "
+            f"{', '.join(s[:12] for s in shared)}: a run cannot be compared with itself; "
+            f"name disjoint weights as {name_a}@<sha256 prefix>"
+        )
+
+
 def _weightless_name(records: Sequence[Mapping[str, Any]], name: str) -> str:
     """``random`` -> ``random@<arch>`` when the records hold that name with one architecture."""
     if any(r["key"]["backbone"] == name for r in records):
@@ -132,11 +147,20 @@ def _by_cell(mine: Sequence[Mapping[str, Any]], flag: str, spec: str) -> dict[tu
         cell = tuple(rec["key"][f] for f in CELL_FIELDS)
         if cell in by_cell:
             raise SarFewShotError(
-                f"{flag} {spec}: cell {dict(zip(CELL_FIELDS, cell))} was computed with "
-                "several configs; compare run folders that hold one config per cell"
+                f"{flag} {spec}: cell {dict(zip(CELL_FIELDS, cell))} was computed "
+                f"{_twice_why(by_cell[cell], rec)}; compare run folders that hold one config "
+                "and one dataset version per cell"
             )
         by_cell[cell] = dict(rec)
     return by_cell
+
+
+def _twice_why(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What tells two records of one cell apart: their configs or their dataset versions."""
+    if old.get("config_sha256") == new.get("config_sha256"):
+        versions = sorted(str(dataset_version(r))[:12] for r in (old, new))
+        return f"on two versions of the dataset folder (fingerprints {', '.join(versions)})"
+    return "with several configs"
 
 
 def _pooled_cells(
@@ -155,7 +179,12 @@ def _pooled_cells(
         if len({dataset_version(r) for r in recs}) != 1:
             continue  # not the same test set under every weights file
         accs = [float(r["metrics"]["accuracy"]) for r in recs]
-        pooled[cell] = {**recs[0], "metrics": {"accuracy": float(np.mean(accs))}}
+        pooled[cell] = {
+            **recs[0],
+            "metrics": {"accuracy": float(np.mean(accs))},
+            # the pooled cell stands for every run, so it saw what any of them saw
+            "contamination": {"seen": seen_max(recs), "method": contamination_methods(recs)},
+        }
     if not pooled:
         raise SarFewShotError(f"{flag} {spec} --pool: no cell that every weights file has")
     return pooled
@@ -536,6 +565,7 @@ def _paired_cells(
     """The two labels, the paired cells, the skip counts and the cross-version pairs of
     :func:`paired_compare`; refuses mixed dataset versions (unless allowed) and no pairs."""
     kept, _ = deduplicate(records)
+    refuse_shared_weights(kept, a, b)
     label_a, cells_a = _select(kept, a, "--a", pool)
     label_b, cells_b = _select(kept, b, "--b", pool)
     pairs, skipped, mixed = _pair(cells_a, cells_b, allow_unknown_split)

@@ -22,12 +22,15 @@ from sarfewshot.results.compare import (
     CELL_FIELDS,
     _by_cell,
     _label,
+    _seen,
     _version_error,
     _versions_note,
     adjust_pvalues,
     family_size,
+    refuse_shared_weights,
     select_weights,
 )
+from sarfewshot.results.contamination import seen_max
 from sarfewshot.results.records import dataset_version
 from sarfewshot.results.runstats import (
     RUN_TESTS,
@@ -49,6 +52,16 @@ def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[s
     ]
     label = name if len(shas) > 1 else _label(records, name, mine[0]["key"]["weights_sha256"])
     return label, runs
+
+
+def _group_seen(runs: list[dict], group: tuple, seeds: Sequence[int]) -> int | None:
+    """The most scored images any run of one arm saw in pretraining, over a group's seeds."""
+    return seen_max(
+        rec
+        for by_cell in runs
+        for cell, rec in by_cell.items()
+        if cell[:3] == group and cell[3] in seeds
+    )
 
 
 def _mixed_versions(cells: Mapping[tuple, dict]) -> dict[tuple, int]:
@@ -183,16 +196,20 @@ def run_compare(
             (other fingerprints); the result's ``data_change`` then says so.
 
     Returns:
-        ``{"a", "b", "adjust", "run_test", "test", "family_size", "groups": [{"dataset",
-        "protocol", "shots", <run_unit_row>, "p_adj"}, ...], "data_change": note or ""}``.
+        ``{"a", "b", "adjust", "run_test", "test", "family_size", "seen_a", "seen_b",
+        "groups": [{"dataset", "protocol", "shots", <run_unit_row>, "seen_a", "seen_b",
+        "p_adj"}, ...], "data_change": note or ""}``; ``seen_*``: the most scored images any
+        run of that arm saw in pretraining (None: unknown).
 
     Raises:
-        SarFewShotError: unknown backbone, test or adjustment, no group both arms have, or
-            cells of two versions of a dataset folder without ``allow_data_change``.
+        SarFewShotError: unknown backbone, test or adjustment, weights on both sides, no group
+            both arms have, or cells of two versions of a dataset folder without
+            ``allow_data_change``.
     """
     if adjust not in ADJUST_METHODS:
         raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
     kept, _ = deduplicate(records)
+    refuse_shared_weights(kept, a, b)
     label_a, runs_a = _runs(kept, a, "--a")
     label_b, runs_b = _runs(kept, b, "--b")
     tables, mixed = _tables(runs_a, runs_b, allow_unknown_split)
@@ -203,8 +220,13 @@ def run_compare(
             f"--a {a} and --b {b} share no (dataset, protocol, shots, seed) cell on one split file"
         )
     groups = [
-        {**dict(zip(CELL_FIELDS[:3], group)), **run_unit_row(ta, tb, run_test)}
-        for group, (_, ta, tb) in tables.items()
+        {
+            **dict(zip(CELL_FIELDS[:3], group)),
+            **run_unit_row(ta, tb, run_test),
+            "seen_a": _group_seen(runs_a, group, seeds),
+            "seen_b": _group_seen(runs_b, group, seeds),
+        }
+        for group, (seeds, ta, tb) in tables.items()
     ]
     size = family_size(family, (a, b, label_a, label_b), groups)
     for g, adj in zip(groups, adjust_pvalues([g["p"] for g in groups], adjust, size)):
@@ -216,6 +238,7 @@ def run_compare(
         "run_test": run_test,
         "test": RUN_TESTS[run_test],
         "family_size": size,
+        **_seen(groups),
         "groups": groups,
         "data_change": _versions_note(mixed) if mixed else "",
     }

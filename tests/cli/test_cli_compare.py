@@ -198,3 +198,19 @@ def test_the_whole_pool_prints_as_k_all_in_the_table_and_minus_one_in_the_csv(tm
     assert "| linear     | all " in printed and "| -1 " not in printed
     assert "linear K=all " in printed and "K=-1" not in printed
     assert [ln["shots"] for ln in _csv(out)] == ["-1", ""]
+
+
+def test_run_unit_compare_prints_and_writes_the_contamination(tmp_path, capsys):
+    from tests.results.test_results_compare import _two_runs_one_contaminated
+
+    for rec in _two_runs_one_contaminated():
+        write_record(tmp_path / "run", rec)
+    out = tmp_path / "c.csv"
+    assert (
+        main(
+            ["compare", str(tmp_path / "run"), "--a", "sarjepa", "--b", "mae"] + ["--csv", str(out)]
+        )
+        == 0
+    )
+    assert "contamination: sarjepa saw up to 7" in capsys.readouterr().out
+    assert [(r["unit"], r["seen_a"], r["seen_b"]) for r in _csv(out)] == [("run", "7", "0")]

@@ -21,6 +21,14 @@ def test_help_lists_every_subcommand(capsys):
     ("exc", "code"), [(DatasetError("root /x is missing"), 2), (NonFiniteLossError("nan"), 1)]
 )
 def test_errors_become_one_line(monkeypatch, capsys, exc, code):
+    assert _main_raising(monkeypatch, exc) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(exc) in err and "Traceback" not in err
+
+
+def _main_raising(monkeypatch, exc: BaseException) -> int:
+    """``sarfewshot backbones`` with its command replaced by one that raises ``exc``."""
+
     def boom(args):
         raise exc
 
@@ -28,9 +36,7 @@ def test_errors_become_one_line(monkeypatch, capsys, exc, code):
     args = parser.parse_args(["backbones"])
     args.func = boom
     monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args))
-    assert cli.main(["backbones"]) == code
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(exc) in err and "Traceback" not in err
+    return cli.main(["backbones"])
 
 
 class _Fixed:
@@ -44,3 +50,35 @@ class _Fixed:
 
     def print_help(self):
         self.parser.print_help()
+
+
+def _from_worker(exc: Exception) -> Exception:
+    """``exc`` as a DataLoader worker re-raises it in the main process (torch's own wrapper)."""
+    from torch._utils import ExceptionWrapper
+
+    try:
+        raise exc
+    except type(exc):
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    try:
+        wrapped.reraise()
+    except type(exc) as again:
+        return again
+    raise AssertionError("not re-raised")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [DatasetError("shard s/a.tar, sample 7.npy: bad CRC-32"), FileNotFoundError("s/a.idx gone")],
+)
+def test_errors_from_data_loading_workers_stay_one_line(monkeypatch, capsys, exc):
+    """With --workers > 0 torch re-raises a worker's error with the worker's traceback in its
+    message; the CLI prints the original line, not that traceback."""
+    wrapped = _from_worker(exc)
+    assert "Traceback" in str(wrapped)
+    assert _main_raising(monkeypatch, wrapped) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {exc} (in a data-loading worker)"
+        + (" (--debug shows the traceback)" if isinstance(exc, OSError) else "")
+    ]

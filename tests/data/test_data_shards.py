@@ -104,6 +104,34 @@ def test_checksums_catch_a_changed_shard(chips, tmp_path, capsys):
     assert err == ["error: 2 problem(s):", *(f"  {line}" for line in problems)]
 
 
+def test_verify_checks_the_source_hashes_that_pretraining_reads(chips, tmp_path, capsys):
+    """``pretrain`` refuses a damaged ``sources.sha256``; ``data verify`` must not pass it."""
+    _pack(chips, tmp_path / "s")
+    sources = tmp_path / "s" / "sources.sha256"
+    data = bytearray(sources.read_bytes())
+    data[5] ^= 0x01
+    sources.write_bytes(bytes(data))
+    assert verify_shards(tmp_path / "s") == [
+        f"{sources}: missing or does not match its sha256 in index.json"
+    ]
+    assert main(["data", "verify", str(tmp_path / "s")]) == 1
+    assert "sources.sha256" in capsys.readouterr().err
+
+
+def test_verify_lists_every_problem_of_a_damaged_folder(chips, tmp_path):
+    """A missing offset table and a truncated shard are both listed; verify goes on."""
+    _pack(chips, tmp_path / "s")
+    index = read_index(tmp_path / "s")
+    assert len(index.shards) >= 2
+    idx, tar = (tmp_path / "s" / index.shards[0].idx), (tmp_path / "s" / index.shards[1].tar)
+    idx.unlink()
+    tar.write_bytes(tar.read_bytes()[:700])
+    problems = verify_shards(tmp_path / "s")
+    assert f"{idx}: missing" in problems
+    assert f"{tar}: sha256 differs from index.json" in problems
+    assert any(str(tar) in p and p != f"{tar}: sha256 differs from index.json" for p in problems)
+
+
 def test_bad_inputs_are_one_line_errors(chips, tmp_path, capsys):
     for bad in ("1 parsec", "0", "GB"):
         with pytest.raises(ConfigError, match="--shard-size"):

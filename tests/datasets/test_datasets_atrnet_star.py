@@ -215,3 +215,20 @@ def test_atrnet_test_conditions_per_setting(tmp_path):
         "atrnet_star", tmp_path, setting="eoc_polarization", test_subset="HV"
     )
     assert [c.name for c in one.test_conditions(one_listing)] == ["id", "polarization_hv"]
+
+
+def test_condition_folders_with_types_missing_are_refused_or_marked(tmp_path):
+    """``eval --conditions`` scores every ``test_<subset>`` folder: one with a type missing is
+    refused as the listing's folders are, and marked when allowed."""
+    fakes.make_atrnet_star_tree(tmp_path, folders=("EOC_scene",), n_train=1)
+    woodland = tmp_path / "EOC_scene" / "test_woodland"
+    gone = sorted(p.name for p in woodland.iterdir())[0]
+    _drop(woodland, [gone])
+    ds, listing = build_listing("atrnet_star", tmp_path, setting="eoc_scene")
+    with pytest.raises(DatasetError, match=r"test_woodland has 10 type folders, ATRBench's has 11"):
+        ds.test_conditions(listing)
+    ds, listing = build_listing(
+        "atrnet_star", tmp_path, setting="eoc_scene", allow_missing_classes=True
+    )
+    assert "scene_woodland" in [c.name for c in ds.test_conditions(listing)]
+    assert gone in listing.extra["missing_classes"]["test_woodland"]

@@ -75,6 +75,18 @@ def test_resume_on_changed_data_is_refused_then_allowed_and_logged(chips, tmp_pa
     assert _seen_set(out) == _hashes(more)
 
 
+def test_the_union_survives_later_resumes_on_the_new_data(chips, tmp_path):
+    """After an allowed change, the weights have seen both sets for good: a plain resume on the
+    new data (same fingerprint) must keep the earlier images' hashes, or eval would count them
+    as never seen."""
+    out, other = tmp_path / "run", tmp_path / "other"
+    write_chips(other, n=4, size=56)
+    assert _pretrain([chips], out, steps=1) == 0
+    assert _pretrain([other], out, "--resume", "--allow-data-change", steps=2) == 0
+    assert _pretrain([other], out, "--resume", steps=3) == 0
+    assert _seen_set(out) == _hashes(chips) | _hashes(other)
+
+
 def test_a_moved_copy_of_the_same_data_resumes(chips, tmp_path):
     out = tmp_path / "run"
     assert _pretrain([chips], out, steps=1) == 0
@@ -293,3 +305,35 @@ def test_exclude_pool_is_drawn_under_the_given_eval_keys(synth, tmp_path, capsys
     assert main(["pretrain", *TINY, "--data", str(train), "--output", str(tmp_path / "bad"),
                  "--max-steps", "1", *held, *OPTS, *bad]) == 2  # fmt: skip
     assert "DATA.EXCLUDE_EVAL_OPTS" in capsys.readouterr().err
+
+
+def test_split_file_paths_outside_the_exclude_root_name_the_flag(tmp_path):
+    """A split file's paths start at the listing root, DATASET:val takes the dataset root:
+    the wrong one of the two is a ConfigError naming --exclude-root, not a missing file."""
+    from sarfewshot.errors import ConfigError
+    from sarfewshot.pretrain.exclude import held_out_paths
+
+    (tmp_path / "MSTAR_SOC" / "TRAIN" / "T72").mkdir(parents=True)
+    (tmp_path / "MSTAR_SOC" / "TRAIN" / "T72" / "a.jpeg").write_bytes(b"x")
+    split = {"format": "sarfewshot-split", "version": 1, "dataset": "mstar_soc", "seed": 1,
+             "shots": 1, "repeat": False, "val_fraction": 0.2, "listing_sha256": "0" * 64,
+             "classnames": ["T72"], "train": [], "test": [],
+             "val": [["TRAIN/T72/a.jpeg", 0, "T72"]]}  # fmt: skip
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(split))
+    assert held_out_paths(str(path), str(tmp_path / "MSTAR_SOC"), [1]) == [
+        tmp_path / "MSTAR_SOC" / "TRAIN" / "T72" / "a.jpeg"
+    ]
+    with pytest.raises(ConfigError, match="1 of its 1 val entries are not under --exclude-root"):
+        held_out_paths(str(path), str(tmp_path), [1])
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(chips, tmp_path, capsys):
+    """--overwrite deletes the old checkpoints only once the new run is built: a mistyped
+    --data must not cost them."""
+    out = tmp_path / "run"
+    assert _pretrain([chips], out, steps=1) == 0
+    assert _pretrain([tmp_path / "typo"], out, "--overwrite", steps=1) == 2
+    assert (out / CHECKPOINT_LAST).is_file() and "deleted" not in capsys.readouterr().out
+    assert _pretrain([chips], out, "--overwrite", steps=1) == 0
+    assert "--overwrite: deleted" in capsys.readouterr().out

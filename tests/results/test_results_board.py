@@ -229,3 +229,40 @@ def test_the_whole_pool_is_k_all_last_and_off_the_k_curves():
     page = render_board(board)
     assert ">K=all</button>" in page and "K=-1" not in page and "<td>-1</td>" not in page
     assert '<option value="-1">all</option>' in page
+
+
+def test_cells_carry_the_contamination_and_missing_class_marks():
+    """The notes under the board explain § and ‡, so the cells they apply to must carry them
+    (as the leaderboard's cells do)."""
+    records = board_records()
+    for rec in records:
+        if rec["key"]["backbone"] == "sarjepa" and rec["key"]["shots"] == 1:
+            rec["contamination"] = {"seen": 4, "scored": 18, "method": "sha256"}
+        if rec["key"]["backbone"] == "random" and rec["key"]["protocol"] == "knn":
+            rec["dataset"]["missing_classes"] = {"TEST": ["T72"]}
+    board = build_board(records, references=[])
+    marks = {
+        (line["label"], line["protocol"], cell.get("seen"), cell.get("missing"))
+        for line in board["rows"]
+        for cell in line["cells"]
+        if cell and (cell.get("seen") or cell.get("missing"))
+    }
+    assert marks == {("sarjepa", p, True, False) for p in ("linear", "knn")} | {
+        ("random", "knn", False, True)
+    }
+    page = render_board(board)
+    assert page.count(" §</button>") == 2 and page.count(" ‡</button>") == 2
+
+
+def test_comparison_interval_says_what_it_is_over():
+    page = render_board(build_board(board_records(), references=["sarjepa"]))
+    assert "paired Student-t interval over seeds, unadjusted" in page
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    for rec in board_records():
+        write_record(run, rec)
+    (tmp_path / "page.html").write_text("old")
+    assert main(["board", str(run), "--out", str(tmp_path / "page.html")]) == 2
+    assert "page.html is a file" in capsys.readouterr().err

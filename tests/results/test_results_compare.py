@@ -227,3 +227,64 @@ def test_pool_averages_the_weights_files_per_cell():
     # pooled: 65, 67, 72 against 68, 71, 70 -> diffs -3, -4, +2
     assert [c["diff"] for c in res["cells"]] == [-3.0, -4.0, 2.0]
     assert group["mean_diff"] == pytest.approx(-5 / 3)
+
+
+def _two_runs_one_contaminated() -> list[dict]:
+    """sarjepa: two runs (SHA_A clean, SHA_B saw 7 scored images); mae: two clean runs."""
+    from tests.results.recordkit import SHA_A, SHA_B, fake_record
+
+    recs = []
+    for name, sha, seen in (
+        ("sarjepa", SHA_A, 0),
+        ("sarjepa", SHA_B, 7),
+        ("mae", "c" * 64, 0),
+        ("mae", "d" * 64, 0),
+    ):
+        for seed in (1, 2, 3):
+            rec = fake_record(backbone=name, sha=sha, seed=seed, acc=50.0 + seed + ord(sha[0]) % 5)
+            rec["contamination"] = {"seen": seen, "scored": 18, "method": "sha256"}
+            recs.append(rec)
+    return recs
+
+
+def test_pool_keeps_the_contamination_of_every_pooled_run():
+    """A pooled cell stands for every run: a run that saw scored images must not vanish
+    behind a clean first run."""
+    res = paired_compare(_two_runs_one_contaminated(), "sarjepa", "mae", pool=True)
+    assert res["seen_a"] == 7 and all(g["seen_a"] == 7 for g in res["groups"])
+
+
+def test_run_unit_compare_carries_the_contamination_columns():
+    from sarfewshot.results.runcompare import run_compare
+
+    res = run_compare(_two_runs_one_contaminated(), "sarjepa", "mae")
+    assert res["seen_a"] == 7 and res["seen_b"] == 0
+    assert [(g["seen_a"], g["seen_b"]) for g in res["groups"]] == [(7, 0)]
+
+
+def test_compare_refuses_weights_on_both_sides():
+    """A pool that holds b's own weights (or a name against itself) compares a run with
+    itself: refused naming the shared weights, at either unit."""
+    from sarfewshot.results.runcompare import run_compare
+    from tests.results.recordkit import SHA_B
+
+    recs = _two_runs_one_contaminated()
+    with pytest.raises(SarFewShotError, match="bbbbbbbbbbbb"):
+        paired_compare(recs, "sarjepa", f"sarjepa@{SHA_B[:12]}", pool=True)
+    with pytest.raises(SarFewShotError, match="--a sarjepa and --b sarjepa"):
+        run_compare(recs, "sarjepa", "sarjepa")
+    with pytest.raises(SarFewShotError, match="bbbbbbbbbbbb"):
+        paired_compare(recs, f"sarjepa@{SHA_B[:12]}", f"sarjepa@{SHA_B[:8]}")
+
+
+def test_a_cell_on_two_dataset_versions_is_named_as_such():
+    """Two run folders of one backbone on two versions of the folder: the error names the
+    versions, not 'several configs' (the configs are the same)."""
+    recs = []
+    for version in ("1" * 64, "2" * 64):
+        rec = fake_record(backbone="sarjepa", seed=1)
+        rec["dataset"]["fingerprint"] = {"sha256": version}
+        recs.append(rec)
+    recs.append(fake_record(backbone="mae", sha=SHA_B, seed=1))
+    with pytest.raises(SarFewShotError, match=r"two versions of the dataset folder.*111111111111"):
+        paired_compare(recs, "sarjepa", "mae")
