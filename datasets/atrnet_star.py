@@ -300,6 +300,16 @@ class ATRNetSTAR(FixedClassDataset):
         self._refuse_unless_allowed([_missing_text(folder, present, expected, absent)])
         listing.extra.setdefault("missing_classes", {})[folder.name] = absent
 
+    def plain_condition(self) -> str:
+        """An EOC setting's plain run scores its test folder: ``<condition>`` (or
+        ``<condition>_<subset>`` with ``test_subset``), the name ``--conditions`` gives it."""
+        spec = self.spec
+        if not spec.condition:
+            return ID_CONDITION
+        if self.test_subset:
+            return f"{spec.condition}_{self.test_subset.lower()}"
+        return spec.condition
+
     def test_conditions(self, listing: Listing) -> list[TestCondition]:
         """SOC settings: ``id``, the test set. EOC settings: ``id`` (the validation pool, chips of
         the training condition), ``<condition>`` (the whole test folder) and

@@ -84,6 +84,10 @@ class SAMPLE(SARDataset):
         """Name of this variant's split folder and random streams."""
         return f"{self.name}_{self.mode}_{self.format}"
 
+    def plain_condition(self) -> str:
+        """``synth2real``'s plain run scores the measured chips (``measured``); else ``id``."""
+        return "measured" if self.mode == "synth2real" else ID_CONDITION
+
     def test_conditions(self, listing: Listing) -> list[TestCondition]:
         """``synth2real``: ``id`` (held-out synthetic chips) and ``measured``; else ``id``."""
         if self.mode != "synth2real":

@@ -149,3 +149,8 @@ class SARDataset:
         their per-condition subsets, and score ``id`` on the validation pool.
         """
         return [TestCondition(ID_CONDITION, "the test set (same conditions as training)")]
+
+    def plain_condition(self) -> str:
+        """The condition a plain run (no ``--conditions``) scores: its test set's name among
+        :meth:`test_conditions` (``id`` unless the setting's test set is out of distribution)."""
+        return ID_CONDITION

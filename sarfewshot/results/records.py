@@ -105,9 +105,11 @@ def record_path(run_dir: PathLike, key: Mapping[str, Any]) -> Path:
 
 
 def condition_of(record: Mapping[str, Any]) -> str:
-    """The test condition a record was scored on; records without one (plain runs, older
-    records) read as the in-distribution condition ``id``."""
-    return str(record["key"].get("condition") or ID_CONDITION)
+    """The test condition a record was scored on: its key's (``--conditions``), else the
+    out-of-distribution test set a plain run scored (``dataset.test_condition``), else the
+    in-distribution condition ``id`` (plain runs, older records)."""
+    dataset = record.get("dataset") or {}
+    return str(record["key"].get("condition") or dataset.get("test_condition") or ID_CONDITION)
 
 
 def setting_of(record: Mapping[str, Any]) -> str:

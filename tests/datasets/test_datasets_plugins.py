@@ -116,9 +116,11 @@ def test_sample_modes(tmp_path):
     assert split_name(ds) == "sample_synth2real_qpm"
     conds = ds.test_conditions(s2r)  # id: held-out synthetic chips; measured: the test set
     assert [(c.name, c.part) for c in conds] == [("id", "val"), ("measured", "test")]
+    assert ds.plain_condition() == "measured"  # a plain run's test set is the measured one
     synth_ds, synth = build_listing("sample", tmp_path, mode="synthetic")
     assert all(d.impath.startswith("synth/") for d in synth.train + synth.test)
     assert [c.name for c in synth_ds.test_conditions(synth)] == ["id"]
+    assert synth_ds.plain_condition() == "id"
     _check_relative(synth)
     with pytest.raises(ConfigError, match="SAMPLE_MODE"):
         build_listing("sample", tmp_path, mode="both")

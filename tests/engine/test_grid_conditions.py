@@ -10,7 +10,8 @@ import pytest
 from sarfewshot.engine.grid import BackboneRequest, GridRequest, run_grid
 from sarfewshot.engine.trainer import TrainerX
 from sarfewshot.errors import ConfigError
-from sarfewshot.results.records import KEY_FIELDS, cell_id, iter_records, record_files
+from sarfewshot.results.records import KEY_FIELDS, cell_id, condition_of, iter_records, record_files
+from sarfewshot.results.robustness import robustness_rows
 from sarfewshot.trainers.logreg import LogReg
 from tests import fakes
 
@@ -131,7 +132,19 @@ def test_plain_records_keep_their_keys_and_match_the_test_condition(root, tmp_pa
         assert other["split"]["sha256"] == record["split"]["sha256"]
         # the whole test folder, scored after the same training: the same numbers
         assert other["metrics"]["accuracy"] == record["metrics"]["accuracy"]
+        # ... and the tables call it what it is: the depression condition, not `id`
+        assert record["dataset"]["test_condition"] == "depression"
+        assert condition_of(record) == condition_of(other) == "depression"
     assert len(record_files(plain_out)) == len(record_files(cond_out)) == 4
+    rows = robustness_rows(iter_records([plain_out]))
+    assert {r.condition for r in rows} == {"depression"} and all(r.drop is None for r in rows)
+
+
+def test_in_distribution_plain_records_name_no_test_condition(root, tmp_path):
+    """A setting whose test set is in distribution leaves plain records as they were."""
+    run_grid(_req(root, tmp_path / "soc", "soc40", protocols=["knn"], seeds=[1]), printer=print)
+    (record,) = iter_records([tmp_path / "soc"])
+    assert "test_condition" not in record["dataset"] and condition_of(record) == "id"
 
 
 def test_every_setting_shares_one_folder(root, tmp_path):

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from sarfewshot.data.base import ID_CONDITION
 from sarfewshot.engine.grid.config import cfg_dict
 from sarfewshot.engine.grid.data import Workspace, eval_items, split_file
 from sarfewshot.engine.grid.plan import Cell, GridSummary, Printer
@@ -239,14 +240,20 @@ def _dataset_section(
     ds: ResolvedDataset, cell: Cell, split: Any, condition: str | None = None
 ) -> dict[str, Any]:
     """The record's dataset: the key's name (``mstar_soc:val`` when the cell is scored on the
-    validation pool), the part scored and ``num_test``, the number of images scored. A
-    condition's record adds the setting, the condition, what it is and, for a condition
-    outside the listing, that set's fingerprint."""
+    validation pool), the part scored and ``num_test``, the number of images scored. A plain
+    run of a setting whose test set is out of distribution names it (``test_condition``, read
+    by :func:`sarfewshot.results.records.condition_of`). A condition's record adds the
+    setting, the condition, what it is and, for a condition outside the listing, that set's
+    fingerprint."""
     part = str(cell.cfg.TEST.SPLIT)
     scored = len(eval_items(split, part, ds.name)[1]) if split is not None else len(ds.listing.test)
     missing = ds.listing.extra.get("missing_classes")  # DATASET.SAR.ALLOW_MISSING_CLASSES
     name = cell.key["dataset"]
     more: dict[str, Any] = {}
+    if condition is None and part == "test":
+        plain = ds.obj.plain_condition()
+        if plain != ID_CONDITION:  # an out-of-distribution test set, named for the tables
+            more["test_condition"] = plain
     if condition is not None:
         cond = next(c for c in cell.conditions if c.name == condition)
         name, part = cell.condition_keys[condition]["dataset"], cond.part
