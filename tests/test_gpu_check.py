@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import elastic_folders
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "gpu_check.py"
 STAGES = ("release_grid", "pretrain", "bf16_eval", "ddp")
 RUN_FIELDS = {
@@ -34,7 +36,7 @@ def _check_header(data: dict, dry_run: bool) -> None:
     assert {"python", "torch", "sarfewshot", "platform"} <= set(data["software"])
 
 
-def test_the_cpu_dry_run_runs_every_stage_and_records_every_field(tmp_path):
+def test_the_cpu_dry_run_runs_every_stage_and_records_every_field(tmp_path, private_tmpdir):
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--dry-run", "--device", "cpu", "--serial", "sample",
            "--out", str(out), "--work", str(tmp_path / "work")]  # fmt: skip
@@ -68,6 +70,7 @@ def test_the_cpu_dry_run_runs_every_stage_and_records_every_field(tmp_path):
     summary = (out / "gpu_check.md").read_text()
     for text in ("Release grid", "Pretraining", "bf16 vs fp32", "DDP", "flex_irpe"):
         assert text in summary
+    assert elastic_folders(private_tmpdir)  # the DDP stage's torchrun log folder, not in /tmp
 
 
 def test_stages_that_do_not_fit_the_budget_are_skipped_with_the_reason(tmp_path, capsys):
