@@ -20,12 +20,12 @@ from sarfewshot.results.aggregate import deduplicate
 from sarfewshot.results.compare import (
     ADJUST_METHODS,
     CELL_FIELDS,
-    _by_cell,
     _label,
     _seen,
     _version_error,
     _versions_note,
     adjust_pvalues,
+    cells_per_weights,
     family_size,
     refuse_shared_weights,
     select_weights,
@@ -46,10 +46,7 @@ __all__ = ["run_compare", "run_means_row", "run_unit_row"]
 def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[str, list[dict]]:
     """The label of ``spec`` and, per weights file, its ok records by cell."""
     name, shas, mine = select_weights(records, spec, flag)
-    runs = [
-        _by_cell([r for r in mine if str(r["key"]["weights_sha256"]) == s], flag, spec)
-        for s in shas
-    ]
+    runs = cells_per_weights(mine, shas, flag, spec)
     label = name if len(shas) > 1 else _label(records, name, mine[0]["key"]["weights_sha256"])
     return label, runs
 
