@@ -586,9 +586,15 @@ def _paired_cells(
     return label_a, label_b, pairs, skipped, mixed
 
 
-def _adjust_groups(groups: list[dict[str, Any]], adjust: str, size: int) -> None:
-    """Add ``p_t_adj`` and ``p_wilcoxon_adj`` to each group (a family of ``size`` tests)."""
-    for test in ("p_t", "p_wilcoxon"):
+def _adjust_groups(
+    groups: list[dict[str, Any]],
+    adjust: str,
+    size: int,
+    tests: Sequence[str] = ("p_t", "p_wilcoxon"),
+) -> None:
+    """Add ``<test>_adj`` for each of ``tests`` (default ``p_t_adj`` and ``p_wilcoxon_adj``) to
+    each group (a family of ``size`` tests)."""
+    for test in tests:
         for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
             g[f"{test}_adj"] = adj
 
