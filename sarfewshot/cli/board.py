@@ -79,13 +79,9 @@ def write_page(
 
 def run(args: argparse.Namespace) -> int:
     """Load the records, write the page, print its path."""
-    from sarfewshot.cli.records import load_run_records, print_warnings
+    from sarfewshot.cli.records import load_run_records, warnings_to_stderr
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
-        finally:
-            print_warnings(caught)
+    with warnings_to_stderr():
+        records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
     print(f"wrote {write_page(records, args, args.out)}")
     return 0

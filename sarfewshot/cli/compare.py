@@ -288,14 +288,7 @@ def _run_footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     ]
     if args.bootstrap:
         lines.append("--bootstrap applies to the seed-level test (--pool or single weights)")
-    lines += [
-        f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}"
-        for g in result["groups"]
-        if g["note"]
-    ]
-    if result["data_change"]:
-        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
-    return lines + _seen_lines(result)
+    return lines + _note_lines(result)
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -346,16 +339,24 @@ def _footer(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     lines.append(f"ALL: {POOLED_NOTE}; the per-group lines are the tests")
     if any(g["n"] <= 5 for g in groups):
         lines.append("Wilcoxon with n <= 5 cannot give p < 0.05 (smallest exact p: 2 / 2^n)")
-    for g in groups:
-        if g["note"]:
-            lines.append(f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}")
-    if result["data_change"]:
-        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
-    lines += _seen_lines(result)
+    lines += _note_lines(result)
     skipped = {k: v for k, v in result["skipped"].items() if v}
     if skipped:
         lines.append(f"unpaired cells skipped: {skipped}")
     return lines
+
+
+def _note_lines(result: dict[str, Any]) -> list[str]:
+    """The footer's tail at either unit: each group's note, the data-change warning and the
+    contamination lines."""
+    lines = [
+        f"{g['dataset']} {g['protocol']} K={_k(g['shots'])}: {g['note']}"
+        for g in result["groups"]
+        if g["note"]
+    ]
+    if result["data_change"]:
+        lines.append(f"WARNING: {result['data_change']}; these test sets differ")
+    return lines + _seen_lines(result)
 
 
 def _seen_lines(result: dict[str, Any]) -> list[str]:

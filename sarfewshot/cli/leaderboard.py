@@ -10,14 +10,13 @@ hold no result block (unfinished or failed runs) are skipped and named in a warn
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 from typing import Any
 
 from sarfewshot.cli.records import (
     add_record_flags,
     load_run_records,
-    print_warnings,
+    warnings_to_stderr,
 )
 
 
@@ -104,14 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from sarfewshot.results.aggregate import aggregate_records
     from sarfewshot.results.export import table_text
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
-            rows = aggregate_records(records, include_diverged=args.include_diverged)
-        finally:
-            # also when no result was found: the warnings (e.g. unfinished runs) say why
-            print_warnings(caught)
+    with warnings_to_stderr():
+        records = load_run_records(args.dirs, args.dassl_logs, args.skip_invalid)
+        rows = aggregate_records(records, include_diverged=args.include_diverged)
     print(table_text(rows, fmt=args.format), end="")
     written = _write_files(args, rows) + _write_html(args, records)
     written += _robustness(args, records)

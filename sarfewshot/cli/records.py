@@ -7,10 +7,11 @@ Shared flags and loading, kept apart from each command so that commands can call
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from sarfewshot.errors import SarFewShotError
 
@@ -109,3 +110,16 @@ def print_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
     """Show collected warnings as one ``warning: ...`` line each on stderr."""
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Collect the warnings raised inside and print them with :func:`print_warnings` on exit,
+    also when the block raises (e.g. no result found: the warnings about unfinished runs say
+    why)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            print_warnings(caught)

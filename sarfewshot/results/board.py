@@ -20,9 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import Row, aggregate_records, deduplicate
-from sarfewshot.results.compare import paired_compare
+from sarfewshot.results.compare import available_labels, paired_compare
 from sarfewshot.results.export import ambiguous_backbones, row_label, shots_text, table_caption
-from sarfewshot.results.labels import backbone_label
 from sarfewshot.results.plots import mean_confusion
 from sarfewshot.results.records import ID_CONDITION, condition_of, setting_of
 from sarfewshot.results.robustness import RobustnessRow, robustness_rows
@@ -264,19 +263,6 @@ def _not_counted(
 # ----------------------------------------------------------------------------- comparisons
 
 
-def compare_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Every backbone as ``compare --a/--b`` spells it (``NAME@HASH`` when a name has several
-    weights files)."""
-    shas: dict[str, set] = {}
-    for rec in records:
-        shas.setdefault(rec["key"]["backbone"], set()).add(rec["key"]["weights_sha256"])
-    return sorted(
-        backbone_label(name, sha, len(s) > 1)
-        for name, s in shas.items()
-        for sha in sorted(s, key=str)
-    )
-
-
 def _label_name(label: str, records_by_name: Mapping[str, Any]) -> str:
     if label in records_by_name:
         return label
@@ -309,7 +295,7 @@ def _comparisons(
         by_name: dict[str, list[Mapping[str, Any]]] = {}
         for rec in records:
             by_name.setdefault(rec["key"]["backbone"], []).append(rec)
-        labels = compare_labels(records)
+        labels = available_labels(records)
         for ref in references:
             if ref not in labels:
                 continue
@@ -327,7 +313,7 @@ def _comparisons(
 
 def default_references(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every backbone when there are at most :data:`MAX_AUTO_REFERENCES`, else the first."""
-    labels = compare_labels(records)
+    labels = available_labels(records)
     return labels if len(labels) <= MAX_AUTO_REFERENCES else labels[:1]
 
 
@@ -399,11 +385,11 @@ def build_board(
     if not records:
         raise SarFewShotError("the board needs at least one record")
     refs = default_references(records) if references is None else list(references)
-    unknown = [r for r in refs if r not in compare_labels(records)]
+    known = available_labels(records)
+    unknown = [r for r in refs if r not in known]
     if unknown:
         raise SarFewShotError(
-            f"--reference {', '.join(unknown)}: no such backbone (known: "
-            f"{', '.join(compare_labels(records))})"
+            f"--reference {', '.join(unknown)}: no such backbone (known: {', '.join(known)})"
         )
     parts = _partition(records)
     with warnings.catch_warnings(record=True) as caught:

@@ -155,6 +155,16 @@ def _by_cell(mine: Sequence[Mapping[str, Any]], flag: str, spec: str) -> dict[tu
     return by_cell
 
 
+def cells_per_weights(
+    mine: Sequence[Mapping[str, Any]], shas: Sequence[str], flag: str, spec: str
+) -> list[dict[tuple, dict]]:
+    """Per weights file of ``shas`` (in that order), its ok records by cell (:func:`_by_cell`)."""
+    return [
+        _by_cell([r for r in mine if str(r["key"]["weights_sha256"]) == sha], flag, spec)
+        for sha in shas
+    ]
+
+
 def _twice_why(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """What tells two records of one cell apart: their configs or their dataset versions."""
     if old.get("config_sha256") == new.get("config_sha256"):
@@ -167,10 +177,7 @@ def _pooled_cells(
     mine: Sequence[Mapping[str, Any]], shas: Sequence[str], flag: str, spec: str
 ) -> dict[tuple, dict]:
     """Per cell, the mean accuracy over the weights files that all have it on one split."""
-    per_sha = [
-        _by_cell([r for r in mine if str(r["key"]["weights_sha256"]) == sha], flag, spec)
-        for sha in shas
-    ]
+    per_sha = cells_per_weights(mine, shas, flag, spec)
     pooled: dict[tuple, dict] = {}
     for cell in set.intersection(*(set(cells) for cells in per_sha)):
         recs = [cells[cell] for cells in per_sha]
@@ -579,9 +586,15 @@ def _paired_cells(
     return label_a, label_b, pairs, skipped, mixed
 
 
-def _adjust_groups(groups: list[dict[str, Any]], adjust: str, size: int) -> None:
-    """Add ``p_t_adj`` and ``p_wilcoxon_adj`` to each group (a family of ``size`` tests)."""
-    for test in ("p_t", "p_wilcoxon"):
+def _adjust_groups(
+    groups: list[dict[str, Any]],
+    adjust: str,
+    size: int,
+    tests: Sequence[str] = ("p_t", "p_wilcoxon"),
+) -> None:
+    """Add ``<test>_adj`` for each of ``tests`` (default ``p_t_adj`` and ``p_wilcoxon_adj``) to
+    each group (a family of ``size`` tests)."""
+    for test in tests:
         for g, adj in zip(groups, adjust_pvalues([g[test] for g in groups], adjust, size)):
             g[f"{test}_adj"] = adj
 

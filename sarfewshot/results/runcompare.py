@@ -18,14 +18,14 @@ import numpy as np
 from sarfewshot.errors import SarFewShotError
 from sarfewshot.results.aggregate import deduplicate
 from sarfewshot.results.compare import (
-    ADJUST_METHODS,
     CELL_FIELDS,
-    _by_cell,
+    _adjust_groups,
+    _check_options,
     _label,
     _seen,
     _version_error,
     _versions_note,
-    adjust_pvalues,
+    cells_per_weights,
     family_size,
     refuse_shared_weights,
     select_weights,
@@ -46,10 +46,7 @@ __all__ = ["run_compare", "run_means_row", "run_unit_row"]
 def _runs(records: Sequence[Mapping[str, Any]], spec: str, flag: str) -> tuple[str, list[dict]]:
     """The label of ``spec`` and, per weights file, its ok records by cell."""
     name, shas, mine = select_weights(records, spec, flag)
-    runs = [
-        _by_cell([r for r in mine if str(r["key"]["weights_sha256"]) == s], flag, spec)
-        for s in shas
-    ]
+    runs = cells_per_weights(mine, shas, flag, spec)
     label = name if len(shas) > 1 else _label(records, name, mine[0]["key"]["weights_sha256"])
     return label, runs
 
@@ -206,8 +203,7 @@ def run_compare(
             both arms have, or cells of two versions of a dataset folder without
             ``allow_data_change``.
     """
-    if adjust not in ADJUST_METHODS:
-        raise SarFewShotError(f"--adjust {adjust}: choose one of {', '.join(ADJUST_METHODS)}")
+    _check_options(adjust, bootstrap=0)
     kept, _ = deduplicate(records)
     refuse_shared_weights(kept, a, b)
     label_a, runs_a = _runs(kept, a, "--a")
@@ -229,8 +225,7 @@ def run_compare(
         for group, (seeds, ta, tb) in tables.items()
     ]
     size = family_size(family, (a, b, label_a, label_b), groups)
-    for g, adj in zip(groups, adjust_pvalues([g["p"] for g in groups], adjust, size)):
-        g["p_adj"] = adj
+    _adjust_groups(groups, adjust, size, tests=("p",))
     return {
         "a": label_a,
         "b": label_b,
