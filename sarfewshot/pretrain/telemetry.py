@@ -51,8 +51,7 @@ def log_window(run: Run, meter: Meter, lr: float) -> Meter:
         if share is not None:
             record["mfu"] = share
     if run.info.is_main:
-        with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(run.out / LOG_NAME, record)
         write_tensorboard(run, record)
     return Meter()
 
