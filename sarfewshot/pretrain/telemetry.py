@@ -169,7 +169,7 @@ def truncate_log(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
+    kept = [line for line in lines if (at := _log_step(line)) is not None and at <= step]
     if len(kept) != len(lines):
         atomic_write_text(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
