@@ -103,7 +103,9 @@ def _pool_paths(
     fraction = val_fraction(cfg, SimpleNamespace(obj=obj))
     rule, name = str(cfg.DATASET.VAL_POOL_RULE), split_name(obj)
     paths: dict[str, None] = {}
-    for seed in seeds:
+    # a blocks pool is the same for every seed (sarfewshot.data.valpool): drawing it once spares
+    # re-reading every chip's azimuth (raw MSTAR headers) per seed
+    for seed in list(seeds)[:1] if rule == "blocks" else seeds:
         pool = validation_pool(listing, name, fraction, rule, int(seed))
         paths.update((d.impath, None) for d in pool)
     if not paths:
