@@ -164,8 +164,6 @@ class _ShardWriter:
         self.file.close()
         idx = self.path.with_suffix(".idx")
         idx.write_bytes(np.asarray(self.rows, dtype="<f8").tobytes())
-        from sarfewshot.utils.io import sha256_file
-
         return ShardInfo(
             tar=self.path.name,
             idx=idx.name,
@@ -360,8 +358,6 @@ def verify_shards(folder: str | Path) -> list[str]:
     Returns:
         One ``path: problem`` line per problem (empty when every check passed).
     """
-    from sarfewshot.utils.io import sha256_file
-
     index = read_index(folder)
     problems = []
     for number, s in enumerate(index.shards):

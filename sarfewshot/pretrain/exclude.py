@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
 from sarfewshot.errors import ConfigError
@@ -85,25 +85,35 @@ def _split_file_paths(path: Path, root: Path) -> list[Path]:
 def _pool_paths(
     dataset: str, root: str, seeds: Sequence[int], eval_opts: Sequence[str] = ()
 ) -> list[Path]:
-    """The union over ``seeds`` of the grid's validation pools of ``dataset`` at ``root``."""
+    """The union over ``seeds`` of the grid's validation pools of ``dataset`` at ``root``.
+
+    The pools come from :func:`~sarfewshot.data.splits.validation_pool`, the hold-out step the
+    grid's split files are drawn with: no fingerprint of the whole dataset and no K-shot split
+    files are needed to know which images a pool holds.
+    """
+    from sarfewshot.data.build import build_listing, split_name
+    from sarfewshot.data.splits import validation_pool
     from sarfewshot.engine.config import get_cfg_default, merge_opts
-    from sarfewshot.engine.grid.data import load_split
-    from sarfewshot.engine.grid.resolve import dataset_options_for, resolve_dataset
+    from sarfewshot.engine.grid.data import val_fraction
+    from sarfewshot.engine.grid.resolve import dataset_options_for
 
     cfg = get_cfg_default()
     merge_opts(cfg, [str(x) for x in eval_opts], source="DATA.EXCLUDE_EVAL_OPTS")
-    ds = resolve_dataset(dataset, root, dataset_options_for(dataset, cfg))
+    obj, listing = build_listing(dataset, root, **dataset_options_for(dataset, cfg))
+    fraction = val_fraction(cfg, SimpleNamespace(obj=obj))
+    rule, name = str(cfg.DATASET.VAL_POOL_RULE), split_name(obj)
     paths: dict[str, None] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            split = load_split(cfg, ds, Path(tmp), shots=1, seed=int(seed))
-            paths.update((d.impath, None) for d in split.val)
+    # a blocks pool is the same for every seed (sarfewshot.data.valpool): drawing it once spares
+    # re-reading every chip's azimuth (raw MSTAR headers) per seed
+    for seed in list(seeds)[:1] if rule == "blocks" else seeds:
+        pool = validation_pool(listing, name, fraction, rule, int(seed))
+        paths.update((d.impath, None) for d in pool)
     if not paths:
         raise ConfigError(
             f"--exclude-split {dataset}:val: the dataset's validation pool is empty "
             "(DATASET.VAL_POOL is 0)"
         )
-    base = Path(ds.listing.root)
+    base = Path(listing.root)
     return [base / rel for rel in paths]
 
 

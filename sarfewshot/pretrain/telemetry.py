@@ -51,8 +51,7 @@ def log_window(run: Run, meter: Meter, lr: float) -> Meter:
         if share is not None:
             record["mfu"] = share
     if run.info.is_main:
-        with open(run.out / LOG_NAME, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(run.out / LOG_NAME, record)
         write_tensorboard(run, record)
     return Meter()
 
@@ -170,7 +169,7 @@ def truncate_log(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
+    kept = [line for line in lines if (at := _log_step(line)) is not None and at <= step]
     if len(kept) != len(lines):
         atomic_write_text(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
