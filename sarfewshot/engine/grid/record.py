@@ -117,7 +117,19 @@ def failed_records(
         split = ws.split(cell)
     except Exception:  # noqa: BLE001 - the failure itself may have been the split
         split = None
-    timings = {"total_s": seconds}
+    return unscored_records(ws, cell, split, {"total_s": seconds}, message, status, execution)
+
+
+def unscored_records(
+    ws: Workspace,
+    cell: Cell,
+    split: Any,
+    timings: dict,
+    message: str,
+    status: str,
+    execution: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Records without metrics (failed or diverged), one per condition of the cell."""
     names = [c.name for c in cell.conditions] or [None]
     return [
         cell_record(ws, cell, split, {}, timings, message, status, execution, name)
