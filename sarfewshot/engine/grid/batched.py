@@ -21,7 +21,11 @@ import torch
 from sarfewshot.engine.grid.executors import SerialExecutor, epoch_logger
 from sarfewshot.engine.grid.plan import Cell
 from sarfewshot.engine.grid.progress import Bars
-from sarfewshot.engine.grid.record import cell_record, debug_traceback, outcome_records
+from sarfewshot.engine.grid.record import (
+    debug_traceback,
+    outcome_records,
+    unscored_records,
+)
 from sarfewshot.engine.grid.stacked import SeedRun, StackedTrainer, stackable
 from sarfewshot.engine.protocol import REQUIRES_FEATURES, CellOutcome, classification_metrics
 from sarfewshot.errors import SarFewShotError
@@ -172,7 +176,8 @@ class BatchedExecutor(SerialExecutor):
         further condition (``preds``: the test slot's predictions, every condition's
         predictions of all seeds, and this seed's index)."""
         if run.nonfinite is not None:
-            return failed_like(self.ws, cell, split, timings, run.nonfinite, execution)
+            reason = run.nonfinite
+            return unscored_records(self.ws, cell, split, timings, reason, "diverged", execution)
         main, extra, seed = preds
         trained: dict[str, Any] = {}
         if run.history:
@@ -213,17 +218,6 @@ def _test_paths(data: Any) -> tuple:
     """Every test set a cell scores, by paths: the seeds of a group must share them."""
     extra = tuple((name, tuple(t.paths)) for name, t in data.extra_tests.items())
     return (tuple(data.test_paths or ()), extra)
-
-
-def failed_like(
-    ws: Any, cell: Cell, split: Any, timings: dict, reason: str, execution: dict
-) -> list[dict[str, Any]]:
-    """Diverged records of a seed whose stacked training went non-finite (one per condition)."""
-    names = [c.name for c in cell.conditions] or [None]
-    return [
-        cell_record(ws, cell, split, {}, timings, reason, "diverged", execution, name)
-        for name in names
-    ]
 
 
 def seed_memory(model: torch.nn.Module, batch: torch.Tensor) -> int:

@@ -326,14 +326,15 @@ def scored_sets(
     split: Any,
     dataset: ResolvedDataset,
     conditions: Sequence[Any],
+    own: tuple[Any, Any],
     arrays: Any,
 ) -> list[Scored]:
     """The test sets of a ``--conditions`` cell, in its conditions' order.
 
-    ``arrays(d)`` gives ``(images, features)`` of a resolved dataset ``d``: the setting's own
-    (rows: train pool then test set) or an ``extra`` condition's (rows: its images).
+    ``own`` is the setting's ``(images, features)`` (rows: train pool then test set);
+    ``arrays(d)`` gives those of an ``extra`` condition's resolved dataset ``d`` (rows: its
+    images).
     """
-    own = arrays(dataset)
     out = []
     for cond in conditions:
         if cond.part == "test":
@@ -398,7 +399,8 @@ class Workspace:
                 feats = shared.features(bb, d, spec, batch, precision)
             return images, feats
 
-        scored = scored_sets(split, ds, cell.conditions, arrays) if cell.conditions else []
         images, feats = arrays(ds)
+        conditions = cell.conditions
+        scored = scored_sets(split, ds, conditions, (images, feats), arrays) if conditions else []
         eval_split = str(cfg.TEST.SPLIT)
         return split, cell_data(split, ds, needs, images, feats, eval_split, scored)

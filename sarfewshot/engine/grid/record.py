@@ -36,22 +36,19 @@ def cell_record(
     status: str = "ok",
     execution: dict[str, Any] | None = None,
     condition: str | None = None,
+    split_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The cell's record; ``execution`` says which executor ran it and in how large a group;
     ``condition`` names the test set of a ``--conditions`` cell the metrics belong to (None:
-    the cell's first, or only, test set)."""
+    the cell's first, or only, test set); ``split_info``: :func:`split_section`, when the
+    caller writes several records of one split."""
     from sarfewshot.results.records import make_record
 
     ds, bb = ws.datasets[cell.dataset], ws.backbones[cell.backbone]
     if condition is None and cell.conditions:
         condition = cell.conditions[0].name
-    split_info = {"path": None, "sha256": None}
-    if split is not None:
-        split_info = {
-            "path": split_file(cell.cfg, ds, ws.output, split),
-            "sha256": split.sha256(),
-            "support_counts": split.support_counts(),  # the real K per class
-        }
+    if split_info is None:
+        split_info = split_section(ws, cell, split)
     return make_record(
         backbone={**_backbone_section(bb), "precision": str(cell.cfg.MODEL.PRECISION)},
         dataset=_dataset_section(ds, cell, split, condition),
@@ -74,6 +71,17 @@ def cell_record(
     )
 
 
+def split_section(ws: Workspace, cell: Cell, split: Any) -> dict[str, Any]:
+    """The record's split: its file, hash and support counts (None, None without a split)."""
+    if split is None:
+        return {"path": None, "sha256": None}
+    return {
+        "path": split_file(cell.cfg, ws.datasets[cell.dataset], ws.output, split),
+        "sha256": split.sha256(),
+        "support_counts": split.support_counts(),  # the real K per class
+    }
+
+
 def _condition_fields(cell: Cell, condition: str | None) -> dict[str, Any]:
     if condition is None:
         return {}
@@ -94,12 +102,15 @@ def outcome_records(
     from sarfewshot.engine.protocol import divergence
 
     scored = [(None, outcome.metrics)] + list(outcome.conditions.items())
+    split_info = split_section(ws, cell, split)  # one split: hashed once for every condition
     records = []
     for condition, metrics in scored:
         reason = divergence(metrics, num_classes)
         status = "diverged" if reason else "ok"
         records.append(
-            cell_record(ws, cell, split, metrics, timings, reason, status, execution, condition)
+            cell_record(
+                ws, cell, split, metrics, timings, reason, status, execution, condition, split_info
+            )
         )
     return records
 
@@ -117,10 +128,23 @@ def failed_records(
         split = ws.split(cell)
     except Exception:  # noqa: BLE001 - the failure itself may have been the split
         split = None
-    timings = {"total_s": seconds}
+    return unscored_records(ws, cell, split, {"total_s": seconds}, message, status, execution)
+
+
+def unscored_records(
+    ws: Workspace,
+    cell: Cell,
+    split: Any,
+    timings: dict,
+    message: str,
+    status: str,
+    execution: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Records without metrics (failed or diverged), one per condition of the cell."""
     names = [c.name for c in cell.conditions] or [None]
+    info = split_section(ws, cell, split)
     return [
-        cell_record(ws, cell, split, {}, timings, message, status, execution, name)
+        cell_record(ws, cell, split, {}, timings, message, status, execution, name, info)
         for name in names
     ]
 

@@ -82,9 +82,11 @@ class GridRunner:
             check_output_outside(self.output, root)
             memo_dir = self.output / "cache" / "fingerprints"
             ds = resolve_dataset(name, root, options, memo_dir, self.progress)
+            if ds.name in self.datasets:
+                continue  # an alias of one resolved already: its extra sets are listed
             if req.conditions is not None:
                 resolve_conditions(ds, req.conditions, memo_dir, self.progress)
-            self.datasets.setdefault(ds.name, ds)
+            self.datasets[ds.name] = ds
         size = probe.INPUT.SIZE
         img_size = int(req.img_size or (size[0] if isinstance(size, (list, tuple)) else size))
         calibration = str(probe.MODEL.BACKBONE.INPUT_CALIBRATION)
