@@ -191,3 +191,17 @@ def content_hashes(
     """
     names = [os.fspath(p) for p in paths]
     return _content_hashes(names, [_stat(p) for p in names], memo_file, progress)
+
+
+def hashes_tensor(hashes: Sequence[str]) -> Any:
+    """Distinct hex digests, sorted, as a (n, 32) uint8 tensor (how checkpoints carry them)."""
+    import torch
+
+    raw = b"".join(bytes.fromhex(h) for h in sorted(set(hashes)))
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 32)
+
+
+def tensor_hashes(tensor: Any) -> set[str]:
+    """Inverse of :func:`hashes_tensor`: the set of hex digests."""
+    raw = tensor.contiguous().numpy().tobytes()
+    return {raw[i : i + 32].hex() for i in range(0, len(raw), 32)}

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
+from sarfewshot.data.fingerprint import hashes_tensor, tensor_hashes
 from sarfewshot.utils.io import sha256_text
 
 DATA_FORMAT = "sarfewshot-pretrain-data"
@@ -91,18 +90,6 @@ class PretrainData:
         else:
             self.earlier |= tensor_hashes(content["sha256"])
         self._content = None
-
-
-def hashes_tensor(hashes: Sequence[str]) -> torch.Tensor:
-    """Distinct hex digests, sorted, as a (n, 32) uint8 tensor."""
-    raw = b"".join(bytes.fromhex(h) for h in sorted(set(hashes)))
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 32)
-
-
-def tensor_hashes(tensor: torch.Tensor) -> set[str]:
-    """Inverse of :func:`hashes_tensor`: the set of hex digests."""
-    raw = tensor.contiguous().numpy().tobytes()
-    return {raw[i : i + 32].hex() for i in range(0, len(raw), 32)}
 
 
 def describe(record: dict[str, Any] | None) -> str:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from sarfewshot.pretrain.provenance import hashes_tensor, tensor_hashes
+from sarfewshot.data.fingerprint import hashes_tensor, tensor_hashes
 
 
 def _timed(fn, *args):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sarfewshot.cli.main import main
+from sarfewshot.data.fingerprint import tensor_hashes
 from sarfewshot.engine.grid import BackboneRequest, GridRequest, run_grid
-from sarfewshot.pretrain.provenance import tensor_hashes
 from sarfewshot.pretrain.train import CHECKPOINT_LAST, LOG_NAME, load_checkpoint
 from sarfewshot.results.records import iter_records
 from tests.pretrain.synthetic_sar import write_chips

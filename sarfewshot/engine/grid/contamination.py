@@ -46,18 +46,17 @@ def _read_hashes(path: str) -> set[str] | None:
     content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, dict) or content.get("method") != "sha256":
         return None
-    raw = content["sha256"].contiguous().numpy().tobytes()
-    return {raw[i : i + 32].hex() for i in range(0, len(raw), 32)}
+    from sarfewshot.data.fingerprint import tensor_hashes
+
+    return tensor_hashes(content["sha256"])
 
 
 def file_hashes(paths: Sequence[str]) -> list[str]:
-    """sha256 of each file, hashed once per process (keyed on path, size, mtime and ctime)."""
-    from sarfewshot.data.fingerprint import content_hashes
+    """sha256 of each file, hashed once per process (keyed on the path and the fingerprint
+    memo's key: size, mtime, ctime and inode)."""
+    from sarfewshot.data.fingerprint import content_hashes, memo_key
 
-    keys = []
-    for path in paths:
-        st = os.stat(path)
-        keys.append((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    keys = [(path, *memo_key(os.stat(path))) for path in paths]
     todo = [k for k in dict.fromkeys(keys) if k not in _FILE_HASHES]
     for k, digest in zip(todo, content_hashes([k[0] for k in todo])):
         _FILE_HASHES[k] = digest
