@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, WeightsError
-from sarfewshot.models.build import load_into
+from sarfewshot.models.build import load_into, private_rng
 from sarfewshot.models.checkpoint import extract_state_dict, safe_load
 from sarfewshot.models.family import name_prefix
 from sarfewshot.models.registry import BackboneSpec
@@ -275,8 +275,7 @@ def build_torchgeo(
             f"{name}: MODEL.BACKBONE.INPUT_CALIBRATION {calibration} applies to dB-normalised "
             f"members only; this one's input is {mapping.kind}"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with private_rng(seed):
         model, width, feature = _build_net(name, weights, img_size)
     state, source, digest = _state_dict(weights, weights_file)
     report = load_into(model, state, source, HEAD_KEYS, HEAD_KEYS, digest or "-")
