@@ -35,12 +35,12 @@ from sarfewshot.models.arch import (
 from sarfewshot.models.build import AdaptedBackbone, InputAdapter, construct, load_into
 from sarfewshot.models.checkpoint import extract_state_dict, safe_load
 from sarfewshot.models.family import (
-    FAMILIES,
     check_file_format,
     detect_family,
     family_label,
     get_family,
 )
+from sarfewshot.models.family import lora_targets as family_lora_targets
 from sarfewshot.models.geometry import infer_arch
 from sarfewshot.models.registry import (
     BackboneSpec,
@@ -158,8 +158,7 @@ def lora_targets(name: str, arch: str | None = None) -> tuple[str, ...]:
     spec = get_backbone_spec(name)
     if spec.lora_targets:
         return spec.lora_targets
-    family = parse_arch(arch or spec.default_arch).family
-    return FAMILIES.get(family).lora_targets if family in FAMILIES else ()
+    return family_lora_targets(parse_arch(arch or spec.default_arch).family)
 
 
 def _read_weights(

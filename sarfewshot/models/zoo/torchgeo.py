@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from sarfewshot.errors import ConfigError, WeightsError
-from sarfewshot.models.build import load_into
+from sarfewshot.models.build import load_into, private_rng
 from sarfewshot.models.checkpoint import extract_state_dict, safe_load
 from sarfewshot.models.family import name_prefix
 from sarfewshot.models.registry import BackboneSpec
@@ -233,6 +233,11 @@ def _build_net(name: str, weights, img_size: int) -> tuple[nn.Module, int, str]:
     raise ConfigError(f"{name}: no build path for torchgeo model {model_name!r}")
 
 
+def _hub_cache_file(weights) -> Path:
+    """Where torch's hub cache keeps the download of ``weights`` (it may not be there)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
 def _state_dict(weights, weights_file: Path | None) -> tuple[dict, str, str]:
     """(state dict, source, sha256): the local file, else torchgeo's download and cache."""
     if weights_file is not None:
@@ -245,7 +250,7 @@ def _state_dict(weights, weights_file: Path | None) -> tuple[dict, str, str]:
             f"{weights.url}: torchgeo could not download these weights ({exc}); pass "
             "--weights PATH (a state dict of this member) or put the file in torch's hub cache"
         ) from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached = _hub_cache_file(weights)
     return state, weights.url, sha256_file(cached) if cached.is_file() else ""
 
 
@@ -270,8 +275,7 @@ def build_torchgeo(
             f"{name}: MODEL.BACKBONE.INPUT_CALIBRATION {calibration} applies to dB-normalised "
             f"members only; this one's input is {mapping.kind}"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with private_rng(seed):
         model, width, feature = _build_net(name, weights, img_size)
     state, source, digest = _state_dict(weights, weights_file)
     report = load_into(model, state, source, HEAD_KEYS, HEAD_KEYS, digest or "-")
@@ -320,8 +324,7 @@ def member_status(name: str) -> dict:
     except ConfigError as exc:
         row["input"] = "-"
         row["status"] = f"refused: {str(exc).removeprefix(f'{name}: ')}"
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    row["cached"] = "yes" if cached.is_file() else "no"
+    row["cached"] = "yes" if _hub_cache_file(weights).is_file() else "no"
     return row
 
 
